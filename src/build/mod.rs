@@ -1,0 +1,1 @@
+//! Build containers: toolchain steps under an OCI runtime (issue 7).

@@ -1,0 +1,31 @@
+//! FreeBSD single-application kernels booted by PVH: a UFS2 root disk, never an initrd.
+
+use super::{Framework, Support};
+use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+pub struct FreeBsd;
+
+impl Framework for FreeBsd {
+    fn name(&self) -> &str {
+        "freebsd"
+    }
+    fn unikernel_type(&self) -> &str {
+        "freebsd"
+    }
+    fn support(&self) -> Support {
+        Support {
+            monitors: &[Monitor::Qemu, Monitor::Firecracker],
+            architectures: &[Arch::Amd64, Arch::Arm64],
+            rootfs_types: &[RootfsType::Block, RootfsType::Raw],
+        }
+    }
+    fn default_rootfs_type(&self) -> RootfsType {
+        RootfsType::Block
+    }
+    fn block_fs(&self) -> BlockFs {
+        BlockFs::Ufs2
+    }
+    fn block_mount_point(&self) -> &str {
+        "/"
+    }
+}

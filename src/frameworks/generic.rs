@@ -1,0 +1,45 @@
+//! Frameworks bunny does not know: packaged as given, every combination allowed,
+//! as the Go bunny does.
+
+use super::{Framework, Support};
+use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+pub struct Generic {
+    name: String,
+}
+
+impl Generic {
+    pub fn new(name: &str) -> Generic {
+        Generic {
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Framework for Generic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn unikernel_type(&self) -> &str {
+        &self.name
+    }
+    fn support(&self) -> Support {
+        Support {
+            monitors: Monitor::ALL,
+            architectures: Arch::ALL,
+            rootfs_types: RootfsType::ALL,
+        }
+    }
+    fn default_rootfs_type(&self) -> RootfsType {
+        RootfsType::Initrd
+    }
+    fn block_fs(&self) -> BlockFs {
+        BlockFs::Ext2
+    }
+    fn block_mount_point(&self) -> &str {
+        "/"
+    }
+    fn is_known(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,1 @@
+//! Dependency layers, rootfs writers and the content-addressed store.

@@ -1,0 +1,18 @@
+//! bunny: build and package applications as unikernels and single-application
+//! kernels, shipped as OCI images that urunc (and bunny's own runtime) boot.
+//!
+//! The modules follow the pipeline: a BunnyFile is parsed and validated
+//! ([`bunnyfile`]), its framework decides what is supported and which layers it
+//! needs ([`frameworks`]), rootfs writers and the store turn files into blobs
+//! ([`layers`]), images are assembled and written out ([`oci`]), and toolchain
+//! steps run in build containers ([`build`]). [`pipeline`] ties the stages
+//! together for `bunny build`; [`cli`] is the only place that uses `anyhow`.
+
+pub mod build;
+pub mod bunnyfile;
+pub mod cli;
+pub mod frameworks;
+pub mod layers;
+pub mod oci;
+pub mod pipeline;
+pub mod platform;

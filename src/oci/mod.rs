@@ -1,0 +1,1 @@
+//! Image assembly, urunc annotations, outputs and (issue 4) registries.

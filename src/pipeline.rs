@@ -1,0 +1,1 @@
+//! `bunny build` end to end: BunnyFile -> plan -> rootfs -> image -> outputs.
