@@ -35,17 +35,26 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# A real kernel to boot, extracted without touching /boot.
+# A real kernel to boot (Debian's linux-image-amd64), extracted without
+# touching /boot, with the virtio modules the examples load from their initrd
+# (Debian builds virtio, virtio-net and virtio-blk as modules).
 kdir="$here/target/linux-kernel"
-if [[ ! -s "$kdir/vmlinuz" ]]; then
+if [[ ! -s "$kdir/vmlinuz" || ! -d "$kdir/modules" ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get download -qq "$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')")
+  pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
   dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
-  mkdir -p "$kdir"
-  cp "$(ls "$tmp"/x/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz.tmp"
-  mv "$kdir/vmlinuz.tmp" "$kdir/vmlinuz"
+  rm -rf "$kdir" && mkdir -p "$kdir/modules"
+  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+           failover net_failover virtio_net virtio_blk; do
+    find "$tmp"/x/lib/modules -name "$m.ko" -exec cp {} "$kdir/modules/" \;
+  done
+  cp "$(ls "$tmp"/x/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz"
 fi
+
+# The hello-linux example's context gets the kernel, busybox and the modules.
+"$here/examples/hello-linux/prepare.sh" "$kdir"
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2

@@ -1,1 +1,456 @@
-//! `bunny build` end to end: BunnyFile -> plan -> rootfs -> image -> outputs.
+//! `bunny build` end to end: a validated BunnyFile becomes a [`Plan`] (what
+//! goes where, all paths resolved inside the context), and the plan becomes an
+//! image in the store, then in each requested output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Descriptor;
+use thiserror::Error;
+
+use crate::bunnyfile::{BunnyFile, Include, Source};
+use crate::frameworks::{self, Framework};
+use crate::layers::block::{build_block, BlockOptions};
+use crate::layers::error::LayerError;
+use crate::layers::initrd::{write_initrd, InitrdOptions};
+use crate::layers::store::{Store, StoreError};
+use crate::layers::tree::{resolve_in_context, EntryKind, Tree};
+use crate::oci::annotations::{UruncConfig, KERNEL_PATH, ROOTFS_PATH, URUNC_JSON_PATH};
+use crate::oci::error::OciError;
+use crate::oci::image::{assemble, ImageConfig, ImageSpec};
+use crate::oci::layer::{write_layer, CompressionChoice, LayerContent, LayerEntry, LayerOptions};
+use crate::oci::output::{export, Output};
+use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+/// Where the pipeline reports what it is doing; the CLI draws it.
+pub trait Progress: Send + Sync {
+    fn start(&self, step: &str);
+    fn finish(&self, step: &str, detail: &str);
+    fn warn(&self, message: &str);
+}
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error("{what} needs pulling from a registry, which arrives with issue {issue}; use `from: local` for now")]
+    NeedsRegistry { what: String, issue: u32 },
+    #[error("building from source (`app`) runs the framework's toolchain in build containers, which arrives with issue {issue}; use a prebuilt `kernel` for now")]
+    NeedsBuildContainers { issue: u32 },
+    #[error("kernel `{path}`: {source}")]
+    Kernel {
+        path: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("rootfs `{path}`: {source}")]
+    RootfsPath {
+        path: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("include `{entry}` (BunnyFile line {line}): {source}")]
+    Include {
+        entry: String,
+        line: usize,
+        #[source]
+        source: LayerError,
+    },
+    #[error("writing the {what} rootfs: {source}")]
+    Rootfs {
+        what: &'static str,
+        #[source]
+        source: LayerError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kernel the image carries.
+#[derive(Debug)]
+pub enum KernelInput {
+    Local(PathBuf),
+}
+
+/// The guest's rootfs, as the image will carry it.
+pub enum RootfsPlan {
+    None,
+    Initrd(Tree),
+    Block(Tree, BlockFs),
+    /// Files in the image's own layers, handed over by `mountRootfs`.
+    Raw(Tree),
+    /// A prebuilt initrd or block image from the context.
+    Prebuilt { path: PathBuf, kind: RootfsType },
+}
+
+/// Everything `build` needs, decided and checked up front.
+pub struct Plan {
+    pub framework: Box<dyn Framework>,
+    pub monitor: Monitor,
+    pub architecture: Arch,
+    pub kernel: KernelInput,
+    pub rootfs: RootfsPlan,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub env: Vec<String>,
+    pub cmdline: Option<String>,
+    pub unikernel_version: Option<String>,
+}
+
+impl Plan {
+    /// urunc's settings for this image.
+    pub fn urunc(&self) -> UruncConfig {
+        let (initrd, block, blk_mnt_point, mount_rootfs) = match &self.rootfs {
+            RootfsPlan::None => (None, None, None, false),
+            RootfsPlan::Initrd(_)
+            | RootfsPlan::Prebuilt {
+                kind: RootfsType::Initrd,
+                ..
+            } => (Some(ROOTFS_PATH.to_string()), None, None, false),
+            RootfsPlan::Block(..)
+            | RootfsPlan::Prebuilt {
+                kind: RootfsType::Block,
+                ..
+            } => (
+                None,
+                Some(ROOTFS_PATH.to_string()),
+                Some(self.framework.block_mount_point().to_string()),
+                false,
+            ),
+            RootfsPlan::Raw(_)
+            | RootfsPlan::Prebuilt {
+                kind: RootfsType::Raw,
+                ..
+            } => (None, None, None, true),
+        };
+        UruncConfig {
+            unikernel_type: self.framework.unikernel_type().to_string(),
+            hypervisor: self.monitor.as_str().to_string(),
+            binary: KERNEL_PATH.to_string(),
+            cmdline: self.cmdline.clone(),
+            initrd,
+            block,
+            blk_mnt_point,
+            mount_rootfs,
+            unikernel_version: self.unikernel_version.clone(),
+        }
+    }
+}
+
+/// Resolves a BunnyFile against its context. Nothing is written.
+pub fn plan(bf: &BunnyFile, context: &Path, architecture: Option<Arch>) -> Result<Plan, PipelineError> {
+    let framework = frameworks::resolve(&bf.platforms.framework.value);
+
+    if bf.kernel.is_none() && bf.app.is_some() {
+        return Err(PipelineError::NeedsBuildContainers { issue: 7 });
+    }
+    let kernel = match &bf.kernel {
+        Some(k) => match &k.from.value {
+            Source::Local => KernelInput::Local(
+                resolve_in_context(context, &k.path.value).map_err(|source| {
+                    PipelineError::Kernel {
+                        path: k.path.value.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            Source::Image(r) => {
+                return Err(PipelineError::NeedsRegistry {
+                    what: format!("kernel from image `{r}`"),
+                    issue: 4,
+                })
+            }
+            Source::Scratch => {
+                return Err(PipelineError::NeedsRegistry {
+                    what: "kernel from scratch".into(),
+                    issue: 4,
+                })
+            }
+        },
+        None => return Err(PipelineError::NeedsBuildContainers { issue: 7 }),
+    };
+
+    let kind = bf
+        .rootfs
+        .kind
+        .as_ref()
+        .map(|k| k.value)
+        .unwrap_or_else(|| framework.default_rootfs_type());
+    let rootfs = match &bf.rootfs.from.value {
+        Source::Image(r) => {
+            return Err(PipelineError::NeedsRegistry {
+                what: format!("rootfs from image `{r}`"),
+                issue: 4,
+            })
+        }
+        Source::Local => match &bf.rootfs.path {
+            Some(p) => RootfsPlan::Prebuilt {
+                path: resolve_in_context(context, &p.value).map_err(|source| {
+                    PipelineError::RootfsPath {
+                        path: p.value.clone(),
+                        source,
+                    }
+                })?,
+                kind,
+            },
+            None => RootfsPlan::None,
+        },
+        Source::Scratch if bf.rootfs.include.is_empty() => RootfsPlan::None,
+        Source::Scratch => {
+            let tree = include_tree(context, &bf.rootfs.include)?;
+            match kind {
+                RootfsType::Initrd => RootfsPlan::Initrd(tree),
+                RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
+                RootfsType::Raw => RootfsPlan::Raw(tree),
+            }
+        }
+    };
+
+    let cmdline = match &bf.cmdline {
+        Some(c) => Some(c.value.clone()),
+        None if !bf.cmd.is_empty() => Some(
+            bf.cmd
+                .iter()
+                .map(|c| c.value.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        None => None,
+    };
+
+    Ok(Plan {
+        monitor: bf.platforms.monitor.value,
+        architecture: architecture.unwrap_or(bf.platforms.architecture.value),
+        kernel,
+        rootfs,
+        cmd: bf.cmd.iter().map(|s| s.value.clone()).collect(),
+        entrypoint: bf.entrypoint.iter().map(|s| s.value.clone()).collect(),
+        env: bf.envs.iter().map(|s| s.value.clone()).collect(),
+        cmdline,
+        unikernel_version: bf.platforms.version.as_ref().map(|v| v.value.clone()),
+        framework,
+    })
+}
+
+fn include_tree(context: &Path, include: &[Include]) -> Result<Tree, PipelineError> {
+    let mut tree = Tree::new();
+    for inc in include {
+        match &inc.from {
+            Source::Local => tree
+                .add_from_context(context, &inc.source, &inc.destination)
+                .map_err(|source| PipelineError::Include {
+                    entry: format!("{}:{}", inc.source, inc.destination),
+                    line: inc.pos.line,
+                    source,
+                })?,
+            Source::Image(r) => {
+                return Err(PipelineError::NeedsRegistry {
+                    what: format!("include from image `{r}`"),
+                    issue: 4,
+                })
+            }
+            Source::Scratch => {
+                return Err(PipelineError::NeedsRegistry {
+                    what: "include from scratch".into(),
+                    issue: 4,
+                })
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// How to build, beyond what the BunnyFile says.
+pub struct BuildOptions {
+    pub tags: Vec<String>,
+    pub compression: CompressionChoice,
+    /// SOURCE_DATE_EPOCH: every timestamp in the image.
+    pub epoch: u64,
+    pub gzip_initrd: bool,
+    pub outputs: Vec<Output>,
+}
+
+/// What a build produced.
+pub struct Built {
+    pub manifest: Descriptor,
+    pub urunc: UruncConfig,
+}
+
+/// Writes the plan's image into the store, tags it, and exports it.
+pub fn build(
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Built, PipelineError> {
+    let layer_opts = LayerOptions {
+        mtime: opts.epoch,
+        compression: opts.compression,
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix("bunny-build-")
+        .tempdir()
+        .map_err(|source| PipelineError::Io {
+            context: "creating a scratch directory".into(),
+            source,
+        })?;
+
+    let mut layers = Vec::new();
+
+    let KernelInput::Local(kernel) = &plan.kernel;
+    progress.start("kernel layer");
+    let layer = write_layer(
+        &[LayerEntry {
+            path: KERNEL_PATH.into(),
+            content: LayerContent::File(kernel.clone()),
+            mode: 0o755,
+        }],
+        &layer_opts,
+        store,
+    )?;
+    progress.finish("kernel layer", &short(&layer.descriptor));
+    layers.push(layer);
+
+    let rootfs_file: Option<PathBuf> = match &plan.rootfs {
+        RootfsPlan::None | RootfsPlan::Raw(_) => None,
+        RootfsPlan::Prebuilt { path, .. } => Some(path.clone()),
+        RootfsPlan::Initrd(tree) => {
+            progress.start("initrd");
+            let path = scratch.path().join("rootfs.cpio");
+            let file = std::fs::File::create(&path).map_err(|source| PipelineError::Io {
+                context: format!("creating {}", path.display()),
+                source,
+            })?;
+            let size = write_initrd(
+                tree,
+                std::io::BufWriter::new(file),
+                &InitrdOptions {
+                    mtime: opts.epoch,
+                    gzip: opts.gzip_initrd,
+                },
+            )
+            .map_err(|source| PipelineError::Rootfs {
+                what: "initrd",
+                source,
+            })?;
+            progress.finish("initrd", &format!("{} entries, {size} bytes", tree.len()));
+            Some(path)
+        }
+        RootfsPlan::Block(tree, fs) => {
+            progress.start("block image");
+            let path = scratch.path().join("rootfs.img");
+            build_block(
+                tree,
+                *fs,
+                &path,
+                &BlockOptions {
+                    mtime: opts.epoch,
+                    label: None,
+                },
+            )
+            .map_err(|source| PipelineError::Rootfs {
+                what: "block",
+                source,
+            })?;
+            progress.finish("block image", &format!("{fs}, {} entries", tree.len()));
+            Some(path)
+        }
+    };
+    if let Some(path) = rootfs_file {
+        progress.start("rootfs layer");
+        let layer = write_layer(
+            &[LayerEntry {
+                path: ROOTFS_PATH.into(),
+                content: LayerContent::File(path),
+                mode: 0o644,
+            }],
+            &layer_opts,
+            store,
+        )?;
+        progress.finish("rootfs layer", &short(&layer.descriptor));
+        layers.push(layer);
+    }
+    if let RootfsPlan::Raw(tree) = &plan.rootfs {
+        progress.start("rootfs files layer");
+        let layer = write_layer(&tree_entries(tree), &layer_opts, store)?;
+        progress.finish("rootfs files layer", &short(&layer.descriptor));
+        layers.push(layer);
+    }
+
+    let urunc = plan.urunc();
+    progress.start("urunc.json layer");
+    let layer = write_layer(
+        &[LayerEntry {
+            path: URUNC_JSON_PATH.into(),
+            content: LayerContent::Bytes(urunc.urunc_json()),
+            mode: 0o644,
+        }],
+        &layer_opts,
+        store,
+    )?;
+    progress.finish("urunc.json layer", &short(&layer.descriptor));
+    layers.push(layer);
+
+    let annotations: BTreeMap<String, String> = urunc.to_annotations();
+    let spec = ImageSpec {
+        layers,
+        config: ImageConfig {
+            os: "linux".into(),
+            architecture: plan.architecture,
+            cmd: plan.cmd.clone(),
+            entrypoint: plan.entrypoint.clone(),
+            env: plan.env.clone(),
+            labels: annotations.clone(),
+            created_epoch: opts.epoch,
+        },
+        annotations,
+    };
+    progress.start("manifest");
+    let manifest = assemble(&spec, store)?;
+    for tag in &opts.tags {
+        store.tag(tag, &manifest)?;
+    }
+    progress.finish("manifest", manifest.digest().as_ref());
+
+    for out in &opts.outputs {
+        let step = format!("export {}", describe(out));
+        progress.start(&step);
+        export(store, &manifest, &opts.tags, out)?;
+        progress.finish(&step, "");
+    }
+    Ok(Built { manifest, urunc })
+}
+
+fn tree_entries(tree: &Tree) -> Vec<LayerEntry> {
+    tree.iter()
+        .map(|(path, entry)| LayerEntry {
+            path: format!("/{path}"),
+            content: match &entry.kind {
+                EntryKind::Dir => LayerContent::Dir,
+                EntryKind::File { source, .. } => LayerContent::File(source.clone()),
+                EntryKind::Symlink { target } => LayerContent::Symlink(target.clone()),
+            },
+            mode: entry.mode,
+        })
+        .collect()
+}
+
+fn short(d: &Descriptor) -> String {
+    let digest = d.digest().to_string();
+    let hex = digest.rsplit(':').next().unwrap_or(&digest);
+    format!("{} ({} bytes)", &hex[..hex.len().min(12)], d.size())
+}
+
+fn describe(out: &Output) -> String {
+    match out {
+        Output::OciLayout { dir } => format!("oci layout {}", dir.display()),
+        Output::OciArchive { file } => format!("oci archive {}", file.display()),
+        Output::DockerArchive { file } => format!("docker archive {}", file.display()),
+    }
+}

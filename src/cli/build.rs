@@ -1,0 +1,266 @@
+//! `bunny build`: BunnyFile -> image, shaped like `docker buildx build`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use crate::bunnyfile;
+use crate::layers::store::Store;
+use crate::oci::layer::{Compression, CompressionChoice};
+use crate::oci::output::Output;
+use crate::pipeline::{self, BuildOptions};
+use crate::platform::Arch;
+
+use super::progress::{reporter, ProgressMode};
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Build an image from a BunnyFile",
+    after_help = "Examples:\n  \
+        bunny build --check -f BunnyFile\n  \
+        bunny build -f examples/hello-linux/BunnyFile -t hello:latest examples/hello-linux\n  \
+        bunny build -t hello --output type=oci,dest=out/hello --output type=docker,dest=hello.tar ."
+)]
+pub struct BuildArgs {
+    /// The BunnyFile (default: CONTEXT/BunnyFile, else CONTEXT/bunnyfile).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Name and optionally tag the image (NAME[:TAG]); repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
+    tags: Vec<String>,
+
+    /// Target platform, e.g. linux/amd64 (overrides `platforms.architecture`).
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+
+    /// Where to write the image, besides the local store; repeatable.
+    /// type=oci|oci-archive|docker|local,dest=PATH
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
+    outputs: Vec<String>,
+
+    /// Push the image to its registry after building.
+    #[arg(long)]
+    push: bool,
+
+    /// How to show progress.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+
+    /// Write the image name and digest as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
+
+    /// Only validate the BunnyFile; exit 0 if it is valid, 1 if not.
+    #[arg(long)]
+    check: bool,
+
+    /// Layer compression (auto: gzip, except for data that is already compressed).
+    #[arg(long, value_enum, default_value = "auto")]
+    compression: CompressionArg,
+
+    /// Gzip the initrd.
+    #[arg(long)]
+    gzip_initrd: bool,
+
+    /// The build context: the directory local paths are resolved in.
+    #[arg(default_value = ".")]
+    context: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompressionArg {
+    Auto,
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// An `--output` value, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OutputSpec {
+    Image(Output),
+    Local(PathBuf),
+}
+
+pub(crate) fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            // buildx's shorthand: `-o DIR` means a local export.
+            None if !part.is_empty() && spec == part => {
+                return Ok(OutputSpec::Local(PathBuf::from(part)))
+            }
+            _ => bail!(
+                "--output `{spec}`: unknown field `{part}`; write type=oci|oci-archive|docker|local,dest=PATH"
+            ),
+        }
+    }
+    let Some(dest) = dest else {
+        bail!("--output `{spec}`: missing dest=PATH")
+    };
+    Ok(match kind.as_deref() {
+        Some("oci") => OutputSpec::Image(Output::OciLayout { dir: dest }),
+        Some("oci-archive") => OutputSpec::Image(Output::OciArchive { file: dest }),
+        Some("docker") => OutputSpec::Image(Output::DockerArchive { file: dest }),
+        Some("local") => OutputSpec::Local(dest),
+        Some("tar") => bail!("--output `{spec}`: type=tar is not supported; use type=oci-archive or type=docker"),
+        Some(other) => bail!(
+            "--output `{spec}`: unknown type `{other}`; use oci, oci-archive, docker or local"
+        ),
+        None => bail!("--output `{spec}`: missing type=oci|oci-archive|docker|local"),
+    })
+}
+
+fn parse_platform(p: &str) -> anyhow::Result<Arch> {
+    let (os, rest) = p.split_once('/').unwrap_or(("linux", p));
+    if os != "linux" {
+        bail!("--platform `{p}`: images are linux/ARCH (urunc's convention); got os `{os}`");
+    }
+    let arch = rest.split('/').next().unwrap_or(rest);
+    Arch::parse(arch).with_context(|| format!("--platform `{p}`: unknown architecture `{arch}`; use linux/amd64 or linux/arm64"))
+}
+
+fn default_file(context: &Path) -> PathBuf {
+    let upper = context.join("BunnyFile");
+    if upper.exists() {
+        return upper;
+    }
+    let lower = context.join("bunnyfile");
+    if lower.exists() {
+        lower
+    } else {
+        upper
+    }
+}
+
+/// SOURCE_DATE_EPOCH as reproducible-builds.org defines it; 0 when unset.
+fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds")),
+        _ => Ok(0),
+    }
+}
+
+pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    let file = args.file.clone().unwrap_or_else(|| default_file(&args.context));
+    let parsed = match bunnyfile::load(&file) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &parsed.warnings {
+        eprintln!("{w}");
+    }
+    if let Some(syntax) = &parsed.bunnyfile.syntax {
+        eprintln!("{}: #syntax={syntax} (used by BuildKit; bunny builds directly)", file.display());
+    }
+    if args.check {
+        println!("{}: ok", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.push {
+        return super::not_implemented("build --push", 4);
+    }
+    if args.metadata_file.is_some() {
+        return super::not_implemented("build --metadata-file", 4);
+    }
+
+    let mut outputs = Vec::new();
+    let mut locals = Vec::new();
+    for o in &args.outputs {
+        match parse_output(o)? {
+            OutputSpec::Image(out) => outputs.push(out),
+            OutputSpec::Local(dir) => locals.push(dir),
+        }
+    }
+    let architecture = args.platform.as_deref().map(parse_platform).transpose()?;
+    let compression = match args.compression {
+        CompressionArg::Auto => CompressionChoice::Auto,
+        CompressionArg::Gzip => CompressionChoice::Fixed(Compression::Gzip),
+        CompressionArg::Zstd => CompressionChoice::Fixed(Compression::Zstd),
+        CompressionArg::None => CompressionChoice::Fixed(Compression::None),
+    };
+    let opts = BuildOptions {
+        tags: args.tags.iter().map(|t| normalize_tag(t)).collect(),
+        compression,
+        epoch: source_date_epoch()?,
+        gzip_initrd: args.gzip_initrd,
+        outputs,
+    };
+
+    let progress = reporter(args.progress);
+    if !parsed.bunnyfile.platforms.framework.value.is_empty()
+        && !crate::frameworks::resolve(&parsed.bunnyfile.platforms.framework.value).is_known()
+    {
+        progress.warn(&format!(
+            "framework `{}` is not one bunny knows; packaging it generically",
+            parsed.bunnyfile.platforms.framework.value
+        ));
+    }
+    let plan = pipeline::plan(&parsed.bunnyfile, &args.context, architecture)
+        .with_context(|| format!("planning {}", file.display()))?;
+    let store = Store::open(&globals.root)
+        .with_context(|| format!("opening the store at {}", globals.root.display()))?;
+    let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
+    for dir in &locals {
+        super::images::export_local(&store, &built.manifest, dir)
+            .with_context(|| format!("writing the local output {}", dir.display()))?;
+    }
+    println!("{}", built.manifest.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `name` -> `name:latest`, as docker does; digests and tags are kept.
+pub(crate) fn normalize_tag(t: &str) -> String {
+    let last = t.rsplit('/').next().unwrap_or(t);
+    if last.contains(':') || t.contains('@') {
+        t.to_string()
+    } else {
+        format!("{t}:latest")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_like_buildx() {
+        assert_eq!(
+            parse_output("type=oci,dest=out").unwrap(),
+            OutputSpec::Image(Output::OciLayout { dir: "out".into() })
+        );
+        assert_eq!(
+            parse_output("dest=x.tar,type=docker").unwrap(),
+            OutputSpec::Image(Output::DockerArchive { file: "x.tar".into() })
+        );
+        assert_eq!(parse_output("outdir").unwrap(), OutputSpec::Local("outdir".into()));
+        assert!(parse_output("type=oci").unwrap_err().to_string().contains("dest"));
+        assert!(parse_output("type=zip,dest=a").unwrap_err().to_string().contains("unknown type"));
+    }
+
+    #[test]
+    fn tags_normalise() {
+        assert_eq!(normalize_tag("hello"), "hello:latest");
+        assert_eq!(normalize_tag("hello:1"), "hello:1");
+        assert_eq!(normalize_tag("localhost:5000/hello"), "localhost:5000/hello:latest");
+    }
+
+    #[test]
+    fn platforms_parse() {
+        assert_eq!(parse_platform("linux/amd64").unwrap(), Arch::Amd64);
+        assert_eq!(parse_platform("linux/arm64/v8").unwrap(), Arch::Arm64);
+        assert!(parse_platform("freebsd/amd64").is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! `bunny inspect`: an image's urunc keys, config and layers.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::layers::store::Store;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Show an image's urunc settings, config and layers",
+    after_help = "Example:\n  bunny inspect hello:latest\n  bunny inspect --json hello:latest | jq .urunc"
+)]
+pub struct InspectArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// An image name or manifest digest in the local store.
+    image: String,
+}
+
+pub fn run(args: InspectArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&globals.root)
+        .with_context(|| format!("opening the store at {}", globals.root.display()))?;
+    let name = if args.image.contains('@') || args.image.starts_with("sha256:") {
+        args.image.clone()
+    } else {
+        super::build::normalize_tag(&args.image)
+    };
+    let report = crate::oci::inspect::inspect(&store, &name)
+        .with_context(|| format!("inspecting `{}`", args.image))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
