@@ -334,9 +334,7 @@ fn layer_tar_headers_are_normalised() {
         compression: CompressionChoice::Fixed(Compression::None),
     };
     let layer = write_layer(&entries, &opts, &store).unwrap();
-    let blob = store
-        .blob_path(&layer.descriptor.digest().to_string())
-        .unwrap();
+    let blob = store.blob_path(layer.descriptor.digest().as_ref()).unwrap();
     assert_eq!(
         layer.diff_id,
         layer.descriptor.digest().to_string(),
@@ -441,9 +439,7 @@ fn auto_compression_skips_compressed_data_and_gzips_text() {
 
     // The gzip blob is a real gzip of a tar GNU tar can read, and its diff_id
     // is the digest of the decompressed stream.
-    let blob = store
-        .blob_path(&text.descriptor.digest().to_string())
-        .unwrap();
+    let blob = store.blob_path(text.descriptor.digest().as_ref()).unwrap();
     let listing = run(Command::new(&gnu_tar).arg("-tzf").arg(&blob));
     assert_eq!(listing.trim(), "notes.txt");
     let out = run(Command::new("sh")
@@ -470,7 +466,7 @@ fn auto_compression_skips_compressed_data_and_gzips_text() {
         z.descriptor.media_type().to_string(),
         Compression::Zstd.media_type()
     );
-    let head = fs::read(store.blob_path(&z.descriptor.digest().to_string()).unwrap()).unwrap();
+    let head = fs::read(store.blob_path(z.descriptor.digest().as_ref()).unwrap()).unwrap();
     assert_eq!(&head[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
     let plain = zstd::decode_all(head.as_slice()).unwrap();
     assert_eq!(format!("sha256:{}", sha256_hex(&plain)), z.diff_id);
