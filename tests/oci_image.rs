@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +74,14 @@ fn exports_are_read_back_by_skopeo_and_umoci() {
         },
     )
     .unwrap();
+    // Same filesystem: blobs are hard links to the store's, and readable.
+    let kernel_digest = s.layers[0].descriptor.digest().to_string();
+    let exported = fs::metadata(layout.join("blobs/sha256").join(&kernel_digest[7..])).unwrap();
+    let stored = fs::metadata(store.blob_path(&kernel_digest).unwrap()).unwrap();
+    assert_eq!(exported.ino(), stored.ino());
+    assert_eq!(exported.permissions().mode() & 0o777, 0o644);
+    let index_meta = fs::metadata(layout.join("index.json")).unwrap();
+    assert_eq!(index_meta.permissions().mode() & 0o777, 0o644);
     let index = json(&fs::read_to_string(layout.join("index.json")).unwrap());
     let names: Vec<(String, String)> = index["manifests"]
         .as_array()
@@ -160,6 +168,10 @@ fn exports_are_read_back_by_skopeo_and_umoci() {
         &Output::OciArchive { file: ours.clone() },
     )
     .unwrap();
+    assert_eq!(
+        fs::metadata(&ours).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     let raw = run(Command::new(&skopeo).args([
         "inspect",
         "--raw",

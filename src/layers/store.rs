@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
@@ -152,7 +153,9 @@ impl Store {
         self.root.join("blobs").join("sha256")
     }
 
-    fn tmp_dir(&self) -> PathBuf {
+    /// Scratch space on the store's filesystem, for files that will become
+    /// blobs (a rename from here never crosses filesystems).
+    pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
@@ -409,6 +412,7 @@ impl Store {
         let tmp = self.tmp_dir();
         let mut f = NamedTempFile::new_in(&tmp).map_err(io_err("create temp file in", &tmp))?;
         f.write_all(bytes).map_err(io_err("write", f.path()))?;
+        publish_mode(f.as_file(), path)?;
         f.as_file().sync_all().map_err(io_err("sync", path))?;
         f.persist(path).map_err(|e| StoreError::Io {
             action: "rename temp file to",
@@ -417,6 +421,13 @@ impl Store {
         })?;
         Ok(())
     }
+}
+
+/// Temp files are created 0600; published files are world-readable like
+/// any other image layout, so other users and tools can read an export.
+pub(crate) fn publish_mode(file: &File, path: &Path) -> Result<(), StoreError> {
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err("set permissions of", path))
 }
 
 pub(crate) fn empty_index() -> ImageIndex {
@@ -473,6 +484,7 @@ impl BlobWriter {
         let digest = format!("sha256:{hex}");
         let target = blobs.join(&hex);
         if !target.is_file() {
+            publish_mode(file.as_file(), &target)?;
             file.as_file()
                 .sync_all()
                 .map_err(io_err("sync blob", file.path()))?;

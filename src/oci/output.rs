@@ -15,7 +15,9 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use tempfile::NamedTempFile;
 
 use super::error::OciError;
-use crate::layers::store::{canonical_json, digest_hex, empty_index, ref_name, Store, REF_NAME};
+use crate::layers::store::{
+    canonical_json, digest_hex, empty_index, publish_mode, ref_name, Store, REF_NAME,
+};
 
 /// containerd's annotation for the full image name in an OCI layout.
 pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -213,6 +215,7 @@ fn export_layout(
             NamedTempFile::new_in(&blobs).map_err(OciError::io("create temp file in", &blobs))?;
         let mut from = store.open_blob(&digest)?;
         io::copy(&mut from, &mut tmp).map_err(OciError::io("copy blob to", &dst))?;
+        publish_mode(tmp.as_file(), &dst)?;
         tmp.as_file()
             .sync_all()
             .map_err(OciError::io("sync", &dst))?;
@@ -271,6 +274,7 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
     let dir = parent_dir(path);
     let mut tmp = NamedTempFile::new_in(&dir).map_err(OciError::io("create temp file in", &dir))?;
     tmp.write_all(bytes).map_err(OciError::io("write", path))?;
+    publish_mode(tmp.as_file(), path)?;
     tmp.as_file()
         .sync_all()
         .map_err(OciError::io("sync", path))?;
@@ -308,6 +312,7 @@ fn write_archive(
         path: file.to_path_buf(),
         source: e.into_error(),
     })?;
+    publish_mode(&handle, file)?;
     handle.sync_all().map_err(OciError::io("sync", file))?;
     tmp.persist(file).map_err(|e| OciError::Io {
         action: "rename archive to",
