@@ -1,1 +1,2 @@
 //! Dependency layers, rootfs writers and the content-addressed store.
+pub mod store;
