@@ -1098,11 +1098,20 @@ fn combinations(ctx: &mut Ctx, p: &Platforms, r: &Rootfs) {
             ctx.error(
                 k.pos,
                 format!(
-                    "framework `{}` does not support a `{}` rootfs",
+                    "framework `{}` does not support rootfs type `{}`",
                     fw.name(),
                     k.value
                 ),
-                format!("use `type:` {}", one_of(support.rootfs_types)),
+                format!(
+                    "use {}",
+                    one_of(
+                        &support
+                            .rootfs_types
+                            .iter()
+                            .map(|t| format!("type: {t}"))
+                            .collect::<Vec<_>>()
+                    )
+                ),
             );
         }
     }
