@@ -45,6 +45,9 @@ pub(super) fn end_pos(text: &str) -> Pos {
 struct Ctx {
     file: String,
     diags: Vec<Diagnostic>,
+    /// Just past the last character: the YAML scanner reports some
+    /// end-of-input errors on a line after the last one, which is clamped here.
+    end: Pos,
 }
 
 impl Ctx {
@@ -71,6 +74,12 @@ impl Ctx {
     }
 
     fn finish(mut self, bunnyfile: Option<BunnyFile>) -> Result<Parsed, BunnyFileError> {
+        let end = self.end;
+        for d in &mut self.diags {
+            if (d.pos.line, d.pos.col) > (end.line, end.col) {
+                d.pos = end;
+            }
+        }
         self.diags.sort_by_key(|d| (d.pos.line, d.pos.col));
         match bunnyfile {
             Some(bunnyfile) if !self.has_errors() => Ok(Parsed {
@@ -99,6 +108,7 @@ pub(super) fn parse_text(file: &str, text: &str) -> Result<Parsed, BunnyFileErro
     let mut ctx = Ctx {
         file: file.to_string(),
         diags: Vec::new(),
+        end: end_pos(text),
     };
     let syntax = syntax_directive(&mut ctx, text);
     if let Some(pos) = containerfile_start(text) {
