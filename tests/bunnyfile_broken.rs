@@ -323,7 +323,10 @@ fn every_broken_fixture_is_in_the_table() {
             missing.push(stem);
         }
     }
-    assert!(missing.is_empty(), "fixtures without expectations: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fixtures without expectations: {missing:?}"
+    );
     assert!(EXPECTED.len() >= 15);
 }
 

@@ -54,7 +54,10 @@ fn redis_rumprun() {
     assert_eq!(b.platforms.architecture.value, Arch::Amd64);
     assert_eq!(b.platforms.version, None);
     assert_eq!(b.rootfs.from.value, Source::Scratch);
-    assert_eq!(b.rootfs.kind.as_ref().map(|k| k.value), Some(RootfsType::Raw));
+    assert_eq!(
+        b.rootfs.kind.as_ref().map(|k| k.value),
+        Some(RootfsType::Raw)
+    );
     assert_eq!(b.rootfs.path, None);
     assert_eq!(b.rootfs.include.len(), 1);
     let inc = &b.rootfs.include[0];
@@ -81,10 +84,7 @@ fn nginx_unikraft_image_kernel_and_cmdline() {
         Source::Image("unikraft.org/nginx:1.15".into())
     );
     assert_eq!(k.path.value, "/unikraft/bin/kernel");
-    assert_eq!(
-        b.cmdline.unwrap().value,
-        "nginx -c /nginx/conf/nginx.conf"
-    );
+    assert_eq!(b.cmdline.unwrap().value, "nginx -c /nginx/conf/nginx.conf");
     assert!(b.cmd.is_empty());
     // No rootfs section: scratch, nothing to include, type left to the framework.
     assert_eq!(b.rootfs.from.value, Source::Scratch);
@@ -115,7 +115,10 @@ fn readme_httpc_local_rootfs_file() {
         assert_eq!(b.rootfs.path.unwrap().value, "initramfs-x86_64.cpio");
         assert_eq!(b.platforms.version.unwrap().value, "0.17.0");
         let k = b.kernel.unwrap();
-        assert_eq!((k.from.value, k.path.value.as_str()), (Source::Local, "kernel"));
+        assert_eq!(
+            (k.from.value, k.path.value.as_str()),
+            (Source::Local, "kernel")
+        );
     }
     let b = load_ok("go-bunny", "readme-httpc-unikraft-cmdline").bunnyfile;
     assert_eq!(b.cmdline.unwrap().value, "/server");
@@ -162,7 +165,9 @@ fn go_test_file_float_version_and_unknown_framework_warning() {
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!(w.pos, Pos { line: 8, col: 14 });
     assert!(w.message.contains("packaged generically"), "{w}");
-    assert!(w.to_string().contains(":8:14: warning: unknown framework `foo`"));
+    assert!(w
+        .to_string()
+        .contains(":8:14: warning: unknown framework `foo`"));
 }
 
 #[test]
@@ -171,11 +176,19 @@ fn include_mappings_and_image_sources() {
     let inc = &b.rootfs.include;
     assert_eq!(inc.len(), 4);
     assert_eq!(
-        (inc[0].from.clone(), inc[0].source.as_str(), inc[0].destination.as_str()),
+        (
+            inc[0].from.clone(),
+            inc[0].source.as_str(),
+            inc[0].destination.as_str()
+        ),
         (Source::Local, "busybox", "/bin/busybox")
     );
     assert_eq!(
-        (inc[1].from.clone(), inc[1].source.as_str(), inc[1].destination.as_str()),
+        (
+            inc[1].from.clone(),
+            inc[1].source.as_str(),
+            inc[1].destination.as_str()
+        ),
         (Source::Local, "etc/passwd", "/etc/passwd")
     );
     assert_eq!(
@@ -184,7 +197,10 @@ fn include_mappings_and_image_sources() {
     );
     assert_eq!(inc[2].destination, "/etc/ssl/certs/ca-certificates.crt");
     // A bare entry copies to the same path, made absolute.
-    assert_eq!((inc[3].source.as_str(), inc[3].destination.as_str()), ("conf", "/conf"));
+    assert_eq!(
+        (inc[3].source.as_str(), inc[3].destination.as_str()),
+        ("conf", "/conf")
+    );
     assert_eq!(strings(&b.envs), ["PATH=/bin", "LANG=C.UTF-8"]);
     assert_eq!(strings(&b.entrypoint), ["/bin/busybox"]);
     assert_eq!(b.platforms.architecture.value, Arch::Amd64);
@@ -210,7 +226,10 @@ fn version_spellings() {
     }
     for v in ["0.2", "1.0", "v0.1.1", "999.99"] {
         let err = bunnyfile::parse("v", &MINIMAL.replace("VERSION", v)).unwrap_err();
-        assert!(err.to_string().contains("use version 0.1 or earlier"), "{err}");
+        assert!(
+            err.to_string().contains("use version 0.1 or earlier"),
+            "{err}"
+        );
     }
 }
 
@@ -226,9 +245,10 @@ fn architecture_defaults_to_host_and_normalises() {
         ("aarch64", Arch::Arm64),
         ("arm64", Arch::Arm64),
     ] {
-        let text = MINIMAL
-            .replace("VERSION", "0.1")
-            .replace("monitor: qemu", &format!("monitor: qemu\n  architecture: {spelling}"));
+        let text = MINIMAL.replace("VERSION", "0.1").replace(
+            "monitor: qemu",
+            &format!("monitor: qemu\n  architecture: {spelling}"),
+        );
         let b = bunnyfile::parse("a", &text).unwrap().bunnyfile;
         assert_eq!(b.platforms.architecture.value, arch, "{spelling}");
     }
@@ -263,9 +283,14 @@ fn misspelt_framework_warns_with_suggestion() {
 
 #[test]
 fn misspelt_local_warns_that_it_is_an_image() {
-    let text = MINIMAL.replace("VERSION", "0.1").replace("from: local", "from: locl");
+    let text = MINIMAL
+        .replace("VERSION", "0.1")
+        .replace("from: local", "from: locl");
     let p = bunnyfile::parse("f", &text).unwrap();
-    assert_eq!(p.bunnyfile.kernel.unwrap().from.value, Source::Image("locl".into()));
+    assert_eq!(
+        p.bunnyfile.kernel.unwrap().from.value,
+        Source::Image("locl".into())
+    );
     assert!(p.warnings[0].message.contains("did you mean `local`?"));
 }
 
@@ -293,7 +318,10 @@ fn load_names_the_path_on_io_errors() {
     let missing = Path::new("tests/fixtures/bunnyfiles/does-not-exist.bunnyfile");
     let err = bunnyfile::load(missing).unwrap_err();
     assert!(matches!(err, BunnyFileError::Io { .. }));
-    assert!(err.to_string().contains("does-not-exist.bunnyfile"), "{err}");
+    assert!(
+        err.to_string().contains("does-not-exist.bunnyfile"),
+        "{err}"
+    );
 }
 
 #[test]

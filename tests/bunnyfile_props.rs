@@ -14,9 +14,40 @@ const VALID: &[&str] = &[
 
 /// Pieces that tend to reach deep into the parser and validator.
 const SPLICES: &[&str] = &[
-    ":", "- ", "[", "]", "{", "}", "&a ", "*a", "!!str ", "!x ", "'", "\"", "\n", "\t", "  ",
-    "---\n", "#", "?", "|", ">", "\u{feff}", "é", "null", "~", "<<: ", "raw", "block", "initrd",
-    "firecracker", "local", "scratch", "../", "=", "FROM x\n",
+    ":",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!x ",
+    "'",
+    "\"",
+    "\n",
+    "\t",
+    "  ",
+    "---\n",
+    "#",
+    "?",
+    "|",
+    ">",
+    "\u{feff}",
+    "é",
+    "null",
+    "~",
+    "<<: ",
+    "raw",
+    "block",
+    "initrd",
+    "firecracker",
+    "local",
+    "scratch",
+    "../",
+    "=",
+    "FROM x\n",
 ];
 
 /// Checks the contract on one input and returns nothing; panics fail the case.
@@ -25,7 +56,10 @@ fn check(bytes: &[u8]) {
     match bunnyfile::parse_bytes("prop", bytes) {
         Ok(parsed) => {
             for w in &parsed.warnings {
-                assert!(w.pos.line >= 1 && w.pos.line <= lines, "{w} beyond {lines} lines");
+                assert!(
+                    w.pos.line >= 1 && w.pos.line <= lines,
+                    "{w} beyond {lines} lines"
+                );
             }
         }
         Err(BunnyFileError::Invalid(diags)) => {

@@ -263,7 +263,10 @@ fn section<'n>(
         };
         ctx.error(
             node.pos,
-            format!("{what} must be a mapping of `key: value` lines, found {}", node.kind()),
+            format!(
+                "{what} must be a mapping of `key: value` lines, found {}",
+                node.kind()
+            ),
             example.to_string(),
         );
         return None;
@@ -273,7 +276,11 @@ fn section<'n>(
         let Value::Scalar { text: key, .. } = &k.value else {
             ctx.error(
                 k.pos,
-                format!("keys {} must be plain names, found {}", sec.place(), k.kind()),
+                format!(
+                    "keys {} must be plain names, found {}",
+                    sec.place(),
+                    k.kind()
+                ),
                 format!("valid keys {}: {}", sec.place(), keys_list(allowed)),
             );
             continue;
@@ -350,12 +357,7 @@ fn string(ctx: &mut Ctx, sec: &Section, key: &str) -> Result<Option<Spanned<Stri
     }
 }
 
-fn required_string(
-    ctx: &mut Ctx,
-    sec: &Section,
-    key: &str,
-    help: &str,
-) -> Option<Spanned<String>> {
+fn required_string(ctx: &mut Ctx, sec: &Section, key: &str, help: &str) -> Option<Spanned<String>> {
     match string(ctx, sec, key) {
         Ok(Some(s)) => Some(s),
         Ok(None) => {
@@ -457,12 +459,7 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
         "cmd",
         "write `cmd: [\"/server\", \"-p\", \"80\"]`, or put a single command line in `cmdline:`",
     );
-    let entrypoint = string_list(
-        ctx,
-        &top,
-        "entrypoint",
-        "write `entrypoint: [\"/init\"]`",
-    );
+    let entrypoint = string_list(ctx, &top, "entrypoint", "write `entrypoint: [\"/init\"]`");
     let envs = envs(ctx, &top);
 
     if let (Some(p), Some(r)) = (&platforms, &rootfs) {
@@ -576,7 +573,10 @@ fn platforms(ctx: &mut Ctx, top: &Section) -> Option<Platforms> {
         ctx,
         &sec,
         "framework",
-        &format!("add `framework: NAME`; known frameworks: {}", one_of(&names)),
+        &format!(
+            "add `framework: NAME`; known frameworks: {}",
+            one_of(&names)
+        ),
     );
     let version = string(ctx, &sec, "version").ok().flatten();
     let monitor = required_string(
@@ -830,10 +830,9 @@ fn rootfs(ctx: &mut Ctx, top: &Section) -> Option<Rootfs> {
         "write `rootfs:` followed by indented `from:`, `path:`, `type:` or `include:` lines",
     )?;
     let from = match string(ctx, &sec, "from") {
-        Ok(Some(f)) => source(ctx, &f, "rootfs.from", true).map(|value| Spanned {
-            value,
-            pos: f.pos,
-        }),
+        Ok(Some(f)) => {
+            source(ctx, &f, "rootfs.from", true).map(|value| Spanned { value, pos: f.pos })
+        }
         Ok(None) => Some(Spanned {
             value: Source::Scratch,
             pos: e.key_pos,
@@ -877,10 +876,7 @@ fn rootfs(ctx: &mut Ctx, top: &Section) -> Option<Rootfs> {
             _ => {
                 ctx.error(
                     i.value.pos,
-                    format!(
-                        "`rootfs.include` expects a list, found {}",
-                        i.value.kind()
-                    ),
+                    format!("`rootfs.include` expects a list, found {}", i.value.kind()),
                     "write one `- SOURCE:DESTINATION` line per file under `include:`",
                 );
                 include_ok = false;
@@ -893,7 +889,14 @@ fn rootfs(ctx: &mut Ctx, top: &Section) -> Option<Rootfs> {
     if !include_ok {
         return None;
     }
-    rootfs_rules(ctx, &from, path.as_ref(), kind.as_ref(), &include, include_pos);
+    rootfs_rules(
+        ctx,
+        &from,
+        path.as_ref(),
+        kind.as_ref(),
+        &include,
+        include_pos,
+    );
     Some(Rootfs {
         from,
         path,
@@ -1009,7 +1012,12 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
     ) else {
         return Some(None);
     };
-    let name = required_string(ctx, &sec, "name", "add `name: NAME`, the application to build");
+    let name = required_string(
+        ctx,
+        &sec,
+        "name",
+        "add `name: NAME`, the application to build",
+    );
     let from = required_string(
         ctx,
         &sec,
@@ -1018,7 +1026,10 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
     );
     let branch = string(ctx, &sec, "branch").ok().flatten();
     if let Some(f) = &from {
-        if f.value != "local" && branch.is_none() && sec.get("branch").is_none_or(|b| b.value.is_null()) {
+        if f.value != "local"
+            && branch.is_none()
+            && sec.get("branch").is_none_or(|b| b.value.is_null())
+        {
             ctx.error(
                 sec.get("branch").map(|b| b.key_pos).unwrap_or(sec.pos),
                 "`branch` in `app` is required when `from` is a repository",
@@ -1150,7 +1161,10 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(suggest("inclde", ROOTFS_KEYS), Some("include"));
-        assert_eq!(suggest("rumpurn", &known_framework_names()), Some("rumprun"));
+        assert_eq!(
+            suggest("rumpurn", &known_framework_names()),
+            Some("rumprun")
+        );
         assert_eq!(suggest("arch", PLATFORM_KEYS), Some("architecture"));
         assert_eq!(suggest("zzzzzz", ROOTFS_KEYS), None);
     }

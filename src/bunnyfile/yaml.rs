@@ -21,7 +21,10 @@ pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 pub enum Value {
     /// Every scalar is kept as its text; `plain` is false when quoted or
     /// tagged `!!str`, so `"null"` stays a string.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in source order; duplicates are kept for the mapper to report.
     Map(Vec<(Node, Node)>),
@@ -162,9 +165,7 @@ impl Builder {
                 }
                 self.root = Some(node);
             }
-            Some(Frame::Seq {
-                items, cost: c, ..
-            }) => {
+            Some(Frame::Seq { items, cost: c, .. }) => {
                 c.add(cost);
                 items.push(node);
             }
