@@ -374,3 +374,18 @@ kernel:
     );
     assert_eq!(b.rootfs.include[0].destination, "/app");
 }
+
+#[test]
+fn bom_and_crlf_line_endings_are_accepted() {
+    let text = format!(
+        "\u{feff}#syntax={SYNTAX}\r\n{}",
+        MINIMAL.replace("VERSION", "0.1").replace('\n', "\r\n")
+    );
+    let b = match bunnyfile::parse("crlf", &text) {
+        Ok(p) => p.bunnyfile,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(b.syntax.as_deref(), Some(SYNTAX));
+    assert_eq!(b.platforms.monitor.pos, Pos { line: 5, col: 12 });
+    assert_eq!(b.kernel.unwrap().path.value, "kernel");
+}
