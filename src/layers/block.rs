@@ -464,3 +464,35 @@ fn debugfs_script(tree: &Tree, mtime: u64) -> Result<String, LayerError> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tool_names_the_debian_package() {
+        let err = find_tool("bunny-no-such-tool", "some-package").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("bunny-no-such-tool") && msg.contains("some-package"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn debugfs_paths_are_quoted() {
+        assert_eq!(debugfs_quote("a b/c\"d"), "\"/a b/c\"\"d\"");
+    }
+
+    #[test]
+    fn uuids_are_well_formed_and_content_dependent() {
+        let mut t = Tree::new();
+        let o = BlockOptions::default();
+        let a = uuid_from(&tree_digest(&t, BlockFs::Ext4, &o, "uuid"));
+        t.insert_dir("x", 0o755).unwrap();
+        let b = uuid_from(&tree_digest(&t, BlockFs::Ext4, &o, "uuid"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+}
