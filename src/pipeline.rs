@@ -86,7 +86,10 @@ pub enum RootfsPlan {
     /// Files in the image's own layers, handed over by `mountRootfs`.
     Raw(Tree),
     /// A prebuilt initrd or block image from the context.
-    Prebuilt { path: PathBuf, kind: RootfsType },
+    Prebuilt {
+        path: PathBuf,
+        kind: RootfsType,
+    },
 }
 
 /// Everything `build` needs, decided and checked up front.
@@ -144,7 +147,11 @@ impl Plan {
 }
 
 /// Resolves a BunnyFile against its context. Nothing is written.
-pub fn plan(bf: &BunnyFile, context: &Path, architecture: Option<Arch>) -> Result<Plan, PipelineError> {
+pub fn plan(
+    bf: &BunnyFile,
+    context: &Path,
+    architecture: Option<Arch>,
+) -> Result<Plan, PipelineError> {
     let framework = frameworks::resolve(&bf.platforms.framework.value);
 
     if bf.kernel.is_none() && bf.app.is_some() {
@@ -152,14 +159,14 @@ pub fn plan(bf: &BunnyFile, context: &Path, architecture: Option<Arch>) -> Resul
     }
     let kernel = match &bf.kernel {
         Some(k) => match &k.from.value {
-            Source::Local => KernelInput::Local(
-                resolve_in_context(context, &k.path.value).map_err(|source| {
-                    PipelineError::Kernel {
+            Source::Local => {
+                KernelInput::Local(resolve_in_context(context, &k.path.value).map_err(
+                    |source| PipelineError::Kernel {
                         path: k.path.value.clone(),
                         source,
-                    }
-                })?,
-            ),
+                    },
+                )?)
+            }
             Source::Image(r) => {
                 return Err(PipelineError::NeedsRegistry {
                     what: format!("kernel from image `{r}`"),

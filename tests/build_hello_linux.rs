@@ -13,7 +13,11 @@ fn repo() -> PathBuf {
 
 fn example() -> PathBuf {
     let dir = repo().join("examples/hello-linux");
-    for need in ["vmlinuz", "rootfs/bin/busybox", "rootfs/lib/modules/virtio_net.ko"] {
+    for need in [
+        "vmlinuz",
+        "rootfs/bin/busybox",
+        "rootfs/lib/modules/virtio_net.ko",
+    ] {
         assert!(
             dir.join(need).exists(),
             "examples/hello-linux/{need} is missing: run `bash scripts/setup.sh` first"
@@ -30,12 +34,17 @@ fn need_tool(tool: &str, package: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "`{tool}` is not installed: apt-get install {package} (scripts/setup.sh does)");
+    assert!(
+        found,
+        "`{tool}` is not installed: apt-get install {package} (scripts/setup.sh does)"
+    );
 }
 
 fn bunny(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bunny"));
-    cmd.args(args).env("BUNNY_ROOT", root).env_remove("SOURCE_DATE_EPOCH");
+    cmd.args(args)
+        .env("BUNNY_ROOT", root)
+        .env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -67,7 +76,10 @@ fn build(root: &Path, context: &Path, extra: &[&str], envs: &[(&str, &str)]) -> 
     args.push(context.to_str().unwrap());
     let stdout = ok(bunny(root, &args, envs), "bunny build");
     let digest = stdout.trim().lines().last().unwrap_or("").to_string();
-    assert!(digest.starts_with("sha256:"), "bunny build printed `{stdout}`");
+    assert!(
+        digest.starts_with("sha256:"),
+        "bunny build printed `{stdout}`"
+    );
     digest
 }
 
@@ -121,7 +133,10 @@ fn hello_linux_builds_reads_back_and_boots() {
         .output()
         .unwrap();
     let via_store = ok(via_store, "skopeo inspect of the store");
-    let sha = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(via_store.as_bytes()));
+    let sha = format!(
+        "sha256:{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(via_store.as_bytes())
+    );
     assert_eq!(sha, digest, "the store's manifest is the one bunny printed");
 
     // Unpacked by umoci: the files urunc reads.
@@ -144,11 +159,18 @@ fn hello_linux_builds_reads_back_and_boots() {
     );
     let initrd = rootfs.join(".boot/rootfs");
     let initrd_len = std::fs::metadata(&initrd).unwrap().len();
-    assert_eq!(initrd_len % 512, 0, "the initrd is padded for urunc's appended cpio");
+    assert_eq!(
+        initrd_len % 512,
+        0,
+        "the initrd is padded for urunc's appended cpio"
+    );
     let uj: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&std::fs::read(rootfs.join("urunc.json")).unwrap()).unwrap();
     let decode = |k: &str| {
-        let v = uj.get(k).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{k} missing in urunc.json"));
+        let v = uj
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{k} missing in urunc.json"));
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v).unwrap()).unwrap()
     };
     assert_eq!(decode("com.urunc.unikernel.unikernelType"), "linux");
@@ -156,16 +178,35 @@ fn hello_linux_builds_reads_back_and_boots() {
     assert_eq!(decode("com.urunc.unikernel.initrd"), "/.boot/rootfs");
 
     // Boot what urunc would boot: the kernel and initrd from the image.
-    let console = boot(&kernel, &initrd, "console=ttyS0 panic=-1 quiet rdinit=/init GREETING=hey -- once");
-    assert!(console.contains("hello-linux: init up"), "console:\n{console}");
-    assert!(console.contains("hello-linux: args [once] GREETING=hey"), "console:\n{console}");
+    let console = boot(
+        &kernel,
+        &initrd,
+        "console=ttyS0 panic=-1 quiet rdinit=/init GREETING=hey -- once",
+    );
+    assert!(
+        console.contains("hello-linux: init up"),
+        "console:\n{console}"
+    );
+    assert!(
+        console.contains("hello-linux: args [once] GREETING=hey"),
+        "console:\n{console}"
+    );
     assert!(console.contains("hello-linux: done"), "console:\n{console}");
 }
 
 /// Boots under qemu TCG until the guest powers off (or 90 s pass).
 fn boot(kernel: &Path, initrd: &Path, append: &str) -> String {
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "256", "-nographic", "-no-reboot", "-nic", "none"])
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ])
         .arg("-kernel")
         .arg(kernel)
         .arg("-initrd")
@@ -196,7 +237,12 @@ fn boot(kernel: &Path, initrd: &Path, append: &str) -> String {
 }
 
 fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success(), "cp -a {from:?} {to:?}");
 }
 
@@ -220,9 +266,22 @@ fn same_inputs_give_the_same_digest_on_any_day() {
     assert_eq!(d1, d2, "touching the inputs must not change the image");
 
     // SOURCE_DATE_EPOCH is the only clock the image sees.
-    let d3 = build(&tmp.path().join("s3"), &c1, &[], &[("SOURCE_DATE_EPOCH", "1700000000")]);
-    assert_ne!(d1, d3, "SOURCE_DATE_EPOCH must reach the image's timestamps");
-    let d4 = build(&tmp.path().join("s4"), &c1, &[], &[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let d3 = build(
+        &tmp.path().join("s3"),
+        &c1,
+        &[],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert_ne!(
+        d1, d3,
+        "SOURCE_DATE_EPOCH must reach the image's timestamps"
+    );
+    let d4 = build(
+        &tmp.path().join("s4"),
+        &c1,
+        &[],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
     assert_eq!(d3, d4);
 }
 
@@ -252,20 +311,39 @@ fn hostile_include_paths_are_refused_and_nothing_is_written() {
         ("secret-link:/s", "secret-link"),
     ] {
         let f = write_bunnyfile(&ctx, include);
-        let root = tmp.path().join(format!("store-{}", needle.replace('/', "_")));
+        let root = tmp
+            .path()
+            .join(format!("store-{}", needle.replace('/', "_")));
         let out = bunny(
             &root,
-            &["build", "--progress=plain", "-f", f.to_str().unwrap(), "-t", "x", ctx.to_str().unwrap()],
+            &[
+                "build",
+                "--progress=plain",
+                "-f",
+                f.to_str().unwrap(),
+                "-t",
+                "x",
+                ctx.to_str().unwrap(),
+            ],
             &[],
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "include `{include}` was accepted:\n{err}");
-        assert!(err.contains(needle), "the error for `{include}` must name it:\n{err}");
+        assert!(
+            !out.status.success(),
+            "include `{include}` was accepted:\n{err}"
+        );
+        assert!(
+            err.contains(needle),
+            "the error for `{include}` must name it:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         let tagged = root.join("index.json");
         if tagged.exists() {
             let idx = std::fs::read_to_string(&tagged).unwrap();
-            assert!(!idx.contains("x:latest"), "a refused build must not tag an image: {idx}");
+            assert!(
+                !idx.contains("x:latest"),
+                "a refused build must not tag an image: {idx}"
+            );
         }
     }
 }
@@ -276,7 +354,12 @@ fn check_accepts_the_example_and_rejects_a_typo_with_its_position() {
     let tmp = tempfile::tempdir().unwrap();
     let out = bunny(
         tmp.path(),
-        &["build", "--check", "-f", ctx.join("BunnyFile").to_str().unwrap()],
+        &[
+            "build",
+            "--check",
+            "-f",
+            ctx.join("BunnyFile").to_str().unwrap(),
+        ],
         &[],
     );
     ok(out, "bunny build --check on the example");
@@ -287,7 +370,11 @@ fn check_accepts_the_example_and_rejects_a_typo_with_its_position() {
         "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\nkernel:\n  from: local\n  path: vmlinuz\nrootfs:\n  inclde:\n    - a:/a\n",
     )
     .unwrap();
-    let out = bunny(tmp.path(), &["build", "--check", "-f", bad.to_str().unwrap()], &[]);
+    let out = bunny(
+        tmp.path(),
+        &["build", "--check", "-f", bad.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:9:3", bad.display())), "{err}");

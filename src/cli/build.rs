@@ -109,7 +109,9 @@ pub(crate) fn parse_output(spec: &str) -> anyhow::Result<OutputSpec> {
         Some("oci-archive") => OutputSpec::Image(Output::OciArchive { file: dest }),
         Some("docker") => OutputSpec::Image(Output::DockerArchive { file: dest }),
         Some("local") => OutputSpec::Local(dest),
-        Some("tar") => bail!("--output `{spec}`: type=tar is not supported; use type=oci-archive or type=docker"),
+        Some("tar") => bail!(
+            "--output `{spec}`: type=tar is not supported; use type=oci-archive or type=docker"
+        ),
         Some(other) => bail!(
             "--output `{spec}`: unknown type `{other}`; use oci, oci-archive, docker or local"
         ),
@@ -123,7 +125,9 @@ fn parse_platform(p: &str) -> anyhow::Result<Arch> {
         bail!("--platform `{p}`: images are linux/ARCH (urunc's convention); got os `{os}`");
     }
     let arch = rest.split('/').next().unwrap_or(rest);
-    Arch::parse(arch).with_context(|| format!("--platform `{p}`: unknown architecture `{arch}`; use linux/amd64 or linux/arm64"))
+    Arch::parse(arch).with_context(|| {
+        format!("--platform `{p}`: unknown architecture `{arch}`; use linux/amd64 or linux/arm64")
+    })
 }
 
 fn default_file(context: &Path) -> PathBuf {
@@ -151,7 +155,10 @@ fn source_date_epoch() -> anyhow::Result<u64> {
 }
 
 pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let file = args.file.clone().unwrap_or_else(|| default_file(&args.context));
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| default_file(&args.context));
     let parsed = match bunnyfile::load(&file) {
         Ok(p) => p,
         Err(err) => {
@@ -163,7 +170,10 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         eprintln!("{w}");
     }
     if let Some(syntax) = &parsed.bunnyfile.syntax {
-        eprintln!("{}: #syntax={syntax} (used by BuildKit; bunny builds directly)", file.display());
+        eprintln!(
+            "{}: #syntax={syntax} (used by BuildKit; bunny builds directly)",
+            file.display()
+        );
     }
     if args.check {
         println!("{}: ok", file.display());
@@ -243,18 +253,32 @@ mod tests {
         );
         assert_eq!(
             parse_output("dest=x.tar,type=docker").unwrap(),
-            OutputSpec::Image(Output::DockerArchive { file: "x.tar".into() })
+            OutputSpec::Image(Output::DockerArchive {
+                file: "x.tar".into()
+            })
         );
-        assert_eq!(parse_output("outdir").unwrap(), OutputSpec::Local("outdir".into()));
-        assert!(parse_output("type=oci").unwrap_err().to_string().contains("dest"));
-        assert!(parse_output("type=zip,dest=a").unwrap_err().to_string().contains("unknown type"));
+        assert_eq!(
+            parse_output("outdir").unwrap(),
+            OutputSpec::Local("outdir".into())
+        );
+        assert!(parse_output("type=oci")
+            .unwrap_err()
+            .to_string()
+            .contains("dest"));
+        assert!(parse_output("type=zip,dest=a")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown type"));
     }
 
     #[test]
     fn tags_normalise() {
         assert_eq!(normalize_tag("hello"), "hello:latest");
         assert_eq!(normalize_tag("hello:1"), "hello:1");
-        assert_eq!(normalize_tag("localhost:5000/hello"), "localhost:5000/hello:latest");
+        assert_eq!(
+            normalize_tag("localhost:5000/hello"),
+            "localhost:5000/hello:latest"
+        );
     }
 
     #[test]

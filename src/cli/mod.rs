@@ -75,8 +75,6 @@ pub fn main() -> ExitCode {
 
 /// Says plainly that a verb is not built yet and exits 2: never a silent no-op.
 fn not_implemented(verb: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "bunny {verb}: not implemented yet (tracked as issue {issue}); nothing was done"
-    );
+    eprintln!("bunny {verb}: not implemented yet (tracked as issue {issue}); nothing was done");
     Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
 }

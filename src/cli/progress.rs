@@ -72,7 +72,12 @@ impl Progress for Plain {
             .started
             .lock()
             .ok()
-            .and_then(|s| s.iter().rev().find(|(n, _)| n == step).map(|(_, t)| t.elapsed()))
+            .and_then(|s| {
+                s.iter()
+                    .rev()
+                    .find(|(n, _)| n == step)
+                    .map(|(_, t)| t.elapsed())
+            })
             .unwrap_or(Duration::ZERO);
         eprintln!(
             "#{} {step} done in {:.3}s{}{}",
@@ -122,7 +127,12 @@ impl Progress for Bars {
 
     fn warn(&self, message: &str) {
         let line = format!("warning: {message}");
-        match self.active.lock().ok().and_then(|a| a.last().map(|(_, b)| b.clone())) {
+        match self
+            .active
+            .lock()
+            .ok()
+            .and_then(|a| a.last().map(|(_, b)| b.clone()))
+        {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),
         }

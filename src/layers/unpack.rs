@@ -111,13 +111,14 @@ pub fn unpack_tar<R: Read>(reader: R, target: &Path) -> Result<UnpackStats, Unpa
                 set_mode(&dest, mode).map_err(io_err)?;
             }
             tar::EntryType::Symlink => {
-                let target_name = entry
-                    .link_name()
-                    .map_err(io_err)?
-                    .ok_or_else(|| UnpackError::Escape {
-                        entry: name.clone(),
-                        why: "a symlink without a target",
-                    })?;
+                let target_name =
+                    entry
+                        .link_name()
+                        .map_err(io_err)?
+                        .ok_or_else(|| UnpackError::Escape {
+                            entry: name.clone(),
+                            why: "a symlink without a target",
+                        })?;
                 // Stored as written: the link is never followed while unpacking.
                 std::os::unix::fs::symlink(target_name, &dest).map_err(io_err)?;
             }
@@ -283,7 +284,10 @@ mod tests {
         let p = t.path().join("a/b/c.txt");
         assert_eq!(fs::read(&p).unwrap(), b"hi");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
     }
 
     #[test]
@@ -303,7 +307,12 @@ mod tests {
         let t = outer.path().join("t");
         fs::create_dir(&t).unwrap();
         let data = tar_of(|b| {
-            link(b, tar::EntryType::Symlink, "etc", outer.path().to_str().unwrap());
+            link(
+                b,
+                tar::EntryType::Symlink,
+                "etc",
+                outer.path().to_str().unwrap(),
+            );
             file(b, "etc/passwd", b"x");
         });
         let err = unpack_tar(&data[..], &t).unwrap_err();
