@@ -236,7 +236,16 @@ pub fn plan(
         architecture: architecture.unwrap_or(bf.platforms.architecture.value),
         kernel,
         rootfs,
-        cmd: bf.cmd.iter().map(|s| s.value.clone()).collect(),
+        // The Go bunny's rule: with no `cmd`, the image's Cmd is `cmdline`
+        // split at spaces, so urunc's process args match the annotation.
+        cmd: if bf.cmd.is_empty() {
+            bf.cmdline
+                .as_ref()
+                .map(|c| c.value.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        } else {
+            bf.cmd.iter().map(|s| s.value.clone()).collect()
+        },
         entrypoint: bf.entrypoint.iter().map(|s| s.value.clone()).collect(),
         env: bf.envs.iter().map(|s| s.value.clone()).collect(),
         cmdline,

@@ -1,0 +1,265 @@
+//! Every rootfs type through `bunny build`: the annotations urunc reads, and
+//! the rootfs file itself checked with the real tools (e2fsck, debugfs, the
+//! UFS2 superblock), plus `bunny build --check` on the Go bunny's files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bunny(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args(args)
+        .env("BUNNY_ROOT", root)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("running bunny")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A context with a stand-in kernel (bytes are packaged, never booted here)
+/// and some data files.
+fn context(dir: &Path, bunnyfile: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("data/sub")).unwrap();
+    std::fs::write(dir.join("kernel.bin"), vec![0x5au8; 100_000]).unwrap();
+    std::fs::write(dir.join("data/index.html"), b"<h1>hi</h1>\n").unwrap();
+    std::fs::write(dir.join("data/sub/conf"), b"listen 80;\n").unwrap();
+    std::fs::write(dir.join("BunnyFile"), bunnyfile).unwrap();
+    dir.to_path_buf()
+}
+
+struct Built {
+    inspect: Value,
+    local: PathBuf,
+}
+
+fn build(tmp: &Path, name: &str, bunnyfile: &str) -> Built {
+    let ctx = context(&tmp.join(name), bunnyfile);
+    let root = tmp.join(format!("{name}-store"));
+    let local = tmp.join(format!("{name}-fs"));
+    let out = bunny(
+        &root,
+        &[
+            "build",
+            "--progress=plain",
+            "-t",
+            name,
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    ok(out, &format!("bunny build of {name}"));
+    let text = ok(
+        bunny(&root, &["inspect", "--json", name]),
+        "bunny inspect --json",
+    );
+    Built {
+        inspect: serde_json::from_str(&text).unwrap(),
+        local,
+    }
+}
+
+fn key<'a>(b: &'a Built, k: &str) -> Option<&'a str> {
+    b.inspect["annotations"][format!("com.urunc.unikernel.{k}")].as_str()
+}
+
+fn tool_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/setup.sh)"));
+    ok(out, &format!("{cmd:?}"))
+}
+
+const HEAD: &str = "version: v0.1\nkernel:\n  from: local\n  path: kernel.bin\n";
+
+#[test]
+fn linux_block_is_ext4_mounted_as_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = build(
+        tmp.path(),
+        "lxblock",
+        &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: block\n  include:\n    - data:/srv\ncmd: [\"/bin/app\", \"--port\", \"80\"]\n"),
+    );
+    assert_eq!(key(&b, "block"), Some("/.boot/rootfs"));
+    assert_eq!(key(&b, "blkMntPoint"), Some("/"));
+    assert_eq!(key(&b, "initrd"), None);
+    assert_eq!(key(&b, "cmdline"), Some("/bin/app --port 80"));
+    let img = b.local.join(".boot/rootfs");
+    tool_ok(Command::new("e2fsck").arg("-fn").arg(&img));
+    let fs = tool_ok(Command::new("dumpe2fs").arg("-h").arg(&img));
+    assert!(
+        fs.contains("has_journal"),
+        "linux gets ext4 (journal):\n{fs}"
+    );
+    let conf = tool_ok(
+        Command::new("debugfs")
+            .args(["-R", "cat /srv/sub/conf"])
+            .arg(&img),
+    );
+    assert_eq!(conf, "listen 80;\n");
+    assert_eq!(
+        std::fs::read(b.local.join(".boot/kernel")).unwrap().len(),
+        100_000
+    );
+}
+
+#[test]
+fn rumprun_block_is_ext2_mounted_at_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = build(
+        tmp.path(),
+        "rrblock",
+        &format!("{HEAD}platforms:\n  framework: rumprun\n  monitor: hvt\nrootfs:\n  include:\n    - data:/\ncmdline: nginx -c /data/sub/conf\n"),
+    );
+    assert_eq!(key(&b, "unikernelType"), Some("rumprun"));
+    assert_eq!(key(&b, "hypervisor"), Some("hvt"));
+    assert_eq!(
+        key(&b, "block"),
+        Some("/.boot/rootfs"),
+        "rumprun defaults to a block rootfs"
+    );
+    assert_eq!(key(&b, "blkMntPoint"), Some("/data"));
+    assert_eq!(key(&b, "cmdline"), Some("nginx -c /data/sub/conf"));
+    let img = b.local.join(".boot/rootfs");
+    tool_ok(Command::new("e2fsck").arg("-fn").arg(&img));
+    let fs = tool_ok(Command::new("dumpe2fs").arg("-h").arg(&img));
+    assert!(
+        !fs.contains("has_journal"),
+        "rumprun gets plain ext2:\n{fs}"
+    );
+    let html = tool_ok(
+        Command::new("debugfs")
+            .args(["-R", "cat /index.html"])
+            .arg(&img),
+    );
+    assert_eq!(html, "<h1>hi</h1>\n");
+}
+
+#[test]
+fn freebsd_block_is_ufs2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = build(
+        tmp.path(),
+        "fbblock",
+        &format!("{HEAD}platforms:\n  framework: freebsd\n  monitor: firecracker\nrootfs:\n  type: block\n  include:\n    - data:/www\n"),
+    );
+    assert_eq!(key(&b, "unikernelType"), Some("freebsd"));
+    assert_eq!(key(&b, "blkMntPoint"), Some("/"));
+    let img = b.local.join(".boot/rootfs");
+    let sb = bunny::layers::ufs::read_superblock(&img).expect("a UFS2 superblock");
+    // The magic read straight off the disk, independent of bunny's reader.
+    let bytes = std::fs::read(&img).unwrap();
+    let at = sb.location as usize + 1372;
+    let magic = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(
+        magic, 0x1954_0119,
+        "UFS2 magic at superblock {}",
+        sb.location
+    );
+}
+
+#[test]
+fn raw_rootfs_goes_into_the_image_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = build(
+        tmp.path(),
+        "lxraw",
+        &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: raw\n  include:\n    - data:/srv\n"),
+    );
+    assert_eq!(key(&b, "mountRootfs"), Some("true"));
+    assert_eq!(key(&b, "useDMBlock"), Some("true"));
+    assert_eq!(key(&b, "block"), None);
+    assert_eq!(key(&b, "initrd"), None);
+    assert!(!b.local.join(".boot/rootfs").exists());
+    assert_eq!(
+        std::fs::read_to_string(b.local.join("srv/sub/conf")).unwrap(),
+        "listen 80;\n"
+    );
+}
+
+#[test]
+fn prebuilt_local_rootfs_is_carried_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("pre");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let blob: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(ctx.join("my.img"), &blob).unwrap();
+    let b = build(
+        tmp.path(),
+        "pre",
+        &format!("{HEAD}platforms:\n  framework: rumprun\n  monitor: spt\nrootfs:\n  from: local\n  path: my.img\n  type: block\n"),
+    );
+    assert_eq!(key(&b, "block"), Some("/.boot/rootfs"));
+    assert_eq!(std::fs::read(b.local.join(".boot/rootfs")).unwrap(), blob);
+}
+
+#[test]
+fn check_accepts_every_go_bunny_file() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bunnyfiles/go-bunny");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("bunnyfile") {
+            continue;
+        }
+        ok(
+            bunny(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]),
+            &format!("--check {}", p.display()),
+        );
+        n += 1;
+    }
+    assert!(n >= 6, "only {n} Go bunny files found");
+}
+
+#[test]
+fn check_rejects_every_broken_file_with_a_position() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bunnyfiles/broken");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("bunnyfile") {
+            continue;
+        }
+        let out = bunny(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", p.display());
+        let prefix = format!("{}:", p.display());
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no position in: {err}"));
+        let rest = &line[prefix.len()..];
+        let mut parts = rest.splitn(3, ':');
+        let l: usize = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"));
+        let c: usize = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"));
+        assert!(l >= 1 && c >= 1, "{line}");
+        assert!(
+            err.contains("help:"),
+            "every error says what to write instead: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        n += 1;
+    }
+    assert!(n >= 15, "only {n} broken files found");
+}
