@@ -606,3 +606,7 @@ fn cloud_hypervisor(
         notes: Vec::new(),
     })
 }
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;
