@@ -80,6 +80,9 @@ pub fn cached_probe() -> KvmProbe {
     result
 }
 
+/// Names the probe's logic, so a changed probe ignores older results.
+const CACHE_TAG: &str = "bunny-kvm-probe-v1";
+
 fn cache_file() -> Option<PathBuf> {
     let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
@@ -92,7 +95,7 @@ fn cache_file() -> Option<PathBuf> {
 fn read_cache(path: &Path, boot_id: &str) -> Option<KvmProbe> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
-    if lines.next()? != boot_id {
+    if lines.next()? != format!("{CACHE_TAG} {boot_id}") {
         return None;
     }
     match lines.next()? {
@@ -107,8 +110,11 @@ fn write_cache(path: &Path, boot_id: &str, probe: &KvmProbe) -> std::io::Result<
         std::fs::create_dir_all(dir)?;
     }
     let body = match probe {
-        KvmProbe::Usable => format!("{boot_id}\nusable\n"),
-        KvmProbe::Unusable(r) => format!("{boot_id}\nunusable\n{}\n", r.replace('\n', " ")),
+        KvmProbe::Usable => format!("{CACHE_TAG} {boot_id}\nusable\n"),
+        KvmProbe::Unusable(r) => format!(
+            "{CACHE_TAG} {boot_id}\nunusable\n{}\n",
+            r.replace('\n', " ")
+        ),
     };
     // Written aside and renamed so a concurrent reader never sees half a file.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -417,6 +423,21 @@ mod tests {
         if Path::new("/sys/module/kvm_pvm").exists() || !Path::new("/dev/kvm").exists() {
             assert!(matches!(probe, KvmProbe::Unusable(_)), "{probe:?}");
             assert_eq!(accel, ResolvedAccel::Tcg);
+        }
+    }
+
+    #[test]
+    fn cache_round_trip_is_per_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sub/kvm-probe");
+        for p in [KvmProbe::Usable, KvmProbe::Unusable("odd\nreason".into())] {
+            write_cache(&f, "boot-a", &p).unwrap();
+            let want = match &p {
+                KvmProbe::Unusable(_) => KvmProbe::Unusable("odd reason".into()),
+                u => u.clone(),
+            };
+            assert_eq!(read_cache(&f, "boot-a"), Some(want));
+            assert_eq!(read_cache(&f, "boot-b"), None);
         }
     }
 

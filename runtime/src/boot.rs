@@ -96,6 +96,10 @@ fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeEr
             std::thread::scope(|s| {
                 let sup = s.spawn(|| supervise(&mut child, seen, &name));
                 let copied = copy_console(&mut pipe, out);
+                if copied.is_err() {
+                    // Keep draining so the monitor never blocks on a full pipe.
+                    let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+                }
                 let status = sup.join().map_err(|_| RuntimeError::Supervise {
                     program: name.clone(),
                     detail: "the supervising thread panicked".into(),

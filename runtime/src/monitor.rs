@@ -311,6 +311,15 @@ fn plan_guest(
     Ok(plan)
 }
 
+/// No limit (0) means urunc's default.
+fn memory_mb(spec: &RunSpec) -> u64 {
+    if spec.memory_mb == 0 {
+        crate::spec::DEFAULT_MEMORY_MB
+    } else {
+        spec.memory_mb
+    }
+}
+
 /// qemu splits option values on commas; a literal comma is written twice.
 fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
@@ -327,7 +336,7 @@ fn qemu(
     let bus = if microvm { "device" } else { "pci" };
     let mut a: Vec<String> = vec![
         "-m".into(),
-        spec.memory_mb.to_string(),
+        memory_mb(spec).to_string(),
         "-smp".into(),
         spec.cpus.max(1).to_string(),
         "-nographic".into(),
@@ -485,7 +494,7 @@ fn firecracker(
         },
         machine: FcMachine {
             vcpu_count: spec.cpus.max(1),
-            mem_size_mib: spec.memory_mb,
+            mem_size_mib: memory_mb(spec),
             smt: false,
             track_dirty_pages: false,
         },
@@ -546,7 +555,7 @@ fn solo5(
         ));
     }
     let (net_name, blk_name) = plan.solo5_names;
-    let mut a = vec![format!("--mem={}", spec.memory_mb)];
+    let mut a = vec![format!("--mem={}", memory_mb(spec))];
     if let Some((tap, mac)) = tap_only(spec, ty, hv)? {
         a.push(format!("--net:{net_name}={tap}"));
         a.push(format!("--net-mac:{net_name}={mac}"));
@@ -583,7 +592,7 @@ fn cloud_hypervisor(
     }
     a.extend(["--cmdline".into(), plan.cmdline.clone()]);
     a.extend(["--cpus".into(), format!("boot={}", spec.cpus.max(1))]);
-    a.extend(["--memory".into(), format!("size={}M", spec.memory_mb)]);
+    a.extend(["--memory".into(), format!("size={}M", memory_mb(spec))]);
     for d in &plan.disks {
         a.extend([
             "--disk".into(),

@@ -598,3 +598,12 @@ fn monitor_override_and_refusals() {
         })
     ));
 }
+
+#[test]
+fn zero_memory_means_urunc_default() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Spt);
+    sp.memory_mb = 0;
+    sp.args = s(&["x"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(cmd.args[0], "--mem=256");
+}

@@ -241,3 +241,60 @@ fn sigint_stops_the_guest_within_two_seconds() {
     assert_eq!(returned.1.trim(), "BUNNY-BOOT-RETURNED 130");
     assert!(status.success(), "the helper test failed: {status:?}");
 }
+
+fn tiny_image(ty: UnikernelType, hv: Hypervisor) -> (tempfile::TempDir, RunSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join(".boot")).unwrap();
+    std::fs::write(rootfs.join(".boot/kernel"), b"not really a kernel").unwrap();
+    std::fs::write(rootfs.join(".boot/rootfs"), vec![0u8; 4096]).unwrap();
+    let mut spec = linux_spec(rootfs);
+    spec.config.unikernel_type = ty;
+    spec.config.hypervisor = hv;
+    spec.config.initrd = None;
+    spec.config.block = Some("/.boot/rootfs".into());
+    spec.net = NetSpec::None;
+    (dir, spec)
+}
+
+#[test]
+fn missing_monitor_names_what_to_install() {
+    // solo5 has no Debian package, so solo5-spt is absent on the test hosts.
+    let (_dir, spec) = tiny_image(UnikernelType::Rumprun, Hypervisor::Spt);
+    match boot_with_console(&spec, &mut Vec::new()) {
+        Err(e @ bunny_runtime::RuntimeError::MonitorMissing { .. }) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("solo5-spt") && e.contains("install solo5"),
+                "{e}"
+            );
+        }
+        other => panic!("expected MonitorMissing, got {other:?}"),
+    }
+}
+
+#[test]
+fn kvm_only_monitor_on_a_tcg_host_says_why() {
+    let (accel, notice) = bunny_runtime::resolve_accel(Accel::Auto).unwrap();
+    let (_dir, spec) = tiny_image(UnikernelType::Rumprun, Hypervisor::Hvt);
+    let r = boot_with_console(&spec, &mut Vec::new());
+    match accel {
+        bunny_runtime::ResolvedAccel::Tcg => {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("hvt needs KVM"), "{e}");
+            assert!(e.contains(notice.as_deref().unwrap_or("?")), "{e}");
+        }
+        // Where KVM works the next hurdle is the missing solo5 program.
+        bunny_runtime::ResolvedAccel::Kvm => {
+            assert!(r.unwrap_err().to_string().contains("solo5-hvt"));
+        }
+    }
+}
+
+#[test]
+fn bad_tap_names_are_refused_before_anything_runs() {
+    let e = bunny_runtime::ensure_tap("a/b", [10, 0, 0, 1].into(), [255, 255, 255, 0].into())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a/b") && e.contains("interface name"), "{e}");
+}
