@@ -229,7 +229,14 @@ fn build(
             None => Ok(None),
             Some(raw) => {
                 let v = if encoded {
-                    decode(key, raw, source_name)?
+                    let decoded = decode(key, raw, source_name)?;
+                    // A value that only makes sense undecoded was written
+                    // plain: mixed sets exist in the wild.
+                    if !known_good(key, &decoded) && known_good(key, raw) {
+                        raw.clone()
+                    } else {
+                        decoded
+                    }
                 } else {
                     raw.clone()
                 };
@@ -285,6 +292,20 @@ fn build(
         mount_rootfs,
         version: get(ANNOT_VERSION)?,
     })
+}
+
+/// Whether `value` is a sensible value for `key`; keys with free-form
+/// values accept anything.
+fn known_good(key: &str, value: &str) -> bool {
+    match key {
+        ANNOT_TYPE => UnikernelType::parse(value).is_some(),
+        ANNOT_HYPERVISOR => Hypervisor::parse(value).is_some(),
+        ANNOT_BINARY | ANNOT_INITRD | ANNOT_BLOCK | ANNOT_BLK_MNT_POINT => value.starts_with('/'),
+        ANNOT_MOUNT_ROOTFS | ANNOT_USE_DM_BLOCK => {
+            value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+        }
+        _ => true,
+    }
 }
 
 /// Decodes one value the way urunc does: `b64:` marks base64 explicitly;
@@ -407,6 +428,20 @@ mod tests {
                 version: Some("0.15.0".into()),
             }
         );
+    }
+
+    #[test]
+    fn mixed_plain_and_base64_values_are_each_understood() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = plain_annotations();
+        a.insert(ANNOT_TYPE.into(), b64("linux"));
+        // "qemu" and "true" are themselves valid base64.
+        a.insert(ANNOT_MOUNT_ROOTFS.into(), "true".into());
+        let c = read_config(&a, dir.path()).unwrap();
+        assert_eq!(c.unikernel_type, UnikernelType::Linux);
+        assert_eq!(c.hypervisor, Hypervisor::Qemu);
+        assert_eq!(c.binary, "/.boot/kernel");
+        assert!(c.mount_rootfs);
     }
 
     #[test]
