@@ -1,12 +1,29 @@
 //! bunny's runtime: boots images that follow urunc's contract.
 //!
-//! Booting (`bunny run`, issue 5) and the runc-compatible binary (issue 6)
-//! land here; until then the library only says so.
+//! [`read_config`] finds urunc's settings for an unpacked image,
+//! [`monitor_command`] turns a [`RunSpec`] into the exact monitor command
+//! line urunc would use, and [`boot`] runs it with the console on stdout.
 
-use thiserror::Error;
+mod accel;
+mod boot;
+mod cmdline;
+mod config;
+mod error;
+mod monitor;
+mod paths;
+mod spec;
 
-#[derive(Debug, Error)]
-pub enum RuntimeError {
-    #[error("{what} is not implemented yet (tracked as issue {issue}); nothing was started")]
-    NotImplemented { what: &'static str, issue: u32 },
-}
+pub use accel::{cached_probe, probe_kvm, resolve_accel, Accel, KvmProbe, ResolvedAccel};
+pub use boot::{boot, boot_with_console, ensure_tap};
+pub use config::{
+    read_config, Hypervisor, UnikernelConfig, UnikernelType, ANNOT_BINARY, ANNOT_BLK_MNT_POINT,
+    ANNOT_BLOCK, ANNOT_CMDLINE, ANNOT_HYPERVISOR, ANNOT_INITRD, ANNOT_MOUNT_ROOTFS, ANNOT_TYPE,
+    ANNOT_VERSION, URUNC_JSON,
+};
+pub use error::RuntimeError;
+pub use monitor::{monitor_command, MonitorCommand};
+pub use paths::resolve_in_rootfs;
+pub use spec::{
+    parse_publish, NetSpec, PortForward, RunSpec, DEFAULT_MEMORY_MB, USER_NET_GATEWAY,
+    USER_NET_GUEST_IP, USER_NET_MASK,
+};

@@ -1,0 +1,330 @@
+//! Running the monitor: checks, side files, console and signals.
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::accel::{is_root, resolve_accel, ResolvedAccel};
+use crate::cmdline::mask_bits;
+use crate::config::Hypervisor;
+use crate::monitor::{build, GuestFiles, MonitorCommand};
+use crate::paths::resolve_in_rootfs;
+use crate::spec::{NetSpec, RunSpec};
+use crate::RuntimeError;
+
+/// After forwarding SIGTERM, the monitor gets this long before SIGKILL, so
+/// the guest is gone well within two seconds of the user's signal.
+const GRACE: Duration = Duration::from_millis(1200);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Boots `spec` with the guest console on our stdin/stdout; returns the
+/// monitor's exit status (128+N when it ended by, or on behalf of, signal N).
+pub fn boot(spec: &RunSpec) -> Result<i32, RuntimeError> {
+    run(spec, None)
+}
+
+/// Like [`boot`], but the console output goes to `console` and the guest
+/// gets no input.
+pub fn boot_with_console(spec: &RunSpec, console: &mut dyn Write) -> Result<i32, RuntimeError> {
+    run(spec, Some(console))
+}
+
+fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeError> {
+    let cmd = prepare(spec)?;
+    for note in &cmd.notes {
+        eprintln!("bunny: {note}");
+    }
+    let program = find_program(&cmd.program).ok_or_else(|| RuntimeError::MonitorMissing {
+        program: cmd.program.clone(),
+        package: spec.hypervisor().package(),
+    })?;
+    if let NetSpec::Tap {
+        tap, mask, gateway, ..
+    } = &spec.net
+    {
+        ensure_tap(tap, *gateway, *mask)?;
+    }
+    for (path, bytes) in &cmd.files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+
+    let mut command = Command::new(&program);
+    command.args(&cmd.args);
+    command.stderr(Stdio::inherit());
+    if console.is_some() {
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+    }
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            // The guest must not outlive us if we are killed outright.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+
+    let _signals = SignalGuard::install();
+    let seen = SIGNAL_SEQ.load(Ordering::SeqCst);
+    let mut child = command.spawn().map_err(|source| RuntimeError::Spawn {
+        program: program.display().to_string(),
+        source,
+    })?;
+    let name = cmd.program.clone();
+    match console {
+        None => supervise(&mut child, seen, &name),
+        Some(out) => {
+            let Some(mut pipe) = child.stdout.take() else {
+                return Err(RuntimeError::Supervise {
+                    program: name,
+                    detail: "its console pipe is missing".into(),
+                });
+            };
+            std::thread::scope(|s| {
+                let sup = s.spawn(|| supervise(&mut child, seen, &name));
+                let copied = copy_console(&mut pipe, out);
+                if copied.is_err() {
+                    // Keep draining so the monitor never blocks on a full pipe.
+                    let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+                }
+                let status = sup.join().map_err(|_| RuntimeError::Supervise {
+                    program: name.clone(),
+                    detail: "the supervising thread panicked".into(),
+                })??;
+                copied.map_err(|e| RuntimeError::Supervise {
+                    program: name.clone(),
+                    detail: format!("cannot pass on its console: {e}"),
+                })?;
+                Ok(status)
+            })
+        }
+    }
+}
+
+/// Streams the console as it comes, so a caller sees boot progress live.
+fn copy_console(pipe: &mut impl Read, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => return out.flush(),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
+}
+
+/// Resolves acceleration and image paths (on disk) and builds the command.
+fn prepare(spec: &RunSpec) -> Result<MonitorCommand, RuntimeError> {
+    let hv = spec.hypervisor();
+    let (accel, notice) = match hv {
+        // spt runs the guest as a sandboxed process: no accelerator at all.
+        Hypervisor::Spt => (ResolvedAccel::Tcg, None),
+        _ => resolve_accel(spec.accel)?,
+    };
+    let c = &spec.config;
+    let files = GuestFiles {
+        kernel: resolve_in_rootfs(
+            &spec.rootfs,
+            &c.binary,
+            "kernel (com.urunc.unikernel.binary)",
+        )?,
+        initrd: c
+            .initrd
+            .as_deref()
+            .map(|p| resolve_in_rootfs(&spec.rootfs, p, "initrd (com.urunc.unikernel.initrd)"))
+            .transpose()?,
+        block: c
+            .block
+            .as_deref()
+            .map(|p| resolve_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)"))
+            .transpose()?,
+    };
+    let mut cmd = match build(spec, accel, &files) {
+        Err(RuntimeError::NeedsKvm { monitor, .. }) if notice.is_some() => {
+            return Err(RuntimeError::NeedsKvm {
+                monitor,
+                reason: notice.unwrap_or_default(),
+            })
+        }
+        other => other?,
+    };
+    if let Some(n) = notice {
+        cmd.notes.insert(0, n);
+    }
+    Ok(cmd)
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_exec(p))
+}
+
+/// Makes sure tap device `tap` exists and is up, creating it (with the
+/// gateway address) when we are root.
+pub fn ensure_tap(tap: &str, gateway: Ipv4Addr, mask: Ipv4Addr) -> Result<(), RuntimeError> {
+    if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', '\0']) {
+        return Err(RuntimeError::TapSetup {
+            tap: tap.into(),
+            detail: "not a valid interface name (1-15 characters, no '/' or blanks)".into(),
+        });
+    }
+    if Path::new("/sys/class/net").join(tap).exists() {
+        return Ok(());
+    }
+    if !is_root() {
+        let user = std::env::var("USER").unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            unsafe { libc::getuid() }.to_string()
+        });
+        return Err(RuntimeError::TapMissing {
+            tap: tap.into(),
+            user,
+        });
+    }
+    let addr = format!("{gateway}/{}", mask_bits(mask));
+    for args in [
+        vec!["tuntap", "add", "dev", tap, "mode", "tap"],
+        vec!["addr", "add", &addr, "dev", tap],
+        vec!["link", "set", tap, "up"],
+    ] {
+        let out = Command::new("ip")
+            .args(&args)
+            .output()
+            .map_err(|e| RuntimeError::TapSetup {
+                tap: tap.into(),
+                detail: format!("cannot run ip (install iproute2): {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::TapSetup {
+                tap: tap.into(),
+                detail: format!(
+                    "`ip {}` failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn supervise(child: &mut Child, seen: u64, name: &str) -> Result<i32, RuntimeError> {
+    let err = |e: std::io::Error| RuntimeError::Supervise {
+        program: name.to_string(),
+        detail: e.to_string(),
+    };
+    let mut forwarded: Option<(i32, Instant)> = None;
+    let mut killed = false;
+    loop {
+        if let Some(status) = child.try_wait().map_err(err)? {
+            return Ok(match forwarded {
+                Some((sig, _)) => 128 + sig,
+                None => exit_code(status),
+            });
+        }
+        match forwarded {
+            None if SIGNAL_SEQ.load(Ordering::SeqCst) != seen => {
+                let sig = LAST_SIGNAL.load(Ordering::SeqCst);
+                // qemu, firecracker and solo5 all stop cleanly on SIGTERM.
+                // SAFETY: the child is not yet reaped, so its pid is ours.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                forwarded = Some((sig, Instant::now()));
+            }
+            Some((_, at)) if !killed && at.elapsed() > GRACE => {
+                child.kill().map_err(err)?;
+                killed = true;
+            }
+            _ => {}
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        (None, None) => 1,
+    }
+}
+
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+static SIGNAL_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Number of running boots, and the handlers to restore after the last.
+static INSTALLED: Mutex<(usize, Vec<(libc::c_int, libc::sigaction)>)> = Mutex::new((0, Vec::new()));
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only atomics here: that is all a signal handler may touch.
+    LAST_SIGNAL.store(sig, Ordering::SeqCst);
+    SIGNAL_SEQ.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Catches SIGINT and SIGTERM while a monitor runs, and puts the previous
+/// handlers back when the last boot in the process ends.
+struct SignalGuard;
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        let mut g = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0 == 0 {
+            g.1.clear();
+            for sig in [libc::SIGINT, libc::SIGTERM] {
+                // SAFETY: zeroed sigaction is a valid "no flags, empty mask"
+                // value; on_signal is async-signal-safe.
+                unsafe {
+                    let mut new: libc::sigaction = std::mem::zeroed();
+                    new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                    new.sa_flags = libc::SA_RESTART;
+                    libc::sigemptyset(&mut new.sa_mask);
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, &new, &mut old) == 0 {
+                        g.1.push((sig, old));
+                    }
+                }
+            }
+        }
+        g.0 += 1;
+        SignalGuard
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        let mut g = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if g.0 == 0 {
+            for (sig, old) in g.1.drain(..) {
+                // SAFETY: `old` came from sigaction itself.
+                unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
+            }
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! The host side: monitor command lines and config files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::accel::ResolvedAccel;
+use crate::cmdline::{self, LinuxRoot};
+use crate::config::{Hypervisor, UnikernelType};
+use crate::paths::lexical_in_rootfs;
+use crate::spec::{NetSpec, RunSpec};
+use crate::RuntimeError;
+
+/// What to exec, and the files to write first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Written (whole) before the monitor starts, e.g. firecracker's config.
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// One-line notices for the user.
+    pub notes: Vec<String>,
+}
+
+/// Host paths of the image files the monitor opens.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestFiles {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub block: Option<PathBuf>,
+}
+
+impl GuestFiles {
+    /// Paths placed under the rootfs without looking at the disk.
+    pub(crate) fn lexical(spec: &RunSpec) -> Result<GuestFiles, RuntimeError> {
+        let c = &spec.config;
+        Ok(GuestFiles {
+            kernel: lexical_in_rootfs(
+                &spec.rootfs,
+                &c.binary,
+                "kernel (com.urunc.unikernel.binary)",
+            )?,
+            initrd: c
+                .initrd
+                .as_deref()
+                .map(|p| lexical_in_rootfs(&spec.rootfs, p, "initrd (com.urunc.unikernel.initrd)"))
+                .transpose()?,
+            block: c
+                .block
+                .as_deref()
+                .map(|p| {
+                    lexical_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)")
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// The exact command line urunc would run for `spec`. Pure: paths are only
+/// placed under the rootfs (`boot` resolves and checks them on disk).
+pub fn monitor_command(
+    spec: &RunSpec,
+    accel: ResolvedAccel,
+) -> Result<MonitorCommand, RuntimeError> {
+    build(spec, accel, &GuestFiles::lexical(spec)?)
+}
+
+/// Side files (firecracker's config, urunit's config disk) go beside the
+/// rootfs, as in an OCI bundle, so the image itself is left untouched.
+fn side_file(spec: &RunSpec, name: &str) -> PathBuf {
+    let dir = match spec.rootfs.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => spec.rootfs.as_path(),
+    };
+    dir.join(name)
+}
+
+fn unsupported(ty: UnikernelType, hv: Hypervisor, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::Unsupported {
+        guest: ty.as_str(),
+        monitor: hv.as_str(),
+        reason: reason.into(),
+    }
+}
+
+/// A disk handed to the guest, in device order.
+struct Disk {
+    id: &'static str,
+    path: PathBuf,
+}
+
+/// The guest-specific half of a command.
+struct GuestPlan {
+    cmdline: String,
+    initrd: Option<PathBuf>,
+    disks: Vec<Disk>,
+    /// solo5 device names (net, block).
+    solo5_names: (&'static str, &'static str),
+    files: Vec<(PathBuf, Vec<u8>)>,
+    notes: Vec<String>,
+}
+
+pub(crate) fn build(
+    spec: &RunSpec,
+    accel: ResolvedAccel,
+    files: &GuestFiles,
+) -> Result<MonitorCommand, RuntimeError> {
+    let hv = spec.hypervisor();
+    let ty = spec.config.unikernel_type;
+    let plan = plan_guest(spec, hv, files)?;
+    let needs_kvm = matches!(
+        hv,
+        Hypervisor::Firecracker | Hypervisor::Hvt | Hypervisor::CloudHypervisor
+    );
+    if needs_kvm && accel == ResolvedAccel::Tcg {
+        return Err(RuntimeError::NeedsKvm {
+            monitor: hv.as_str(),
+            reason:
+                "this run uses TCG emulation (KVM is unusable here or was not chosen); use qemu"
+                    .into(),
+        });
+    }
+    let mut cmd = match hv {
+        Hypervisor::Qemu => qemu(spec, accel, files, &plan, ty),
+        Hypervisor::Firecracker => firecracker(spec, files, &plan, ty)?,
+        Hypervisor::Hvt | Hypervisor::Spt => solo5(spec, hv, files, &plan, ty)?,
+        Hypervisor::CloudHypervisor => cloud_hypervisor(spec, files, &plan, ty)?,
+    };
+    cmd.files.extend(plan.files);
+    cmd.notes.extend(plan.notes);
+    Ok(cmd)
+}
+
+fn plan_guest(
+    spec: &RunSpec,
+    hv: Hypervisor,
+    files: &GuestFiles,
+) -> Result<GuestPlan, RuntimeError> {
+    let ty = spec.config.unikernel_type;
+    let argv = spec.guest_argv();
+    let mut notes = Vec::new();
+    let supported: &[Hypervisor] = match ty {
+        UnikernelType::Linux => &[
+            Hypervisor::Qemu,
+            Hypervisor::Firecracker,
+            Hypervisor::CloudHypervisor,
+        ],
+        UnikernelType::Rumprun => &[Hypervisor::Qemu, Hypervisor::Hvt, Hypervisor::Spt],
+        UnikernelType::Unikraft => &[Hypervisor::Qemu, Hypervisor::Firecracker],
+        UnikernelType::Mirage => &[Hypervisor::Qemu, Hypervisor::Hvt, Hypervisor::Spt],
+        UnikernelType::FreeBsd => &[Hypervisor::Qemu, Hypervisor::Firecracker],
+        UnikernelType::Hermit | UnikernelType::Mewz => {
+            return Err(unsupported(
+                ty,
+                hv,
+                "this runtime does not boot this unikernel type yet",
+            ))
+        }
+    };
+    if !supported.contains(&hv) {
+        let names: Vec<&str> = supported.iter().map(|h| h.as_str()).collect();
+        return Err(unsupported(
+            ty,
+            hv,
+            format!("it runs on {}", names.join(", ")),
+        ));
+    }
+    if spec.config.mount_rootfs && files.initrd.is_none() && files.block.is_none() {
+        return Err(unsupported(
+            ty,
+            hv,
+            "mountRootfs=true shares the container rootfs over devmapper/9p/virtiofs, which this runtime does not provide",
+        ));
+    }
+    let blk_mnt = spec.config.blk_mnt_point.as_deref();
+    let block_is_root = files.block.is_some() && matches!(blk_mnt, None | Some("/"));
+    let mut plan = GuestPlan {
+        cmdline: String::new(),
+        initrd: files.initrd.clone(),
+        disks: Vec::new(),
+        solo5_names: ("tap", "rootfs"),
+        files: Vec::new(),
+        notes: Vec::new(),
+    };
+    match ty {
+        UnikernelType::Linux => {
+            if argv.is_empty() {
+                return Err(RuntimeError::NoInit { guest: ty.as_str() });
+            }
+            let root = if files.initrd.is_some() {
+                LinuxRoot::Initrd
+            } else if block_is_root {
+                LinuxRoot::Block
+            } else if files.block.is_some() {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    format!(
+                        "the block image is a volume at {} but the image has no initrd to be the root",
+                        blk_mnt.unwrap_or_default()
+                    ),
+                ));
+            } else {
+                LinuxRoot::None
+            };
+            if let (LinuxRoot::Initrd, Some(mp)) = (&root, blk_mnt) {
+                if files.block.is_some() {
+                    notes.push(format!(
+                        "the block image is attached as /dev/vda; mounting it at {mp} is up to the guest"
+                    ));
+                }
+            }
+            plan.cmdline = cmdline::linux(spec, &argv, root);
+            if let Some(b) = &files.block {
+                plan.disks.push(Disk {
+                    id: "rootfs",
+                    path: b.clone(),
+                });
+            }
+        }
+        UnikernelType::Rumprun => {
+            if let Some(b) = &files.block {
+                plan.disks.push(Disk {
+                    id: "rootfs",
+                    path: b.clone(),
+                });
+            }
+            let mount = files.block.as_ref().map(|_| match blk_mnt {
+                Some(mp) if !mp.is_empty() => mp,
+                _ => "/data",
+            });
+            plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount);
+        }
+        UnikernelType::Unikraft => {
+            if files.block.is_some() {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    "unikraft guests take an initrd, not a block image",
+                ));
+            }
+            plan.cmdline = cmdline::unikraft(spec, &argv, files.initrd.is_some());
+        }
+        UnikernelType::Mirage => {
+            plan.solo5_names = ("service", "storage");
+            if let Some(b) = &files.block {
+                plan.disks.push(Disk {
+                    id: "storage",
+                    path: b.clone(),
+                });
+            }
+            plan.cmdline = cmdline::mirage(spec, &argv);
+        }
+        UnikernelType::FreeBsd => {
+            if files.initrd.is_some() {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    "FreeBSD boots through PVH and takes no initrd",
+                ));
+            }
+            let Some(block) = &files.block else {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    "FreeBSD needs its root as a UFS2 block image (com.urunc.unikernel.block)",
+                ));
+            };
+            let (init_path, rest) = match argv.split_first() {
+                Some((a0, rest)) => (Some(a0.as_str()), rest),
+                None => (None, &[][..]),
+            };
+            if let Some(w) =
+                init_path.filter(|w| w.contains(',') || w.contains(char::is_whitespace))
+            {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    format!("init path {w:?} has a comma or blank, which FreeBSD boot arguments cannot carry"),
+                ));
+            }
+            plan.disks.push(Disk {
+                id: "rootfs",
+                path: block.clone(),
+            });
+            let uses_urunit = init_path
+                .map(|p| Path::new(p).file_name().is_some_and(|n| n == "urunit"))
+                .unwrap_or(false);
+            let urunit_disk = if uses_urunit {
+                let conf = side_file(spec, "bunny-urunit.conf");
+                plan.files
+                    .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)));
+                plan.disks.push(Disk {
+                    id: "urunit",
+                    path: conf,
+                });
+                Some(plan.disks.len() - 1)
+            } else {
+                if !rest.is_empty() {
+                    notes.push(
+                        "FreeBSD starts init_path without arguments; the remaining arguments are dropped (make urunit the entrypoint to keep them)".into(),
+                    );
+                }
+                None
+            };
+            plan.cmdline = cmdline::freebsd(init_path, urunit_disk, spec);
+        }
+        UnikernelType::Hermit | UnikernelType::Mewz => {}
+    }
+    plan.notes = notes;
+    Ok(plan)
+}
+
+/// No limit (0) means urunc's default.
+fn memory_mb(spec: &RunSpec) -> u64 {
+    if spec.memory_mb == 0 {
+        crate::spec::DEFAULT_MEMORY_MB
+    } else {
+        spec.memory_mb
+    }
+}
+
+/// qemu splits option values on commas; a literal comma is written twice.
+fn qemu_escape(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+fn qemu(
+    spec: &RunSpec,
+    accel: ResolvedAccel,
+    files: &GuestFiles,
+    plan: &GuestPlan,
+    ty: UnikernelType,
+) -> MonitorCommand {
+    let microvm = spec.microvm || ty == UnikernelType::FreeBsd;
+    let bus = if microvm { "device" } else { "pci" };
+    let mut a: Vec<String> = vec![
+        "-m".into(),
+        memory_mb(spec).to_string(),
+        "-smp".into(),
+        spec.cpus.max(1).to_string(),
+        "-nographic".into(),
+        "-vga".into(),
+        "none".into(),
+        "-no-reboot".into(),
+    ];
+    if microvm {
+        // Without pit and rtc the microvm machine can hang at boot.
+        a.extend(["-M".into(), "microvm,acpi=on,pic=on,pit=on,rtc=on".into()]);
+    }
+    match accel {
+        ResolvedAccel::Kvm => a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
+        ResolvedAccel::Tcg => a.extend(["-accel", "tcg"].map(String::from)),
+    }
+    a.extend([
+        "-kernel".into(),
+        files.kernel.to_string_lossy().into_owned(),
+    ]);
+    if let Some(i) = &plan.initrd {
+        a.extend(["-initrd".into(), i.to_string_lossy().into_owned()]);
+    }
+    for d in &plan.disks {
+        a.push("-drive".into());
+        a.push(format!(
+            "file={},format=raw,if=none,id={}",
+            qemu_escape(&d.path),
+            d.id
+        ));
+        a.push("-device".into());
+        a.push(format!("virtio-blk-{bus},drive={}", d.id));
+    }
+    match &spec.net {
+        // qemu adds a NIC of its own unless told not to.
+        NetSpec::None => a.extend(["-nic".into(), "none".into()]),
+        NetSpec::User { forwards } => {
+            let mut netdev = String::from("user,id=net0");
+            for f in forwards {
+                let proto = if f.udp { "udp" } else { "tcp" };
+                let host_ip = f.host_ip.map(|i| i.to_string()).unwrap_or_default();
+                netdev.push_str(&format!(
+                    ",hostfwd={proto}:{host_ip}:{}-:{}",
+                    f.host_port, f.guest_port
+                ));
+            }
+            a.extend(["-netdev".into(), netdev]);
+            a.extend(["-device".into(), format!("virtio-net-{bus},netdev=net0")]);
+        }
+        NetSpec::Tap { tap, mac, .. } => {
+            a.extend([
+                "-netdev".into(),
+                format!(
+                    "tap,id=net0,ifname={},script=no,downscript=no",
+                    tap.replace(',', ",,")
+                ),
+            ]);
+            a.extend([
+                "-device".into(),
+                format!("virtio-net-{bus},netdev=net0,mac={mac}"),
+            ]);
+        }
+    }
+    a.extend(["-append".into(), plan.cmdline.clone()]);
+    MonitorCommand {
+        program: Hypervisor::Qemu.program().into(),
+        args: a,
+        files: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+#[derive(Serialize)]
+struct FcConfig {
+    #[serde(rename = "boot-source")]
+    boot_source: FcBootSource,
+    #[serde(rename = "machine-config")]
+    machine: FcMachine,
+    drives: Vec<FcDrive>,
+    #[serde(rename = "network-interfaces", skip_serializing_if = "Vec::is_empty")]
+    net: Vec<FcNet>,
+}
+
+#[derive(Serialize)]
+struct FcBootSource {
+    kernel_image_path: String,
+    boot_args: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initrd_path: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FcMachine {
+    vcpu_count: u32,
+    mem_size_mib: u64,
+    smt: bool,
+    track_dirty_pages: bool,
+}
+
+#[derive(Serialize)]
+struct FcDrive {
+    drive_id: String,
+    is_read_only: bool,
+    is_root_device: bool,
+    path_on_host: String,
+}
+
+#[derive(Serialize)]
+struct FcNet {
+    iface_id: String,
+    guest_mac: String,
+    host_dev_name: String,
+}
+
+fn tap_only(
+    spec: &RunSpec,
+    ty: UnikernelType,
+    hv: Hypervisor,
+) -> Result<Option<(String, String)>, RuntimeError> {
+    match &spec.net {
+        NetSpec::None => Ok(None),
+        NetSpec::Tap { tap, mac, .. } => Ok(Some((tap.clone(), mac.clone()))),
+        NetSpec::User { .. } => Err(unsupported(
+            ty,
+            hv,
+            format!(
+                "{} has no user-mode networking (no port forwards); give the guest a tap device instead, created once with: sudo ip tuntap add dev bunny0 mode tap user $USER",
+                hv.program()
+            ),
+        )),
+    }
+}
+
+fn firecracker(
+    spec: &RunSpec,
+    files: &GuestFiles,
+    plan: &GuestPlan,
+    ty: UnikernelType,
+) -> Result<MonitorCommand, RuntimeError> {
+    let net = tap_only(spec, ty, Hypervisor::Firecracker)?;
+    // urunc prefixes FreeBSD's drive ids with FC; the guest sees them as
+    // vtbd0.. in order either way.
+    let prefix = if ty == UnikernelType::FreeBsd {
+        "FC"
+    } else {
+        ""
+    };
+    let config = FcConfig {
+        boot_source: FcBootSource {
+            kernel_image_path: files.kernel.to_string_lossy().into_owned(),
+            boot_args: plan.cmdline.clone(),
+            initrd_path: plan
+                .initrd
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        },
+        machine: FcMachine {
+            vcpu_count: spec.cpus.max(1),
+            mem_size_mib: memory_mb(spec),
+            smt: false,
+            track_dirty_pages: false,
+        },
+        drives: plan
+            .disks
+            .iter()
+            .map(|d| FcDrive {
+                drive_id: if d.id == "urunit" {
+                    "FC_URUNIT_CONFIG".into()
+                } else {
+                    format!("{prefix}{}", d.id)
+                },
+                is_read_only: false,
+                // The root is named on the kernel cmdline already; firecracker
+                // would otherwise append its own root= too.
+                is_root_device: false,
+                path_on_host: d.path.to_string_lossy().into_owned(),
+            })
+            .collect(),
+        net: net
+            .into_iter()
+            .map(|(tap, mac)| FcNet {
+                iface_id: "net1".into(),
+                guest_mac: mac,
+                host_dev_name: tap,
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&config).map_err(|e| RuntimeError::Supervise {
+        program: "firecracker".into(),
+        detail: format!("cannot encode its config: {e}"),
+    })?;
+    let path = side_file(spec, "bunny-firecracker.json");
+    Ok(MonitorCommand {
+        program: Hypervisor::Firecracker.program().into(),
+        args: vec![
+            "--no-api".into(),
+            "--config-file".into(),
+            path.to_string_lossy().into_owned(),
+        ],
+        files: vec![(path, json)],
+        notes: Vec::new(),
+    })
+}
+
+fn solo5(
+    spec: &RunSpec,
+    hv: Hypervisor,
+    files: &GuestFiles,
+    plan: &GuestPlan,
+    ty: UnikernelType,
+) -> Result<MonitorCommand, RuntimeError> {
+    if plan.initrd.is_some() {
+        return Err(unsupported(
+            ty,
+            hv,
+            "solo5 has no initrd; use a block image",
+        ));
+    }
+    let (net_name, blk_name) = plan.solo5_names;
+    let mut a = vec![format!("--mem={}", memory_mb(spec))];
+    if let Some((tap, mac)) = tap_only(spec, ty, hv)? {
+        a.push(format!("--net:{net_name}={tap}"));
+        a.push(format!("--net-mac:{net_name}={mac}"));
+    }
+    for d in &plan.disks {
+        a.push(format!("--block:{blk_name}={}", d.path.to_string_lossy()));
+    }
+    // `--` ends the tender's options; the whole command line is one argument.
+    a.push("--".into());
+    a.push(files.kernel.to_string_lossy().into_owned());
+    if !plan.cmdline.is_empty() {
+        a.push(plan.cmdline.clone());
+    }
+    Ok(MonitorCommand {
+        program: hv.program().into(),
+        args: a,
+        files: Vec::new(),
+        notes: Vec::new(),
+    })
+}
+
+fn cloud_hypervisor(
+    spec: &RunSpec,
+    files: &GuestFiles,
+    plan: &GuestPlan,
+    ty: UnikernelType,
+) -> Result<MonitorCommand, RuntimeError> {
+    let mut a = vec![
+        "--kernel".into(),
+        files.kernel.to_string_lossy().into_owned(),
+    ];
+    if let Some(i) = &plan.initrd {
+        a.extend(["--initramfs".into(), i.to_string_lossy().into_owned()]);
+    }
+    a.extend(["--cmdline".into(), plan.cmdline.clone()]);
+    a.extend(["--cpus".into(), format!("boot={}", spec.cpus.max(1))]);
+    a.extend(["--memory".into(), format!("size={}M", memory_mb(spec))]);
+    for d in &plan.disks {
+        a.extend([
+            "--disk".into(),
+            format!("path={}", d.path.to_string_lossy()),
+        ]);
+    }
+    if let Some((tap, mac)) = tap_only(spec, ty, Hypervisor::CloudHypervisor)? {
+        a.extend(["--net".into(), format!("tap={tap},mac={mac}")]);
+    }
+    a.extend([
+        "--serial".into(),
+        "tty".into(),
+        "--console".into(),
+        "off".into(),
+    ]);
+    Ok(MonitorCommand {
+        program: Hypervisor::CloudHypervisor.program().into(),
+        args: a,
+        files: Vec::new(),
+        notes: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;

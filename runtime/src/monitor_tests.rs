@@ -1,0 +1,609 @@
+use std::net::Ipv4Addr;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::UnikernelConfig;
+use crate::spec::{parse_publish, PortForward};
+
+const ROOT: &str = "/b/rootfs";
+
+fn config(ty: UnikernelType, hv: Hypervisor) -> UnikernelConfig {
+    UnikernelConfig {
+        unikernel_type: ty,
+        hypervisor: hv,
+        binary: "/.boot/kernel".into(),
+        cmdline: None,
+        initrd: None,
+        block: None,
+        blk_mnt_point: None,
+        mount_rootfs: false,
+        version: None,
+    }
+}
+
+fn spec(ty: UnikernelType, hv: Hypervisor) -> RunSpec {
+    RunSpec::new(ROOT, config(ty, hv))
+}
+
+fn tap() -> NetSpec {
+    NetSpec::Tap {
+        tap: "tap0".into(),
+        ip: Ipv4Addr::new(10, 1, 0, 2),
+        mask: Ipv4Addr::new(255, 255, 255, 0),
+        gateway: Ipv4Addr::new(10, 1, 0, 1),
+        mac: "02:00:0a:01:00:02".into(),
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn argv(cmd: &MonitorCommand) -> Vec<String> {
+    let mut v = vec![cmd.program.clone()];
+    v.extend(cmd.args.iter().cloned());
+    v
+}
+
+fn fc_json(cmd: &MonitorCommand) -> serde_json::Value {
+    assert_eq!(cmd.files.len(), 1, "{:?}", cmd.files);
+    assert_eq!(cmd.files[0].0, PathBuf::from("/b/bunny-firecracker.json"));
+    serde_json::from_slice(&cmd.files[0].1).unwrap()
+}
+
+#[test]
+fn linux_qemu_initrd_user_net_with_forwards() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.args = s(&["/bin/httpd", "-f", "-h", "/www dir", "-p", "80"]);
+    sp.env = s(&["PATH=/bin:/sbin", "GREETING=hello world"]);
+    sp.net = NetSpec::User {
+        forwards: vec![
+            parse_publish("127.0.0.1:18080:80").unwrap(),
+            parse_publish("5353:53/udp").unwrap(),
+        ],
+    };
+    sp.memory_mb = 512;
+    sp.cpus = 2;
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "512",
+            "-smp",
+            "2",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/b/rootfs/.boot/kernel",
+            "-initrd",
+            "/b/rootfs/.boot/rootfs",
+            "-netdev",
+            "user,id=net0,hostfwd=tcp:127.0.0.1:18080-:80,hostfwd=udp::5353-:53",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+            "-append",
+            "panic=-1 console=ttyS0 root=/dev/ram0 rw ip=10.0.2.15::10.0.2.2:255.255.255.0:urunc:eth0:off PATH=/bin:/sbin GREETING=\"hello world\" rdinit=/bin/httpd -- -f -h '/www dir' -p 80",
+        ])
+    );
+    assert!(cmd.files.is_empty() && cmd.notes.is_empty());
+}
+
+#[test]
+fn linux_qemu_block_root_kvm_no_net_cmdline_from_annotation() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.config.cmdline = Some("/usr/bin/app  --port 80".into());
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-kernel",
+            "/b/rootfs/.boot/kernel",
+            "-drive",
+            "file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs",
+            "-device",
+            "virtio-blk-pci,drive=rootfs",
+            "-nic",
+            "none",
+            "-append",
+            "panic=-1 console=ttyS0 root=/dev/vda rw init=/usr/bin/app -- --port 80",
+        ])
+    );
+}
+
+#[test]
+fn linux_qemu_tap_microvm_and_comma_paths() {
+    let mut sp = RunSpec::new("/b/a,b", config(UnikernelType::Linux, Hypervisor::Qemu));
+    sp.config.block = Some("/disk".into());
+    sp.args = s(&["/init"]);
+    sp.net = tap();
+    sp.microvm = true;
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-M",
+            "microvm,acpi=on,pic=on,pit=on,rtc=on",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/b/a,b/.boot/kernel",
+            "-drive",
+            "file=/b/a,,b/disk,format=raw,if=none,id=rootfs",
+            "-device",
+            "virtio-blk-device,drive=rootfs",
+            "-netdev",
+            "tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "virtio-net-device,netdev=net0,mac=02:00:0a:01:00:02",
+            "-append",
+            "panic=-1 console=ttyS0 root=/dev/vda rw ip=10.1.0.2::10.1.0.1:255.255.255.0:urunc:eth0:off init=/init --",
+        ])
+    );
+}
+
+#[test]
+fn linux_firecracker_json() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Firecracker);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/bin/app", "x"]);
+    sp.env = s(&["A=1"]);
+    sp.net = tap();
+    sp.cpus = 2;
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "firecracker",
+            "--no-api",
+            "--config-file",
+            "/b/bunny-firecracker.json"
+        ])
+    );
+    assert_eq!(
+        fc_json(&cmd),
+        json!({
+            "boot-source": {
+                "kernel_image_path": "/b/rootfs/.boot/kernel",
+                "boot_args": "panic=-1 console=ttyS0 root=/dev/vda rw ip=10.1.0.2::10.1.0.1:255.255.255.0:urunc:eth0:off A=1 init=/bin/app -- x"
+            },
+            "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "track_dirty_pages": false},
+            "drives": [{
+                "drive_id": "rootfs",
+                "is_read_only": false,
+                "is_root_device": false,
+                "path_on_host": "/b/rootfs/.boot/rootfs"
+            }],
+            "network-interfaces": [{"iface_id": "net1", "guest_mac": "02:00:0a:01:00:02", "host_dev_name": "tap0"}]
+        })
+    );
+}
+
+#[test]
+fn linux_firecracker_initrd_without_net_and_tcg_refused() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Firecracker);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.args = s(&["/init"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        fc_json(&cmd),
+        json!({
+            "boot-source": {
+                "kernel_image_path": "/b/rootfs/.boot/kernel",
+                "boot_args": "panic=-1 console=ttyS0 root=/dev/ram0 rw rdinit=/init --",
+                "initrd_path": "/b/rootfs/.boot/rootfs"
+            },
+            "machine-config": {"vcpu_count": 1, "mem_size_mib": 256, "smt": false, "track_dirty_pages": false},
+            "drives": []
+        })
+    );
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("firecracker needs KVM"), "{e}");
+    sp.net = NetSpec::User { forwards: vec![] };
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ip tuntap add"), "{e}");
+}
+
+#[test]
+fn rumprun_qemu_hw_with_block() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/data".into());
+    sp.config.cmdline = Some("hello \"world\"".into());
+    sp.env = s(&["A=1", "B=<&>"]);
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/b/rootfs/.boot/kernel",
+            "-drive",
+            "file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs",
+            "-device",
+            "virtio-blk-pci,drive=rootfs",
+            "-netdev",
+            "tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "virtio-net-pci,netdev=net0,mac=02:00:0a:01:00:02",
+            "-append",
+            r#"{"cmdline":"hello \"world\"","env":"A=1","env":"B=<&>","net":{"if":"vioif0","type":"inet","method":"static","addr":"10.1.0.2","mask":"24","gw":"10.1.0.1"},"blk":{"source":"etfs","path":"/dev/ld0a","fstype":"blk","mountpoint":"/data"}}"#,
+        ])
+    );
+}
+
+#[test]
+fn rumprun_hvt_net_and_block() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Hvt);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/data".into());
+    sp.args = s(&["nginx", "-c", "/data/conf/nginx.conf"]);
+    sp.net = tap();
+    sp.memory_mb = 128;
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "solo5-hvt",
+            "--mem=128",
+            "--net:tap=tap0",
+            "--net-mac:tap=02:00:0a:01:00:02",
+            "--block:rootfs=/b/rootfs/.boot/rootfs",
+            "--",
+            "/b/rootfs/.boot/kernel",
+            r#"{"cmdline":"nginx -c /data/conf/nginx.conf","net":{"if":"ukvmif0","cloner":"True","type":"inet","method":"static","addr":"10.1.0.2","mask":"1","gw":"10.1.0.1"},"blk":{"source":"etfs","path":"/dev/ld0a","fstype":"blk","mountpoint":"/data"}}"#,
+        ])
+    );
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hvt needs KVM"), "{e}");
+}
+
+#[test]
+fn rumprun_spt_without_net_defaults_mount_to_data() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Spt);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.args = s(&["hello"]);
+    // spt needs no accelerator, so TCG is fine.
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "solo5-spt",
+            "--mem=256",
+            "--block:rootfs=/b/rootfs/.boot/rootfs",
+            "--",
+            "/b/rootfs/.boot/kernel",
+            r#"{"cmdline":"hello","blk":{"source":"etfs","path":"/dev/ld0a","fstype":"blk","mountpoint":"/data"}}"#,
+        ])
+    );
+    sp.net = NetSpec::User {
+        forwards: vec![PortForward {
+            host_ip: None,
+            host_port: 8080,
+            guest_port: 80,
+            udp: false,
+        }],
+    };
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("solo5-spt has no user-mode networking") && e.contains("ip tuntap add"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unikraft_qemu_initrd() {
+    let mut sp = spec(UnikernelType::Unikraft, Hypervisor::Qemu);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.config.version = Some("0.18.0".into());
+    sp.args = s(&["/nginx", "-c", "/nginx/conf/nginx.conf"]);
+    sp.env = s(&["A=1", "B=2"]);
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/b/rootfs/.boot/kernel",
+            "-initrd",
+            "/b/rootfs/.boot/rootfs",
+            "-netdev",
+            "tap,id=net0,ifname=tap0,script=no,downscript=no",
+            "-device",
+            "virtio-net-pci,netdev=net0,mac=02:00:0a:01:00:02",
+            "-append",
+            "Unikraft env.vars=[ A=1 B=2 ] netdev.ip=10.1.0.2/24:10.1.0.1:8.8.8.8 vfs.fstab=[ \"initrd0:/:extract:::\" ] -- /nginx -c /nginx/conf/nginx.conf",
+        ])
+    );
+    // Releases before 0.16.1 take the legacy parameters and no env.
+    sp.config.version = Some("0.15.0".into());
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        cmd.args.last().unwrap(),
+        "Unikraft netdev.ipv4_addr=10.1.0.2 netdev.ipv4_gw_addr=10.1.0.1 netdev.ipv4_subnet_mask=255.255.255.0 vfs.rootfs=initrd -- /nginx -c /nginx/conf/nginx.conf"
+    );
+}
+
+#[test]
+fn mirage_hvt() {
+    let mut sp = spec(UnikernelType::Mirage, Hypervisor::Hvt);
+    sp.config.block = Some("/.boot/disk".into());
+    sp.config.cmdline = Some("--hello=world".into());
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "solo5-hvt",
+            "--mem=256",
+            "--net:service=tap0",
+            "--net-mac:service=02:00:0a:01:00:02",
+            "--block:storage=/b/rootfs/.boot/disk",
+            "--",
+            "/b/rootfs/.boot/kernel",
+            "--ipv4=10.1.0.2/24 --ipv4-gateway=10.1.0.1 --hello=world",
+        ])
+    );
+}
+
+#[test]
+fn freebsd_qemu_microvm_with_urunit() {
+    let mut sp = spec(UnikernelType::FreeBsd, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/sbin/urunit", "/usr/local/bin/app", "-v"]);
+    sp.env = s(&["A=1"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nographic",
+            "-vga",
+            "none",
+            "-no-reboot",
+            "-M",
+            "microvm,acpi=on,pic=on,pit=on,rtc=on",
+            "-accel",
+            "tcg",
+            "-kernel",
+            "/b/rootfs/.boot/kernel",
+            "-drive",
+            "file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs",
+            "-device",
+            "virtio-blk-device,drive=rootfs",
+            "-drive",
+            "file=/b/bunny-urunit.conf,format=raw,if=none,id=urunit",
+            "-device",
+            "virtio-blk-device,drive=urunit",
+            "-nic",
+            "none",
+            "-append",
+            "vfs.root.mountfrom=ufs:/dev/vtbd0 init_path=/sbin/urunit URUNIT_CONFIG=/dev/vtbd1",
+        ])
+    );
+    assert_eq!(cmd.files.len(), 1);
+    let (path, conf) = &cmd.files[0];
+    assert_eq!(path, &PathBuf::from("/b/bunny-urunit.conf"));
+    assert_eq!(conf.len(), 512);
+    let text = String::from_utf8(conf.clone()).unwrap();
+    assert_eq!(
+        text.trim_end_matches('\n'),
+        "UES\nA=1\nUEE\nUCS\nUID:0\nGID:0\nWD:/\nARC:2\nARV:/usr/local/bin/app\nARV:-v\nUCE\nUBS\nUBE\nUNS\nIP:\nGW:\nMSK:\nUNE\nPAD"
+    );
+}
+
+#[test]
+fn freebsd_without_urunit_notes_dropped_args_and_refuses_commas() {
+    let mut sp = spec(UnikernelType::FreeBsd, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.args = s(&["/bin/app", "x"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        cmd.args.last().unwrap(),
+        "vfs.root.mountfrom=ufs:/dev/vtbd0 init_path=/bin/app"
+    );
+    assert!(cmd.files.is_empty());
+    assert_eq!(cmd.notes.len(), 1, "{:?}", cmd.notes);
+    sp.args = s(&["/bin/a,b"]);
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("comma"), "{e}");
+    sp.config.block = None;
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("UFS2 block image"), "{e}");
+}
+
+#[test]
+fn freebsd_firecracker_json() {
+    let mut sp = spec(UnikernelType::FreeBsd, Hypervisor::Firecracker);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/sbin/urunit", "/bin/app"]);
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "firecracker",
+            "--no-api",
+            "--config-file",
+            "/b/bunny-firecracker.json"
+        ])
+    );
+    assert_eq!(cmd.files.len(), 2);
+    let (conf_path, conf) = &cmd.files[1];
+    assert_eq!(conf_path, &PathBuf::from("/b/bunny-urunit.conf"));
+    assert!(String::from_utf8_lossy(conf).contains("IP:10.1.0.2\nGW:10.1.0.1\nMSK:255.255.255.0\n"));
+    let json: serde_json::Value = serde_json::from_slice(&cmd.files[0].1).unwrap();
+    assert_eq!(
+        json,
+        json!({
+            "boot-source": {
+                "kernel_image_path": "/b/rootfs/.boot/kernel",
+                "boot_args": "vfs.root.mountfrom=ufs:/dev/vtbd0 init_path=/sbin/urunit URUNIT_CONFIG=/dev/vtbd1"
+            },
+            "machine-config": {"vcpu_count": 1, "mem_size_mib": 256, "smt": false, "track_dirty_pages": false},
+            "drives": [
+                {"drive_id": "FCrootfs", "is_read_only": false, "is_root_device": false, "path_on_host": "/b/rootfs/.boot/rootfs"},
+                {"drive_id": "FC_URUNIT_CONFIG", "is_read_only": false, "is_root_device": false, "path_on_host": "/b/bunny-urunit.conf"}
+            ],
+            "network-interfaces": [{"iface_id": "net1", "guest_mac": "02:00:0a:01:00:02", "host_dev_name": "tap0"}]
+        })
+    );
+}
+
+#[test]
+fn cloud_hypervisor_linux() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::CloudHypervisor);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.args = s(&["/init"]);
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        argv(&cmd),
+        s(&[
+            "cloud-hypervisor",
+            "--kernel",
+            "/b/rootfs/.boot/kernel",
+            "--initramfs",
+            "/b/rootfs/.boot/rootfs",
+            "--cmdline",
+            "panic=-1 console=ttyS0 root=/dev/ram0 rw ip=10.1.0.2::10.1.0.1:255.255.255.0:urunc:eth0:off rdinit=/init --",
+            "--cpus",
+            "boot=1",
+            "--memory",
+            "size=256M",
+            "--net",
+            "tap=tap0,mac=02:00:0a:01:00:02",
+            "--serial",
+            "tty",
+            "--console",
+            "off",
+        ])
+    );
+}
+
+#[test]
+fn monitor_override_and_refusals() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Firecracker);
+    sp.args = s(&["/init"]);
+    sp.config.initrd = Some("/i".into());
+    sp.monitor = Some(Hypervisor::Qemu);
+    assert_eq!(
+        monitor_command(&sp, ResolvedAccel::Tcg).unwrap().program,
+        "qemu-system-x86_64"
+    );
+
+    sp.monitor = Some(Hypervisor::Hvt);
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux on hvt") && e.contains("qemu, firecracker"),
+        "{e}"
+    );
+
+    sp.monitor = None;
+    sp.args.clear();
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs the program to run"), "{e}");
+
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.args = s(&["/init"]);
+    sp.config.initrd = Some("/../../etc/shadow".into());
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("initrd") && e.contains("\"..\""), "{e}");
+
+    let mut sp = spec(UnikernelType::Hermit, Hypervisor::Qemu);
+    sp.args = s(&["/x"]);
+    assert!(matches!(
+        monitor_command(&sp, ResolvedAccel::Tcg),
+        Err(RuntimeError::Unsupported {
+            guest: "hermit",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn zero_memory_means_urunc_default() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Spt);
+    sp.memory_mb = 0;
+    sp.args = s(&["x"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert_eq!(cmd.args[0], "--mem=256");
+}
