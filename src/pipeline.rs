@@ -221,9 +221,12 @@ pub fn plan(
 
     let cmdline = match &bf.cmdline {
         Some(c) => Some(c.value.clone()),
-        None if !bf.cmd.is_empty() => Some(
-            bf.cmd
+        // The Go bunny joins `cmd`; with an `entrypoint` (our extension) the
+        // process urunc starts is entrypoint + cmd, so that is what we join.
+        None if !bf.cmd.is_empty() || !bf.entrypoint.is_empty() => Some(
+            bf.entrypoint
                 .iter()
+                .chain(bf.cmd.iter())
                 .map(|c| c.value.as_str())
                 .collect::<Vec<_>>()
                 .join(" "),

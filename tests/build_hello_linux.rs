@@ -119,7 +119,7 @@ fn hello_linux_builds_reads_back_and_boots() {
     assert_eq!(config["os"], "linux");
     let cfg = &config["config"];
     assert_eq!(cfg["Labels"]["com.urunc.unikernel.unikernelType"], "linux");
-    assert_eq!(cfg["Cmd"], serde_json::json!(["/init"]));
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/init"]));
     assert!(cfg["Env"]
         .as_array()
         .unwrap()
@@ -384,7 +384,7 @@ fn check_accepts_the_example_and_rejects_a_typo_with_its_position() {
 #[test]
 fn unbuilt_verbs_say_so_and_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [&["run", "x"][..], &["push", "x"], &["pull", "x"]] {
+    for args in [&["push", "x"][..], &["pull", "x"]] {
         let out = bunny(tmp.path(), args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -1,30 +1,182 @@
-//! `bunny run`: boots an image (issue 5).
+//! `bunny run`: boots an image with the embedded runtime, reading urunc's
+//! settings exactly as urunc does (annotations, else /urunc.json).
 
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
+use anyhow::{bail, Context};
+use bunny_runtime::{Accel, Hypervisor, NetSpec, RunSpec};
+use clap::{Args, ValueEnum};
+use oci_spec::image::{Descriptor, ImageConfiguration};
+
+use crate::layers::store::Store;
 
 #[derive(Debug, Args)]
 #[command(
     about = "Boot an image under qemu, firecracker or solo5",
-    after_help = "Example:\n  bunny run --rm -p 18080:80 hello:latest"
+    after_help = "Examples:\n  \
+        bunny run --rm -p 18080:80 hello-linux:latest\n  \
+        bunny run --rm -e GREETING=hi hello-linux once\n  \
+        bunny run --rm --accel tcg ./out/hello-oci"
 )]
 pub struct RunArgs {
-    /// Remove what the run extracted when the guest stops.
+    /// Remove the run's directory (the unpacked image) when the guest stops.
     #[arg(long)]
     rm: bool,
-    /// Forward HOST:GUEST ports.
+    /// Forward a host port to the guest: [IP:]HOST:GUEST[/udp]; repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
     publish: Vec<String>,
-    /// Set an environment variable in the guest.
+    /// Set an environment variable in the guest; repeatable.
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     env: Vec<String>,
-    /// The image: a name in the local store, an OCI layout or archive path, or a registry reference.
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = bunny_runtime::DEFAULT_MEMORY_MB)]
+    memory: u64,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// Use this monitor instead of the image's `hypervisor`.
+    #[arg(long, value_name = "MONITOR")]
+    monitor: Option<String>,
+    /// Hardware acceleration: auto uses KVM only where it really works.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelArg,
+    /// The image: a name in the local store, or an OCI layout directory
+    /// (optionally DIR:TAG).
     image: String,
-    /// Arguments for the guest's application.
+    /// Arguments for the guest's application (replace the image's Cmd).
     args: Vec<String>,
 }
 
-pub fn run(_args: RunArgs, _globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    super::not_implemented("run", 5)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    let (store, manifest_desc) = locate(&args.image, &globals.root)?;
+    let manifest = super::images::read_manifest(&store, &manifest_desc)?;
+    let config: ImageConfiguration = {
+        let f = store.open_blob(manifest.config().digest().as_ref())?;
+        ImageConfiguration::from_reader(BufReader::new(f))
+            .with_context(|| format!("reading image config {}", manifest.config().digest()))?
+    };
+
+    // Each run gets its own copy of the image's files: a guest may write to
+    // its block device, and the store must stay as it was.
+    let runs = globals.root.join("runs");
+    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    let run_dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&runs)
+        .with_context(|| format!("creating a run directory in {}", runs.display()))?;
+    let rootfs = run_dir.path().join("rootfs");
+    super::images::export_local(&store, &manifest_desc, &rootfs)
+        .with_context(|| format!("unpacking {} for the run", args.image))?;
+
+    let annotations: BTreeMap<String, String> = manifest
+        .annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let uk = bunny_runtime::read_config(&annotations, &rootfs)
+        .with_context(|| format!("`{}` is not an image urunc can boot", args.image))?;
+
+    let mut spec = RunSpec::new(rootfs.clone(), uk);
+    let cfg = config.config().as_ref();
+    let mut argv: Vec<String> = cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
+    if args.args.is_empty() {
+        argv.extend(cfg.and_then(|c| c.cmd().clone()).unwrap_or_default());
+    } else {
+        argv.extend(args.args.iter().cloned());
+    }
+    spec.args = argv;
+    let mut env: Vec<String> = cfg.and_then(|c| c.env().clone()).unwrap_or_default();
+    for e in &args.env {
+        if !e.contains('=') {
+            bail!("-e `{e}`: write KEY=VALUE");
+        }
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|old| old.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    spec.env = env;
+    spec.memory_mb = args.memory;
+    spec.cpus = args.cpus;
+    spec.accel = match args.accel {
+        AccelArg::Auto => Accel::Auto,
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+    };
+    if let Some(m) = &args.monitor {
+        spec.monitor = Some(Hypervisor::parse(m).with_context(|| {
+            format!("--monitor `{m}`: use qemu, firecracker, hvt, spt or cloud-hypervisor")
+        })?);
+    }
+    let forwards = args
+        .publish
+        .iter()
+        .map(|p| bunny_runtime::parse_publish(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    spec.net = NetSpec::User { forwards };
+
+    let status = bunny_runtime::boot(&spec)?;
+    if args.rm {
+        run_dir
+            .close()
+            .with_context(|| format!("removing the run directory under {}", runs.display()))?;
+    } else {
+        let kept = run_dir.keep();
+        eprintln!("bunny: the run's files are kept in {}", kept.display());
+    }
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// Finds the image: an OCI layout directory (DIR or DIR:TAG), else a name or
+/// digest in the local store.
+fn locate(image: &str, root: &Path) -> anyhow::Result<(Store, Descriptor)> {
+    let (dir, tag) = match image.rsplit_once(':') {
+        Some((d, t)) if Path::new(d).join("oci-layout").is_file() => (PathBuf::from(d), Some(t)),
+        _ => (PathBuf::from(image), None),
+    };
+    if dir.join("oci-layout").is_file() {
+        let layout = Store::open(&dir)
+            .with_context(|| format!("opening the OCI layout {}", dir.display()))?;
+        let images = layout.list()?;
+        let found = match tag {
+            Some(t) => images
+                .into_iter()
+                .find(|(n, _)| n == t || n.rsplit(':').next() == Some(t)),
+            None if images.len() == 1 => images.into_iter().next(),
+            None => bail!(
+                "{} holds {} images; name one as {}:TAG",
+                dir.display(),
+                images.len(),
+                dir.display()
+            ),
+        };
+        let Some((_, desc)) = found else {
+            bail!(
+                "{} has no image tagged `{}`",
+                dir.display(),
+                tag.unwrap_or("")
+            )
+        };
+        return Ok((layout, desc));
+    }
+    let store =
+        Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let name = if image.starts_with("sha256:") {
+        image.to_string()
+    } else {
+        super::build::normalize_tag(image)
+    };
+    let desc = store.resolve(&name).with_context(|| {
+        format!("no image `{image}` in the local store; build it with `bunny build -t {image}` (pulling arrives with issue 4)")
+    })?;
+    Ok((store, desc))
 }

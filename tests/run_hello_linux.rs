@@ -1,0 +1,195 @@
+//! `bunny run` boots examples/hello-linux under qemu (TCG here), forwards a
+//! port to its httpd, passes env and args, and cleans up with --rm.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build_example(root: &Path, tag: &str) {
+    let ctx = repo().join("examples/hello-linux");
+    assert!(
+        ctx.join("vmlinuz").exists(),
+        "examples/hello-linux/vmlinuz is missing: run `bash scripts/setup.sh` first"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "build",
+            "--progress=quiet",
+            "-t",
+            tag,
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    if body.starts_with("HTTP/1.") {
+        Some(body)
+    } else {
+        None
+    }
+}
+
+fn runs_left(root: &Path) -> usize {
+    std::fs::read_dir(root.join("runs"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn serves_http_on_a_published_port_and_exits_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    build_example(&root, "hello:test");
+    let port = free_port();
+    let log = tmp.path().join("console.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "run",
+            "--rm",
+            "--accel",
+            "auto",
+        ])
+        .args(["-p", &format!("127.0.0.1:{port}:80"), "hello:test"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let t0 = Instant::now();
+    let page = loop {
+        if let Some(p) = http_get(port, "/") {
+            if p.contains("200 OK") {
+                break p;
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "bunny run exited early ({st}): {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no HTTP answer in 90 s; console:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        page.contains("hello-linux: a Debian kernel and busybox"),
+        "{page}"
+    );
+
+    // Stopping httpd makes the init power the guest off.
+    let _ = http_get(port, "/cgi-bin/stop");
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t1.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "the guest did not power off: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.success(),
+        "exit {status}; stderr: {err}\nconsole: {console}"
+    );
+    assert!(
+        console.contains("eth0 10.0.2.15/255.255.255.0 gw 10.0.2.2"),
+        "{console}"
+    );
+    assert!(
+        console.contains("GREETING=hello"),
+        "the image's Env reaches the guest: {console}"
+    );
+    assert!(
+        err.contains("TCG") || err.contains("KVM"),
+        "the accel choice is announced: {err}"
+    );
+    assert_eq!(runs_left(&root), 0, "--rm leaves nothing behind");
+}
+
+#[test]
+fn env_and_args_from_the_command_line_reach_the_guest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    build_example(&root, "hello:test");
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args(["--root", root.to_str().unwrap(), "run", "--accel", "tcg"])
+        .args(["-e", "GREETING=from-cli", "hello:test", "once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}\n{console}");
+    assert!(
+        console.contains("args [once] GREETING=from-cli"),
+        "{console}"
+    );
+    assert!(console.contains("hello-linux: done"), "{console}");
+    // Without --rm the run's files stay, as docker keeps stopped containers.
+    assert_eq!(runs_left(&root), 1);
+    assert!(err.contains("kept in"), "{err}");
+}
+
+#[test]
+fn a_missing_image_says_how_to_get_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args(["--root", tmp.path().to_str().unwrap(), "run", "nosuch:1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nosuch:1") && err.contains("bunny build"),
+        "{err}"
+    );
+}
