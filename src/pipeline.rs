@@ -18,7 +18,9 @@ use crate::layers::tree::{resolve_in_context, EntryKind, Tree};
 use crate::oci::annotations::{UruncConfig, KERNEL_PATH, ROOTFS_PATH, URUNC_JSON_PATH};
 use crate::oci::error::OciError;
 use crate::oci::image::{assemble, ImageConfig, ImageSpec};
-use crate::oci::layer::{write_layer, CompressionChoice, LayerContent, LayerEntry, LayerOptions};
+use crate::oci::layer::{
+    write_layer, CompressionChoice, Layer, LayerContent, LayerEntry, LayerOptions,
+};
 use crate::oci::output::{export, Output};
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 
@@ -66,6 +68,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("internal error: {what}; please report it")]
+    Internal { what: &'static str },
     #[error(transparent)]
     Oci(#[from] OciError),
     #[error(transparent)]
@@ -320,87 +324,18 @@ pub fn build(
             source,
         })?;
 
-    let mut layers = Vec::new();
-
-    let KernelInput::Local(kernel) = &plan.kernel;
-    progress.start("kernel layer");
-    let layer = write_layer(
-        &[LayerEntry {
-            path: KERNEL_PATH.into(),
-            content: LayerContent::File(kernel.clone()),
-            mode: 0o755,
-        }],
-        &layer_opts,
-        store,
-    )?;
-    progress.finish("kernel layer", &short(&layer.descriptor));
-    layers.push(layer);
-
-    let rootfs_file: Option<PathBuf> = match &plan.rootfs {
-        RootfsPlan::None | RootfsPlan::Raw(_) => None,
-        RootfsPlan::Prebuilt { path, .. } => Some(path.clone()),
-        RootfsPlan::Initrd(tree) => {
-            progress.start("initrd");
-            let path = scratch.path().join("rootfs.cpio");
-            let file = std::fs::File::create(&path).map_err(|source| PipelineError::Io {
-                context: format!("creating {}", path.display()),
-                source,
-            })?;
-            let size = write_initrd(
-                tree,
-                std::io::BufWriter::new(file),
-                &InitrdOptions {
-                    mtime: opts.epoch,
-                    gzip: opts.gzip_initrd,
-                },
-            )
-            .map_err(|source| PipelineError::Rootfs {
-                what: "initrd",
-                source,
-            })?;
-            progress.finish("initrd", &format!("{} entries, {size} bytes", tree.len()));
-            Some(path)
-        }
-        RootfsPlan::Block(tree, fs) => {
-            progress.start("block image");
-            let path = scratch.path().join("rootfs.img");
-            build_block(
-                tree,
-                *fs,
-                &path,
-                &BlockOptions {
-                    mtime: opts.epoch,
-                    label: None,
-                },
-            )
-            .map_err(|source| PipelineError::Rootfs {
-                what: "block",
-                source,
-            })?;
-            progress.finish("block image", &format!("{fs}, {} entries", tree.len()));
-            Some(path)
-        }
-    };
-    if let Some(path) = rootfs_file {
-        progress.start("rootfs layer");
-        let layer = write_layer(
-            &[LayerEntry {
-                path: ROOTFS_PATH.into(),
-                content: LayerContent::File(path),
-                mode: 0o644,
-            }],
-            &layer_opts,
-            store,
-        )?;
-        progress.finish("rootfs layer", &short(&layer.descriptor));
-        layers.push(layer);
-    }
-    if let RootfsPlan::Raw(tree) = &plan.rootfs {
-        progress.start("rootfs files layer");
-        let layer = write_layer(&tree_entries(tree), &layer_opts, store)?;
-        progress.finish("rootfs files layer", &short(&layer.descriptor));
-        layers.push(layer);
-    }
+    // The kernel layer and the rootfs are independent: build them side by
+    // side (hashing and compression are the whole cost of packing).
+    let (kernel_layer, rootfs_layers) = std::thread::scope(|s| {
+        let kernel = s.spawn(|| kernel_layer(plan, store, &layer_opts, progress));
+        let rootfs = rootfs_layers(plan, store, opts, &layer_opts, scratch.path(), progress);
+        let kernel = kernel.join().map_err(|_| PipelineError::Internal {
+            what: "the kernel layer's thread panicked",
+        });
+        Ok::<_, PipelineError>((kernel??, rootfs?))
+    })?;
+    let mut layers = vec![kernel_layer];
+    layers.extend(rootfs_layers);
 
     let urunc = plan.urunc();
     progress.start("urunc.json layer");
@@ -444,6 +379,105 @@ pub fn build(
         progress.finish(&step, "");
     }
     Ok(Built { manifest, urunc })
+}
+
+fn kernel_layer(
+    plan: &Plan,
+    store: &Store,
+    layer_opts: &LayerOptions,
+    progress: &dyn Progress,
+) -> Result<Layer, PipelineError> {
+    let KernelInput::Local(kernel) = &plan.kernel;
+    progress.start("kernel layer");
+    let layer = write_layer(
+        &[LayerEntry {
+            path: KERNEL_PATH.into(),
+            content: LayerContent::File(kernel.clone()),
+            mode: 0o755,
+        }],
+        layer_opts,
+        store,
+    )?;
+    progress.finish("kernel layer", &short(&layer.descriptor));
+    Ok(layer)
+}
+
+/// Writes the rootfs (initrd or block image, or the raw files) and its layers.
+fn rootfs_layers(
+    plan: &Plan,
+    store: &Store,
+    opts: &BuildOptions,
+    layer_opts: &LayerOptions,
+    scratch: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Layer>, PipelineError> {
+    let mut layers = Vec::new();
+    let rootfs_file: Option<PathBuf> = match &plan.rootfs {
+        RootfsPlan::None | RootfsPlan::Raw(_) => None,
+        RootfsPlan::Prebuilt { path, .. } => Some(path.clone()),
+        RootfsPlan::Initrd(tree) => {
+            progress.start("initrd");
+            let path = scratch.join("rootfs.cpio");
+            let file = std::fs::File::create(&path).map_err(|source| PipelineError::Io {
+                context: format!("creating {}", path.display()),
+                source,
+            })?;
+            let size = write_initrd(
+                tree,
+                std::io::BufWriter::new(file),
+                &InitrdOptions {
+                    mtime: opts.epoch,
+                    gzip: opts.gzip_initrd,
+                },
+            )
+            .map_err(|source| PipelineError::Rootfs {
+                what: "initrd",
+                source,
+            })?;
+            progress.finish("initrd", &format!("{} entries, {size} bytes", tree.len()));
+            Some(path)
+        }
+        RootfsPlan::Block(tree, fs) => {
+            progress.start("block image");
+            let path = scratch.join("rootfs.img");
+            build_block(
+                tree,
+                *fs,
+                &path,
+                &BlockOptions {
+                    mtime: opts.epoch,
+                    label: None,
+                },
+            )
+            .map_err(|source| PipelineError::Rootfs {
+                what: "block",
+                source,
+            })?;
+            progress.finish("block image", &format!("{fs}, {} entries", tree.len()));
+            Some(path)
+        }
+    };
+    if let Some(path) = rootfs_file {
+        progress.start("rootfs layer");
+        let layer = write_layer(
+            &[LayerEntry {
+                path: ROOTFS_PATH.into(),
+                content: LayerContent::File(path),
+                mode: 0o644,
+            }],
+            layer_opts,
+            store,
+        )?;
+        progress.finish("rootfs layer", &short(&layer.descriptor));
+        layers.push(layer);
+    }
+    if let RootfsPlan::Raw(tree) = &plan.rootfs {
+        progress.start("rootfs files layer");
+        let layer = write_layer(&tree_entries(tree), layer_opts, store)?;
+        progress.finish("rootfs files layer", &short(&layer.descriptor));
+        layers.push(layer);
+    }
+    Ok(layers)
 }
 
 fn tree_entries(tree: &Tree) -> Vec<LayerEntry> {

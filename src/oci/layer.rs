@@ -106,9 +106,11 @@ pub fn write_layer(
     let tmp = store.root().join("tmp");
     let encoder =
         Encoder::new(compression, blob).map_err(OciError::io("start compressor in", &tmp))?;
+    // An uncompressed layer's diff_id is its digest, which the blob writer
+    // computes anyway: hashing it twice is most of the cost of a kernel layer.
     let mut builder = tar::Builder::new(DiffIdWriter {
         inner: encoder,
-        hasher: Sha256::new(),
+        hasher: (compression != Compression::None).then(Sha256::new),
     });
     for (rel, item) in &plan {
         append(&mut builder, rel, item, opts.mtime)?;
@@ -116,12 +118,16 @@ pub fn write_layer(
     let hashing = builder
         .into_inner()
         .map_err(OciError::io("finish layer tar in", &tmp))?;
-    let diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+    let hasher = hashing.hasher;
     let blob = hashing
         .inner
         .finish()
         .map_err(OciError::io("finish compression in", &tmp))?;
     let descriptor = blob.commit(compression.media_type())?;
+    let diff_id = match hasher {
+        Some(h) => format!("sha256:{}", hex::encode(h.finalize())),
+        None => descriptor.digest().to_string(),
+    };
     Ok(Layer {
         descriptor,
         diff_id,
@@ -281,13 +287,15 @@ impl<R: Read> Read for ExactReader<R> {
 
 struct DiffIdWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
 }
 
 impl<W: Write> Write for DiffIdWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 
