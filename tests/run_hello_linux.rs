@@ -177,6 +177,40 @@ fn env_and_args_from_the_command_line_reach_the_guest() {
     // Without --rm the run's files stay, as docker keeps stopped containers.
     assert_eq!(runs_left(&root), 1);
     assert!(err.contains("kept in"), "{err}");
+    // The kernel and initrd are used in place from one unpacked copy of the
+    // image, not copied per run.
+    let run = std::fs::read_dir(root.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        !run.join("rootfs").exists(),
+        "the run made its own copy of the image"
+    );
+    let cached: Vec<_> = std::fs::read_dir(root.join("rootfs")).unwrap().collect();
+    assert_eq!(cached.len(), 1, "one unpacked image");
+    let second = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "run",
+            "--rm",
+            "--accel",
+            "tcg",
+            "hello:test",
+            "once",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    assert_eq!(
+        std::fs::read_dir(root.join("rootfs")).unwrap().count(),
+        1,
+        "unpacked once"
+    );
 }
 
 #[test]

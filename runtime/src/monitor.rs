@@ -68,6 +68,9 @@ pub fn monitor_command(
 /// Side files (firecracker's config, urunit's config disk) go beside the
 /// rootfs, as in an OCI bundle, so the image itself is left untouched.
 fn side_file(spec: &RunSpec, name: &str) -> PathBuf {
+    if let Some(dir) = &spec.work_dir {
+        return dir.join(name);
+    }
     let dir = match spec.rootfs.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => spec.rootfs.as_path(),
@@ -361,8 +364,14 @@ fn qemu(
     }
     for d in &plan.disks {
         a.push("-drive".into());
+        // urunit's config disk is per run; the image's own disks may be shared.
+        let snapshot = if spec.shared_image && d.id != "urunit" {
+            ",snapshot=on"
+        } else {
+            ""
+        };
         a.push(format!(
-            "file={},format=raw,if=none,id={}",
+            "file={},format=raw,if=none,id={}{snapshot}",
             qemu_escape(&d.path),
             d.id
         ));

@@ -607,3 +607,30 @@ fn zero_memory_means_urunc_default() {
     let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
     assert_eq!(cmd.args[0], "--mem=256");
 }
+
+#[test]
+fn shared_images_open_disks_as_snapshots_and_side_files_go_to_the_work_dir() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/init"]);
+    sp.shared_image = true;
+    sp.work_dir = Some(PathBuf::from("/w/run-1"));
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    assert!(
+        argv(&cmd).contains(
+            &"file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs,snapshot=on".to_string()
+        ),
+        "{:?}",
+        argv(&cmd)
+    );
+
+    let mut fc = spec(UnikernelType::Linux, Hypervisor::Firecracker);
+    fc.args = s(&["/init"]);
+    fc.work_dir = Some(PathBuf::from("/w/run-2"));
+    let cmd = monitor_command(&fc, ResolvedAccel::Kvm).unwrap();
+    assert_eq!(
+        cmd.files[0].0,
+        PathBuf::from("/w/run-2/bunny-firecracker.json")
+    );
+}

@@ -121,6 +121,13 @@ pub struct RunSpec {
     pub monitor: Option<Hypervisor>,
     /// qemu only: use the microvm machine (FreeBSD always does).
     pub microvm: bool,
+    /// Where side files (firecracker's config, urunit's config disk) go;
+    /// beside the rootfs when unset, as in an OCI bundle.
+    pub work_dir: Option<PathBuf>,
+    /// The rootfs is shared by other runs (bunny's unpacked-image cache):
+    /// qemu opens the image's disks with `snapshot=on`, so guest writes go to
+    /// a throw-away overlay instead of the shared file.
+    pub shared_image: bool,
 }
 
 impl RunSpec {
@@ -138,6 +145,8 @@ impl RunSpec {
             accel: Accel::Auto,
             monitor: None,
             microvm: false,
+            work_dir: None,
+            shared_image: false,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::layers::store::Store;
         bunny run --rm --accel tcg ./out/hello-oci"
 )]
 pub struct RunArgs {
-    /// Remove the run's directory (the unpacked image) when the guest stops.
+    /// Remove the run's directory when the guest stops.
     #[arg(long)]
     rm: bool,
     /// Forward a host port to the guest: [IP:]HOST:GUEST[/udp]; repeatable.
@@ -66,27 +66,46 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("reading image config {}", manifest.config().digest()))?
     };
 
-    // Each run gets its own copy of the image's files: a guest may write to
-    // its block device, and the store must stay as it was.
+    // The image is unpacked once per manifest digest and used in place: the
+    // monitor reads the kernel and initrd straight from that cache, and qemu
+    // opens its disks with snapshot=on so no run changes them. Each run gets
+    // only a small work directory for side files.
     let runs = globals.root.join("runs");
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
     let run_dir = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&runs)
         .with_context(|| format!("creating a run directory in {}", runs.display()))?;
-    let rootfs = run_dir.path().join("rootfs");
-    super::images::export_local(&store, &manifest_desc, &rootfs)
+    let shared = unpacked_image(&globals.root, &store, &manifest_desc)
         .with_context(|| format!("unpacking {} for the run", args.image))?;
-
     let annotations: BTreeMap<String, String> = manifest
         .annotations()
         .as_ref()
         .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let uk = bunny_runtime::read_config(&annotations, &rootfs)
+    let uk = bunny_runtime::read_config(&annotations, &shared)
         .with_context(|| format!("`{}` is not an image urunc can boot", args.image))?;
+    let monitor = match &args.monitor {
+        Some(m) => Some(Hypervisor::parse(m).with_context(|| {
+            format!("--monitor `{m}`: use qemu, firecracker, hvt, spt or cloud-hypervisor")
+        })?),
+        None => None,
+    };
+    // Only qemu can overlay a shared disk; other monitors get a private copy.
+    let private = uk.block.is_some() && monitor.unwrap_or(uk.hypervisor) != Hypervisor::Qemu;
+    let rootfs = if private {
+        let own = run_dir.path().join("rootfs");
+        super::images::export_local(&store, &manifest_desc, &own)
+            .with_context(|| format!("unpacking {} for the run", args.image))?;
+        own
+    } else {
+        shared
+    };
 
-    let mut spec = RunSpec::new(rootfs.clone(), uk);
+    let mut spec = RunSpec::new(rootfs, uk);
+    spec.work_dir = Some(run_dir.path().to_path_buf());
+    spec.shared_image = !private;
+    spec.monitor = monitor;
     let cfg = config.config().as_ref();
     let mut argv: Vec<String> = cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
     if args.args.is_empty() {
@@ -112,11 +131,6 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         AccelArg::Kvm => Accel::Kvm,
         AccelArg::Tcg => Accel::Tcg,
     };
-    if let Some(m) = &args.monitor {
-        spec.monitor = Some(Hypervisor::parse(m).with_context(|| {
-            format!("--monitor `{m}`: use qemu, firecracker, hvt, spt or cloud-hypervisor")
-        })?);
-    }
     let forwards = args
         .publish
         .iter()
@@ -134,6 +148,37 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         eprintln!("bunny: the run's files are kept in {}", kept.display());
     }
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// The image's files, unpacked once per manifest digest under the store root
+/// (written to a temporary directory and renamed, so a half-unpacked image is
+/// never used).
+fn unpacked_image(root: &Path, store: &Store, manifest: &Descriptor) -> anyhow::Result<PathBuf> {
+    let digest = manifest.digest().to_string();
+    let hex = digest.rsplit(':').next().unwrap_or(&digest);
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("manifest digest `{digest}` is malformed");
+    }
+    let cache = root.join("rootfs");
+    let dir = cache.join(hex);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(&cache)
+        .with_context(|| format!("creating a directory in {}", cache.display()))?;
+    let staged = tmp.path().join("rootfs");
+    super::images::export_local(store, manifest, &staged)?;
+    if let Err(e) = std::fs::rename(&staged, &dir) {
+        // Another run unpacked the same image first: use theirs.
+        if !dir.is_dir() {
+            return Err(e)
+                .with_context(|| format!("moving the unpacked image to {}", dir.display()));
+        }
+    }
+    Ok(dir)
 }
 
 /// Finds the image: an OCI layout directory (DIR or DIR:TAG), else a name or
