@@ -164,13 +164,15 @@ impl Session {
                     Err(e) => return Err(map_reqwest(host, "connecting", &e, &cas, opts)),
                 }
             }
-            Ok(Probe::NotTls) => return Err(RegistryError::Tls {
-                host: host.into(),
-                detail: "the server does not speak TLS (it looks like plain HTTP)".into(),
-                ca: format!(
+            Ok(Probe::NotTls) => {
+                return Err(RegistryError::Tls {
+                    host: host.into(),
+                    detail: "the server does not speak TLS (it looks like plain HTTP)".into(),
+                    ca: format!(
                     "if this registry is meant to be plain HTTP, pass --insecure-registry {host}"
                 ),
-            }),
+                })
+            }
             Ok(Probe::BadCert(detail)) if explicit_insecure => {
                 // Docker skips verification for registries the user listed
                 // as insecure; do the same rather than refuse.
