@@ -203,7 +203,7 @@ fn pull_what_skopeo_pushed_by_tag_and_by_digest() {
         remote_digest
     );
     for layer in &sample.layers {
-        assert!(store.has_blob(&layer.descriptor.digest().to_string()));
+        assert!(store.has_blob(layer.descriptor.digest().as_ref()));
     }
     assert_eq!(store.verify().unwrap(), Vec::<String>::new());
     // skopeo reads the pulled image from our store.

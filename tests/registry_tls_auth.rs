@@ -199,8 +199,6 @@ fn localhost_is_reached_over_plain_http_like_docker_does() {
         .arg(format!("docker://{}/x/a:1", reg.host())));
     assert_eq!(
         raw.as_bytes(),
-        store
-            .read_blob(&sample.manifest.digest().to_string())
-            .unwrap()
+        store.read_blob(sample.manifest.digest().as_ref()).unwrap()
     );
 }

@@ -292,15 +292,15 @@ impl Pusher<'_> {
                 .map_err(|e| spec_error(&self.session.host, &format!("index {digest}"), e))?;
             for child in index.manifests() {
                 let (child_bytes, child_type) = self.push_tree(child)?;
-                self.push_manifest(&child.digest().to_string(), child_bytes, &child_type, None)?;
+                self.push_manifest(child.digest().as_ref(), child_bytes, &child_type, None)?;
             }
         } else {
             let manifest: ImageManifest = serde_json::from_slice(&bytes)
                 .map_err(|e| spec_error(&self.session.host, &format!("manifest {digest}"), e))?;
             let config = manifest.config();
-            self.push_blob(&config.digest().to_string(), config.size(), "config")?;
+            self.push_blob(config.digest().as_ref(), config.size(), "config")?;
             for layer in manifest.layers() {
-                self.push_blob(&layer.digest().to_string(), layer.size(), "layer")?;
+                self.push_blob(layer.digest().as_ref(), layer.size(), "layer")?;
             }
         }
         Ok((bytes, media_type))
@@ -479,7 +479,7 @@ fn platform_of(store: &Store, manifest: &Descriptor) -> Result<(String, String),
     if let Some(p) = manifest.platform() {
         return Ok((p.os().to_string(), p.architecture().to_string()));
     }
-    let bytes = store.read_blob(&manifest.digest().to_string())?;
+    let bytes = store.read_blob(manifest.digest().as_ref())?;
     let m: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
         spec_error(
             "(local store)",
@@ -487,7 +487,7 @@ fn platform_of(store: &Store, manifest: &Descriptor) -> Result<(String, String),
             e,
         )
     })?;
-    let cfg: Value = serde_json::from_slice(&store.read_blob(&m.config().digest().to_string())?)
+    let cfg: Value = serde_json::from_slice(&store.read_blob(m.config().digest().as_ref())?)
         .map_err(|e| spec_error("(local store)", "image config", e))?;
     let field = |k: &str| {
         cfg.get(k)
@@ -841,16 +841,16 @@ pub fn pull(
         .map_err(|e| spec_error(&session.host, &format!("manifest {digest}"), e))?;
     let config = manifest.config();
     p.pull_blob(
-        &config.digest().to_string(),
+        config.digest().as_ref(),
         config.size(),
-        &config.media_type().to_string(),
+        config.media_type().as_ref(),
         "config",
     )?;
     for layer in manifest.layers() {
         p.pull_blob(
-            &layer.digest().to_string(),
+            layer.digest().as_ref(),
             layer.size(),
-            &layer.media_type().to_string(),
+            layer.media_type().as_ref(),
             "layer",
         )?;
     }
@@ -862,7 +862,7 @@ pub fn pull(
             actual: desc.digest().to_string(),
         });
     }
-    let cfg: Value = serde_json::from_slice(&store.read_blob(&config.digest().to_string())?)
+    let cfg: Value = serde_json::from_slice(&store.read_blob(config.digest().as_ref())?)
         .map_err(|e| spec_error(&session.host, "image config", e))?;
     let field = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
     if let (Some(os), Some(arch)) = (field("os"), field("architecture")) {
