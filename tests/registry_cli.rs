@@ -156,3 +156,90 @@ fn login_push_pull_logout_from_the_command_line() {
         assert!(!o.contains(PASSWORD), "password in output: {o}");
     }
 }
+
+/// `credsStore` in config.json: login hands the password to
+/// `docker-credential-NAME store`, push reads it back with `get`, logout
+/// calls `erase`; config.json itself never holds the secret.
+#[test]
+fn credential_helper_is_used_for_login_push_and_logout() {
+    let reg = Registry::start_tls(TlsAuth {
+        user: USER,
+        password: PASSWORD,
+    });
+    let host = reg.host();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let sample = build_sample(&store, &work.path().join("src"), &random_bytes(20 * 1024));
+    store.tag("h:1", &sample.manifest).unwrap();
+    let certs = work.path().join("certs.d");
+    fs::create_dir_all(certs.join(&host)).unwrap();
+    fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    let docker = work.path().join("docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(docker.join("config.json"), r#"{"credsStore":"bunnytest"}"#).unwrap();
+    let bin = work.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-bunnytest");
+    let saved = work.path().join("helper-store.json");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nf='{}'\ncase \"$1\" in\n  store) cat > \"$f\" ;;\n  get) read url; if [ -f \"$f\" ]; then cat \"$f\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) rm -f \"$f\" ;;\nesac\n",
+            saved.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let login = run_with_stdin(
+        bunny(&root, &docker, &certs).env("PATH", &path).args([
+            "login",
+            "-u",
+            USER,
+            "--password-stdin",
+            &host,
+        ]),
+        PASSWORD,
+    );
+    assert!(login.status.success(), "{}", text(&login));
+    assert!(
+        text(&login).contains("docker-credential-bunnytest"),
+        "{}",
+        text(&login)
+    );
+    let saved_json: serde_json::Value = serde_json::from_slice(&fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(saved_json["Username"], USER);
+    assert_eq!(saved_json["Secret"], PASSWORD);
+    let config = fs::read_to_string(docker.join("config.json")).unwrap();
+    assert!(
+        !config.contains(PASSWORD) && !config.contains("\"auth\""),
+        "{config}"
+    );
+
+    let dest = format!("{host}/helper/app:1");
+    let push = bunny(&root, &docker, &certs)
+        .env("PATH", &path)
+        .args(["push", "--progress", "quiet", "h:1", &dest])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", text(&push));
+
+    let out = bunny(&root, &docker, &certs)
+        .env("PATH", &path)
+        .args(["logout", &host])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!saved.exists(), "logout erased the helper's entry");
+    for o in [&login, &push, &out] {
+        assert!(!text(o).contains(PASSWORD), "{}", text(o));
+    }
+}
