@@ -371,3 +371,39 @@ fn two_platform_index_is_read_by_skopeo_and_pulled_per_platform() {
         "{msg}"
     );
 }
+
+#[test]
+fn unreachable_registry_and_unknown_image_say_what_is_wrong() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let sample = build_sample(&store, &work.path().join("src"), &random_bytes(1024));
+    store.tag("u:1", &sample.manifest).unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rec = Arc::new(Recorder::default());
+    let opts = opts_with(&rec);
+    let err = registry::push(&store, "u:1", &format!("127.0.0.1:{port}/a/b:1"), &opts).unwrap_err();
+    assert!(matches!(err, RegistryError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    let err =
+        registry::push(&store, "nope:1", &format!("127.0.0.1:{port}/a/b:1"), &opts).unwrap_err();
+    assert!(err.to_string().contains("`nope:1`"), "{err}");
+    let err = registry::pull(
+        &store,
+        "127.0.0.1:1/a:bad tag!",
+        &PlatformWanted::host(),
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidReference { .. }),
+        "{err:?}"
+    );
+}

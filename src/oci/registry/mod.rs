@@ -203,12 +203,21 @@ pub struct PullResult {
 }
 
 fn parse_ref(reference: &str) -> Result<Reference, RegistryError> {
-    reference
+    let r = reference
         .parse::<Reference>()
         .map_err(|e| RegistryError::InvalidReference {
             reference: reference.to_string(),
             reason: e.to_string(),
-        })
+        })?;
+    // The parser lets an upper-case first component through as a
+    // repository path; registries would refuse it later, less clearly.
+    if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(RegistryError::InvalidReference {
+            reference: reference.to_string(),
+            reason: "repository names must be lower case".into(),
+        });
+    }
+    Ok(r)
 }
 
 /// The name a pulled image gets in the store: what the user typed, with

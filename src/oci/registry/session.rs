@@ -26,6 +26,8 @@ pub(crate) struct Session {
     http: reqwest::Client,
     scheme: &'static str,
     pub has_credentials: bool,
+    /// Which CA files were used, phrased for a TLS error.
+    ca_hint: String,
     rt: tokio::runtime::Runtime,
 }
 
@@ -143,6 +145,7 @@ impl Session {
             .build()
             .map_err(RegistryError::Runtime)?;
         let cas = load_cas(host, opts)?;
+        let ca_hint = ca_text(host, &cas, opts);
         let explicit_insecure = opts.insecure_registries.iter().any(|h| h == host);
         let mut http = build_http(&cas, false, opts)?;
         let mut scheme = "https";
@@ -161,7 +164,7 @@ impl Session {
                                 .into(),
                         })
                     }
-                    Err(e) => return Err(map_reqwest(host, "connecting", &e, &cas, opts)),
+                    Err(e) => return Err(map_reqwest(host, "connecting", &e, &ca_hint)),
                 }
             }
             Ok(Probe::NotTls) => {
@@ -189,7 +192,7 @@ impl Session {
                                     .into(),
                         })
                     }
-                    Err(e) => return Err(map_reqwest(host, "connecting", &e, &cas, opts)),
+                    Err(e) => return Err(map_reqwest(host, "connecting", &e, &ca_hint)),
                 }
             }
             Ok(Probe::BadCert(detail)) => {
@@ -199,7 +202,7 @@ impl Session {
                     ca: ca_text(host, &cas, opts),
                 })
             }
-            Err(e) => return Err(map_reqwest(host, "connecting", &e, &cas, opts)),
+            Err(e) => return Err(map_reqwest(host, "connecting", &e, &ca_hint)),
         };
         let challenge = resp
             .headers()
@@ -236,6 +239,7 @@ impl Session {
                     challenge.as_deref(),
                     &token,
                     &scope,
+                    &ca_hint,
                 ))?;
                 RegistryAuth::Bearer(access)
             }
@@ -278,6 +282,7 @@ impl Session {
             http,
             scheme,
             has_credentials,
+            ca_hint,
             rt,
         })
     }
@@ -330,7 +335,7 @@ impl Session {
                 if let Some(status) = re.status() {
                     return by_status(status.as_u16(), status.to_string());
                 }
-                map_reqwest(&self.host, operation, &re, &[], &RegistryOptions::default())
+                map_reqwest(&self.host, operation, &re, &self.ca_hint)
             }
             OciDistributionError::UnauthorizedError { .. } => by_status(401, String::new()),
             OciDistributionError::AuthenticationFailure(reason) => RegistryError::Unauthorized {
@@ -399,10 +404,12 @@ impl Session {
         let url = format!("{}/v2/", self.base_url());
         let host = self.host.clone();
         self.rt.block_on(async {
-            let anon =
-                self.http.get(&url).send().await.map_err(|e| {
-                    map_reqwest(&host, "login", &e, &[], &RegistryOptions::default())
-                })?;
+            let anon = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| map_reqwest(&host, "login", &e, &self.ca_hint))?;
             let challenge = anon
                 .headers()
                 .get(reqwest::header::WWW_AUTHENTICATE)
@@ -434,7 +441,7 @@ impl Session {
                         .await
                 }
             }
-            .map_err(|e| map_reqwest(&host, "login", &e, &[], &RegistryOptions::default()))?;
+            .map_err(|e| map_reqwest(&host, "login", &e, &self.ca_hint))?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(true);
@@ -524,13 +531,7 @@ fn tls_detail(text: &str) -> String {
     }
 }
 
-fn map_reqwest(
-    host: &str,
-    operation: &str,
-    e: &reqwest::Error,
-    cas: &[CaFile],
-    opts: &RegistryOptions,
-) -> RegistryError {
+fn map_reqwest(host: &str, operation: &str, e: &reqwest::Error, ca_hint: &str) -> RegistryError {
     let text = chain_text(e);
     if e.is_timeout() {
         return RegistryError::Timeout {
@@ -542,7 +543,7 @@ fn map_reqwest(
         return RegistryError::Tls {
             host: host.into(),
             detail: tls_detail(&text),
-            ca: ca_text(host, cas, opts),
+            ca: ca_hint.to_string(),
         };
     }
     if e.is_connect() {
@@ -607,6 +608,7 @@ async fn exchange_identity_token(
     challenge: Option<&str>,
     refresh_token: &str,
     scope: &str,
+    ca_hint: &str,
 ) -> Result<String, RegistryError> {
     let Some((realm, service)) = challenge.and_then(parse_bearer) else {
         return Err(RegistryError::Protocol {
@@ -623,10 +625,12 @@ async fn exchange_identity_token(
     if let Some(s) = service {
         form.push(("service", s));
     }
-    let resp =
-        http.post(&realm).form(&form).send().await.map_err(|e| {
-            map_reqwest(host, "token exchange", &e, &[], &RegistryOptions::default())
-        })?;
+    let resp = http
+        .post(&realm)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| map_reqwest(host, "token exchange", &e, ca_hint))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
