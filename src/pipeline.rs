@@ -24,6 +24,13 @@ use crate::oci::layer::{
 use crate::oci::output::{export, Output};
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 
+/// Where `from: IMAGE` references are found: the CLI looks in the store and
+/// pulls what is missing; tests can serve directories.
+pub trait ImageSource {
+    /// The image's files on disk, read-only.
+    fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>>;
+}
+
 /// Where the pipeline reports what it is doing; the CLI draws it.
 pub trait Progress: Send + Sync {
     fn start(&self, step: &str);
@@ -33,36 +40,42 @@ pub trait Progress: Send + Sync {
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
-    #[error("{what} needs pulling from a registry, which arrives with issue {issue}; use `from: local` for now")]
-    NeedsRegistry { what: String, issue: u32 },
+    #[error("image `{reference}`")]
+    Image {
+        reference: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{what} is not supported; {hint}")]
+    Unsupported { what: String, hint: &'static str },
     #[error("building from source (`app`) runs the framework's toolchain in build containers, which arrives with issue {issue}; use a prebuilt `kernel` for now")]
     NeedsBuildContainers { issue: u32 },
-    #[error("kernel `{path}`: {source}")]
+    #[error("kernel `{path}`")]
     Kernel {
         path: String,
         #[source]
         source: LayerError,
     },
-    #[error("rootfs `{path}`: {source}")]
+    #[error("rootfs `{path}`")]
     RootfsPath {
         path: String,
         #[source]
         source: LayerError,
     },
-    #[error("include `{entry}` (BunnyFile line {line}): {source}")]
+    #[error("include `{entry}` (BunnyFile line {line})")]
     Include {
         entry: String,
         line: usize,
         #[source]
         source: LayerError,
     },
-    #[error("writing the {what} rootfs: {source}")]
+    #[error("writing the {what} rootfs")]
     Rootfs {
         what: &'static str,
         #[source]
         source: LayerError,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -155,7 +168,16 @@ pub fn plan(
     bf: &BunnyFile,
     context: &Path,
     architecture: Option<Arch>,
+    images: &dyn ImageSource,
 ) -> Result<Plan, PipelineError> {
+    let image_files = |reference: &str| {
+        images
+            .files(reference)
+            .map_err(|source| PipelineError::Image {
+                reference: reference.to_string(),
+                source,
+            })
+    };
     let framework = frameworks::resolve(&bf.platforms.framework.value);
 
     if bf.kernel.is_none() && bf.app.is_some() {
@@ -171,16 +193,18 @@ pub fn plan(
                     },
                 )?)
             }
-            Source::Image(r) => {
-                return Err(PipelineError::NeedsRegistry {
-                    what: format!("kernel from image `{r}`"),
-                    issue: 4,
-                })
-            }
+            Source::Image(r) => KernelInput::Local(
+                resolve_in_context(&image_files(r)?, in_image(&k.path.value)).map_err(
+                    |source| PipelineError::Kernel {
+                        path: format!("{} in image {r}", k.path.value),
+                        source,
+                    },
+                )?,
+            ),
             Source::Scratch => {
-                return Err(PipelineError::NeedsRegistry {
-                    what: "kernel from scratch".into(),
-                    issue: 4,
+                return Err(PipelineError::Unsupported {
+                    what: "a kernel `from: scratch`".into(),
+                    hint: "write `from: local` or `from: IMAGE` with a `path`",
                 })
             }
         },
@@ -195,10 +219,35 @@ pub fn plan(
         .unwrap_or_else(|| framework.default_rootfs_type());
     let rootfs = match &bf.rootfs.from.value {
         Source::Image(r) => {
-            return Err(PipelineError::NeedsRegistry {
-                what: format!("rootfs from image `{r}`"),
-                issue: 4,
-            })
+            let dir = image_files(r)?;
+            match &bf.rootfs.path {
+                Some(p) => RootfsPlan::Prebuilt {
+                    path: resolve_in_context(&dir, in_image(&p.value)).map_err(|source| {
+                        PipelineError::RootfsPath {
+                            path: format!("{} in image {r}", p.value),
+                            source,
+                        }
+                    })?,
+                    kind,
+                },
+                // The image's own files are the rootfs, with the includes on top
+                // (the Go bunny's raw-rootfs update).
+                None => {
+                    let mut tree = Tree::new();
+                    tree.add_from_context(&dir, ".", "/").map_err(|source| {
+                        PipelineError::RootfsPath {
+                            path: format!("the files of image {r}"),
+                            source,
+                        }
+                    })?;
+                    add_includes(&mut tree, context, &bf.rootfs.include, &image_files)?;
+                    match kind {
+                        RootfsType::Initrd => RootfsPlan::Initrd(tree),
+                        RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
+                        RootfsType::Raw => RootfsPlan::Raw(tree),
+                    }
+                }
+            }
         }
         Source::Local => match &bf.rootfs.path {
             Some(p) => RootfsPlan::Prebuilt {
@@ -214,7 +263,8 @@ pub fn plan(
         },
         Source::Scratch if bf.rootfs.include.is_empty() => RootfsPlan::None,
         Source::Scratch => {
-            let tree = include_tree(context, &bf.rootfs.include)?;
+            let mut tree = Tree::new();
+            add_includes(&mut tree, context, &bf.rootfs.include, &image_files)?;
             match kind {
                 RootfsType::Initrd => RootfsPlan::Initrd(tree),
                 RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
@@ -261,32 +311,40 @@ pub fn plan(
     })
 }
 
-fn include_tree(context: &Path, include: &[Include]) -> Result<Tree, PipelineError> {
-    let mut tree = Tree::new();
-    for inc in include {
-        match &inc.from {
-            Source::Local => tree
-                .add_from_context(context, &inc.source, &inc.destination)
-                .map_err(|source| PipelineError::Include {
-                    entry: format!("{}:{}", inc.source, inc.destination),
-                    line: inc.pos.line,
-                    source,
-                })?,
-            Source::Image(r) => {
-                return Err(PipelineError::NeedsRegistry {
-                    what: format!("include from image `{r}`"),
-                    issue: 4,
-                })
-            }
-            Source::Scratch => {
-                return Err(PipelineError::NeedsRegistry {
-                    what: "include from scratch".into(),
-                    issue: 4,
-                })
-            }
-        }
+/// Paths inside an image are written from its root (`/.boot/kernel`); the
+/// same escape checks as for the context apply below that root.
+fn in_image(path: &str) -> &str {
+    match path.trim_start_matches('/') {
+        "" => ".",
+        p => p,
     }
-    Ok(tree)
+}
+
+fn add_includes(
+    tree: &mut Tree,
+    context: &Path,
+    include: &[Include],
+    image_files: &dyn Fn(&str) -> Result<PathBuf, PipelineError>,
+) -> Result<(), PipelineError> {
+    for inc in include {
+        let (base, source) = match &inc.from {
+            Source::Local => (context.to_path_buf(), inc.source.as_str()),
+            Source::Image(r) => (image_files(r)?, in_image(&inc.source)),
+            Source::Scratch => {
+                return Err(PipelineError::Unsupported {
+                    what: format!("include `{}` from scratch", inc.source),
+                    hint: "include from `local` (the context) or from an image",
+                })
+            }
+        };
+        tree.add_from_context(&base, source, &inc.destination)
+            .map_err(|source| PipelineError::Include {
+                entry: format!("{}:{}", inc.source, inc.destination),
+                line: inc.pos.line,
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// How to build, beyond what the BunnyFile says.

@@ -380,14 +380,3 @@ fn check_accepts_the_example_and_rejects_a_typo_with_its_position() {
     assert!(err.contains(&format!("{}:9:3", bad.display())), "{err}");
     assert!(err.contains("include"), "the fix must be suggested: {err}");
 }
-
-#[test]
-fn unbuilt_verbs_say_so_and_exit_2() {
-    let tmp = tempfile::tempdir().unwrap();
-    for args in [&["push", "x"][..], &["pull", "x"]] {
-        let out = bunny(tmp.path(), args, &[]);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
-    }
-}

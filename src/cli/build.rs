@@ -53,6 +53,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
 
+    #[command(flatten)]
+    registry: super::transfer::RegistryFlags,
+
+    /// Always pull `from:` images, even when the store has them.
+    #[arg(long)]
+    pull: bool,
+
     /// Only validate the BunnyFile; exit 0 if it is valid, 1 if not.
     #[arg(long)]
     check: bool,
@@ -179,11 +186,8 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         println!("{}: ok", file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    if args.push {
-        return super::not_implemented("build --push", 4);
-    }
-    if args.metadata_file.is_some() {
-        return super::not_implemented("build --metadata-file", 4);
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs a destination: add -t REGISTRY/NAME:TAG");
     }
 
     let mut outputs = Vec::new();
@@ -218,17 +222,98 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
             parsed.bunnyfile.platforms.framework.value
         ));
     }
-    let plan = pipeline::plan(&parsed.bunnyfile, &args.context, architecture)
-        .with_context(|| format!("planning {}", file.display()))?;
     let store = Store::open(&globals.root)
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
+    let bf = &parsed.bunnyfile;
+    let source = StoreSource {
+        store: &store,
+        opts: args
+            .registry
+            .options(super::transfer::renderer(args.progress)),
+        platform: crate::oci::registry::PlatformWanted {
+            arch: architecture.unwrap_or(bf.platforms.architecture.value),
+            // The Go bunny's rule: Unikraft images name the monitor as their OS.
+            os: (bf.platforms.framework.value == "unikraft")
+                .then(|| bf.platforms.monitor.value.as_str().to_string()),
+        },
+        cache: globals.root.join("rootfs"),
+        pull: args.pull,
+    };
+    let plan = pipeline::plan(bf, &args.context, architecture, &source)
+        .with_context(|| format!("planning {}", file.display()))?;
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
     for dir in &locals {
         super::images::export_local(&store, &built.manifest, dir)
             .with_context(|| format!("writing the local output {}", dir.display()))?;
     }
+    let mut pushed = None;
+    if args.push {
+        let opts = args
+            .registry
+            .options(super::transfer::renderer(args.progress));
+        for tag in &opts_tags(&args) {
+            let result = crate::oci::registry::push(&store, tag, tag, &opts)
+                .with_context(|| format!("pushing {tag}"))?;
+            pushed.get_or_insert(result);
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        let result = match pushed {
+            Some(r) => r,
+            None => crate::oci::registry::PushResult {
+                name: opts_tags(&args).join(","),
+                digest: built.manifest.digest().to_string(),
+                descriptor: built.manifest.clone(),
+                uploaded: 0,
+                skipped: 0,
+            },
+        };
+        crate::oci::registry::write_metadata(path, &result)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("{}", built.manifest.digest());
     Ok(ExitCode::SUCCESS)
+}
+
+fn opts_tags(args: &BuildArgs) -> Vec<String> {
+    args.tags.iter().map(|t| normalize_tag(t)).collect()
+}
+
+/// `from: IMAGE` for the pipeline: the store first (as `docker build` uses
+/// local images unless told `--pull`), else the registry.
+struct StoreSource<'a> {
+    store: &'a Store,
+    opts: crate::oci::registry::RegistryOptions,
+    platform: crate::oci::registry::PlatformWanted,
+    cache: PathBuf,
+    pull: bool,
+}
+
+impl pipeline::ImageSource for StoreSource<'_> {
+    fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        let local = if self.pull {
+            None
+        } else {
+            let name = if reference.contains('@') {
+                reference.to_string()
+            } else {
+                normalize_tag(reference)
+            };
+            self.store.resolve(&name).ok()
+        };
+        let manifest = match local {
+            Some(d) => d,
+            None => {
+                crate::oci::registry::pull(self.store, reference, &self.platform, &self.opts)?
+                    .manifest
+            }
+        };
+        Ok(crate::layers::image_fs::unpacked_image(
+            self.store,
+            &manifest,
+            &self.cache,
+        )?)
+    }
 }
 
 /// `name` -> `name:latest`, as docker does; digests and tags are kept.

@@ -1,16 +1,14 @@
 //! `bunny images`: what the local store holds; and the `local` output, which
 //! unpacks an image's layers into a directory.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use oci_spec::image::{Descriptor, ImageManifest};
 
 use crate::layers::store::Store;
-use crate::layers::unpack::unpack_tar;
 
 #[derive(Debug, Args)]
 #[command(
@@ -49,9 +47,7 @@ fn image_size(store: &Store, manifest: &Descriptor) -> anyhow::Result<u64> {
 }
 
 pub(crate) fn read_manifest(store: &Store, manifest: &Descriptor) -> anyhow::Result<ImageManifest> {
-    let f = store.open_blob(manifest.digest().as_ref())?;
-    ImageManifest::from_reader(BufReader::new(f))
-        .with_context(|| format!("reading manifest {}", manifest.digest()))
+    Ok(crate::layers::image_fs::read_manifest(store, manifest)?)
 }
 
 fn human(n: u64) -> String {
@@ -71,20 +67,6 @@ fn human(n: u64) -> String {
 
 /// Unpacks every layer of the image into `dir`, as `--output type=local` does.
 pub(crate) fn export_local(store: &Store, manifest: &Descriptor, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let m = read_manifest(store, manifest)?;
-    for layer in m.layers() {
-        let digest = layer.digest().to_string();
-        let blob = BufReader::new(store.open_blob(&digest)?);
-        let media = layer.media_type().to_string();
-        let stats = if media.ends_with("+gzip") || media.ends_with(".gzip") {
-            unpack_tar(flate2::read::GzDecoder::new(blob), dir)
-        } else if media.ends_with("+zstd") || media.ends_with(".zstd") {
-            bail!("layer {digest} is zstd-compressed; the local output reads gzip and plain layers")
-        } else {
-            unpack_tar(blob, dir)
-        };
-        stats.with_context(|| format!("unpacking layer {digest}"))?;
-    }
-    Ok(())
+    crate::layers::image_fs::unpack_image(store, manifest, dir)
+        .with_context(|| format!("unpacking into {}", dir.display()))
 }

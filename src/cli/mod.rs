@@ -3,10 +3,13 @@
 mod build;
 mod images;
 mod inspect;
+mod login;
+mod logout;
 mod progress;
 mod pull;
 mod push;
 mod run;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,9 +17,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use progress::ProgressMode;
-
-/// Exit status of a verb that exists in the interface but is not built yet.
-pub const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,8 @@ enum Verb {
     Pull(pull::PullArgs),
     Images(images::ImagesArgs),
     Inspect(inspect::InspectArgs),
+    Login(login::LoginArgs),
+    Logout(logout::LogoutArgs),
 }
 
 /// Global settings every verb may need.
@@ -63,18 +65,31 @@ pub fn main() -> ExitCode {
         Verb::Pull(a) => pull::run(a, &globals),
         Verb::Images(a) => images::run(a, &globals),
         Verb::Inspect(a) => inspect::run(a, &globals),
+        Verb::Login(a) => login::run(a, &globals),
+        Verb::Logout(a) => logout::run(a, &globals),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("bunny: error: {err:#}");
+            eprintln!("bunny: error: {}", chain(&err));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Says plainly that a verb is not built yet and exits 2: never a silent no-op.
-fn not_implemented(verb: &str, issue: u32) -> anyhow::Result<ExitCode> {
-    eprintln!("bunny {verb}: not implemented yet (tracked as issue {issue}); nothing was done");
-    Ok(ExitCode::from(EXIT_NOT_IMPLEMENTED))
+/// The error and its causes on one line. Some library errors already quote
+/// their cause in their own message; a cause said once is not said again.
+fn chain(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }

@@ -43,9 +43,11 @@ pub struct RunArgs {
     /// Hardware acceleration: auto uses KVM only where it really works.
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelArg,
-    /// The image: a name in the local store, or an OCI layout directory
-    /// (optionally DIR:TAG).
+    /// The image: a name in the local store, an OCI layout directory
+    /// (optionally DIR:TAG), or a registry reference (pulled).
     image: String,
+    #[command(flatten)]
+    registry: super::transfer::RegistryFlags,
     /// Arguments for the guest's application (replace the image's Cmd).
     args: Vec<String>,
 }
@@ -58,7 +60,7 @@ enum AccelArg {
 }
 
 pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let (store, manifest_desc) = locate(&args.image, &globals.root)?;
+    let (store, manifest_desc) = locate(&args, &globals.root)?;
     let manifest = super::images::read_manifest(&store, &manifest_desc)?;
     let config: ImageConfiguration = {
         let f = store.open_blob(manifest.config().digest().as_ref())?;
@@ -76,8 +78,12 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         .prefix("run-")
         .tempdir_in(&runs)
         .with_context(|| format!("creating a run directory in {}", runs.display()))?;
-    let shared = unpacked_image(&globals.root, &store, &manifest_desc)
-        .with_context(|| format!("unpacking {} for the run", args.image))?;
+    let shared = crate::layers::image_fs::unpacked_image(
+        &store,
+        &manifest_desc,
+        &globals.root.join("rootfs"),
+    )
+    .with_context(|| format!("unpacking {} for the run", args.image))?;
     let annotations: BTreeMap<String, String> = manifest
         .annotations()
         .as_ref()
@@ -150,40 +156,10 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
 }
 
-/// The image's files, unpacked once per manifest digest under the store root
-/// (written to a temporary directory and renamed, so a half-unpacked image is
-/// never used).
-fn unpacked_image(root: &Path, store: &Store, manifest: &Descriptor) -> anyhow::Result<PathBuf> {
-    let digest = manifest.digest().to_string();
-    let hex = digest.rsplit(':').next().unwrap_or(&digest);
-    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("manifest digest `{digest}` is malformed");
-    }
-    let cache = root.join("rootfs");
-    let dir = cache.join(hex);
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".unpack-")
-        .tempdir_in(&cache)
-        .with_context(|| format!("creating a directory in {}", cache.display()))?;
-    let staged = tmp.path().join("rootfs");
-    super::images::export_local(store, manifest, &staged)?;
-    if let Err(e) = std::fs::rename(&staged, &dir) {
-        // Another run unpacked the same image first: use theirs.
-        if !dir.is_dir() {
-            return Err(e)
-                .with_context(|| format!("moving the unpacked image to {}", dir.display()));
-        }
-    }
-    Ok(dir)
-}
-
 /// Finds the image: an OCI layout directory (DIR or DIR:TAG), else a name or
 /// digest in the local store.
-fn locate(image: &str, root: &Path) -> anyhow::Result<(Store, Descriptor)> {
+fn locate(args: &RunArgs, root: &Path) -> anyhow::Result<(Store, Descriptor)> {
+    let image = args.image.as_str();
     let (dir, tag) = match image.rsplit_once(':') {
         Some((d, t)) if Path::new(d).join("oci-layout").is_file() => (PathBuf::from(d), Some(t)),
         _ => (PathBuf::from(image), None),
@@ -220,8 +196,23 @@ fn locate(image: &str, root: &Path) -> anyhow::Result<(Store, Descriptor)> {
     } else {
         super::build::normalize_tag(image)
     };
-    let desc = store.resolve(&name).with_context(|| {
-        format!("no image `{image}` in the local store; build it with `bunny build -t {image}` (pulling arrives with issue 4)")
+    if let Ok(desc) = store.resolve(&name) {
+        return Ok((store, desc));
+    }
+    // Not here: a registry reference is pulled, as `docker run` does.
+    let opts = args
+        .registry
+        .options(super::transfer::renderer(super::ProgressMode::Auto));
+    let pulled = crate::oci::registry::pull(
+        &store,
+        image,
+        &crate::oci::registry::PlatformWanted::host(),
+        &opts,
+    )
+    .with_context(|| {
+        format!(
+            "no image `{image}` in the local store, and pulling it failed; build it with `bunny build -t {image}` or check the reference"
+        )
     })?;
-    Ok((store, desc))
+    Ok((store, pulled.manifest))
 }

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod error;
+pub mod image_fs;
 pub mod initrd;
 pub mod store;
 pub mod tree;

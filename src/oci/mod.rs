@@ -6,5 +6,6 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod output;
+pub mod registry;
 
 pub use error::OciError;

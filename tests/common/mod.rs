@@ -211,3 +211,4 @@ impl Drop for Dockerd {
     }
 }
 pub mod image;
+pub mod registry;

@@ -1,0 +1,1004 @@
+//! bunny as a registry client: push images from the local store, pull them
+//! into it, log in and out (issue 4).
+//!
+//! The HTTP side is oci-client (blob HEAD, cross-repository mount, streamed
+//! monolithic upload, streamed download, token auth, extra CAs); its async
+//! calls run on a small current-thread runtime so this API stays blocking.
+//! Blobs are streamed from and into the store's files, never held whole.
+//! Plain reqwest is used only where oci-client has no call: the `/v2/`
+//! probe that picks HTTPS or HTTP and reports TLS problems precisely, login
+//! verification, and the identity-token exchange.
+
+pub mod auth;
+pub mod error;
+mod session;
+mod sources;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+use oci_spec::image::{Descriptor, ImageManifest, PlatformBuilder};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+pub use auth::{Credentials, Secret, StoredIn};
+pub use error::RegistryError;
+pub use session::DEFAULT_CERTS_DIR;
+
+use crate::layers::store::{canonical_json, descriptor, Store, REF_NAME};
+use crate::platform::Arch;
+use session::Session;
+use sources::Sources;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPTED_MANIFESTS: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+/// Manifests are small documents; anything bigger is refused rather than
+/// held in memory.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
+
+/// How a blob was dealt with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Sent to the registry.
+    Uploaded,
+    /// Fetched into the store.
+    Downloaded,
+    /// The registry already had it (push).
+    Exists,
+    /// The registry linked it from another repository (push).
+    Mounted,
+    /// The store already had it (pull).
+    Cached,
+}
+
+impl fmt::Display for BlobOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlobOutcome::Uploaded => "pushed",
+            BlobOutcome::Downloaded => "pulled",
+            BlobOutcome::Exists => "already exists",
+            BlobOutcome::Mounted => "mounted from another repository",
+            BlobOutcome::Cached => "already in the store",
+        })
+    }
+}
+
+/// Transfer events, for progress bars or plain log lines.
+pub trait TransferProgress: Send + Sync {
+    /// `what` is `config`, `layer`, `manifest` or `index`.
+    fn blob_started(&self, digest: &str, size: u64, what: &str);
+    /// `bytes` is the total transferred so far for this blob.
+    fn blob_progress(&self, digest: &str, bytes: u64);
+    fn blob_done(&self, digest: &str, outcome: BlobOutcome);
+    fn message(&self, msg: &str);
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl TransferProgress for NoProgress {
+    fn blob_started(&self, _: &str, _: u64, _: &str) {}
+    fn blob_progress(&self, _: &str, _: u64) {}
+    fn blob_done(&self, _: &str, _: BlobOutcome) {}
+    fn message(&self, _: &str) {}
+}
+
+/// Settings for talking to registries, mirroring Docker's.
+#[derive(Clone)]
+pub struct RegistryOptions {
+    /// `host[:port]` allowed over plain HTTP (and, over HTTPS, with an
+    /// unverified certificate, as Docker does). Loopback hosts may always
+    /// use plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Root of Docker's `certs.d` layout (`HOST[:PORT]/ca.crt`); default
+    /// [`DEFAULT_CERTS_DIR`].
+    pub certs_dir: Option<PathBuf>,
+    /// Directory holding `config.json`; default `$DOCKER_CONFIG` or `~/.docker`.
+    pub docker_config: Option<PathBuf>,
+    pub progress: Arc<dyn TransferProgress>,
+    /// Connect and read timeout of each request.
+    pub timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_registries: Vec::new(),
+            certs_dir: None,
+            docker_config: None,
+            progress: Arc::new(NoProgress),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Debug for RegistryOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("insecure_registries", &self.insecure_registries)
+            .field("certs_dir", &self.certs_dir)
+            .field("docker_config", &self.docker_config)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The platform to pick from an image index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformWanted {
+    pub arch: Arch,
+    /// `None` accepts any OS (preferring `linux`); Unikraft images use the
+    /// monitor's name as their OS.
+    pub os: Option<String>,
+}
+
+impl PlatformWanted {
+    pub fn host() -> PlatformWanted {
+        PlatformWanted {
+            arch: Arch::host(),
+            os: None,
+        }
+    }
+
+    /// `os/arch` (`linux/amd64`) or just `arch`.
+    pub fn parse(s: &str) -> Option<PlatformWanted> {
+        let (os, arch) = match s.split_once('/') {
+            Some((os, arch)) => (Some(os.to_string()), arch),
+            None => (None, s),
+        };
+        let arch = arch.split('/').next().unwrap_or(arch);
+        let arch = match arch {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        Some(PlatformWanted {
+            arch: Arch::parse(arch)?,
+            os: os.filter(|o| !o.is_empty()),
+        })
+    }
+}
+
+impl fmt::Display for PlatformWanted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.os {
+            Some(os) => write!(f, "{os}/{}", self.arch.as_str()),
+            None => write!(f, "*/{}", self.arch.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PushResult {
+    /// The full destination, `host/repo:tag`.
+    pub name: String,
+    pub digest: String,
+    pub descriptor: Descriptor,
+    /// Blobs sent (mounted ones included: the registry had to link them).
+    pub uploaded: usize,
+    /// Blobs the registry already had.
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    /// The name the image has in the store now.
+    pub name: String,
+    pub manifest: Descriptor,
+    pub downloaded: usize,
+    pub cached: usize,
+}
+
+fn parse_ref(reference: &str) -> Result<Reference, RegistryError> {
+    let r = reference
+        .parse::<Reference>()
+        .map_err(|e| RegistryError::InvalidReference {
+            reference: reference.to_string(),
+            reason: e.to_string(),
+        })?;
+    // The parser lets an upper-case first component through as a
+    // repository path; registries would refuse it later, less clearly.
+    if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(RegistryError::InvalidReference {
+            reference: reference.to_string(),
+            reason: "repository names must be lower case".into(),
+        });
+    }
+    Ok(r)
+}
+
+/// The name a pulled image gets in the store: what the user typed, with
+/// `:latest` added when neither a tag nor a digest was given.
+fn store_name(reference: &str, r: &Reference) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if r.digest().is_some() || last.contains(':') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+fn media_type_of(bytes: &[u8], fallback: Option<&str>) -> String {
+    let v: Option<Value> = serde_json::from_slice(bytes).ok();
+    if let Some(mt) = v
+        .as_ref()
+        .and_then(|v| v.get("mediaType"))
+        .and_then(Value::as_str)
+    {
+        return mt.to_string();
+    }
+    if let Some(f) = fallback {
+        return f.to_string();
+    }
+    if v.as_ref().and_then(|v| v.get("manifests")).is_some() {
+        OCI_INDEX.to_string()
+    } else {
+        OCI_MANIFEST.to_string()
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+fn spec_error(host: &str, what: &str, e: impl fmt::Display) -> RegistryError {
+    RegistryError::Protocol {
+        host: host.to_string(),
+        message: format!("{what} is not a valid OCI document: {e}"),
+    }
+}
+
+/// The store descriptor as it goes into metadata and indexes: no store-only
+/// name annotation.
+fn public_descriptor(desc: &Descriptor) -> Descriptor {
+    let mut d = desc.clone();
+    if let Some(mut a) = d.annotations().clone() {
+        a.remove(REF_NAME);
+        d.set_annotations(if a.is_empty() { None } else { Some(a) });
+    }
+    d
+}
+
+struct Pusher<'a> {
+    store: &'a Store,
+    session: &'a Session,
+    dest: Reference,
+    opts: &'a RegistryOptions,
+    sources: Sources,
+    uploaded: usize,
+    skipped: usize,
+    pushed: BTreeSet<String>,
+}
+
+impl Pusher<'_> {
+    fn err(&self, e: OciDistributionError, operation: &str, missing: &str) -> RegistryError {
+        self.session
+            .map_err(e, self.dest.repository(), operation, missing)
+    }
+
+    /// Pushes every blob the manifest (or index) refers to, children first.
+    /// Returns the manifest bytes and media type; the manifest itself is
+    /// not pushed here.
+    fn push_tree(&mut self, desc: &Descriptor) -> Result<(Vec<u8>, String), RegistryError> {
+        let digest = desc.digest().to_string();
+        let bytes = self.store.read_blob(&digest)?;
+        let media_type = media_type_of(&bytes, Some(desc.media_type().to_string().as_str()));
+        if is_index(&media_type) {
+            let index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| spec_error(&self.session.host, &format!("index {digest}"), e))?;
+            for child in index.manifests() {
+                let (child_bytes, child_type) = self.push_tree(child)?;
+                self.push_manifest(child.digest().as_ref(), child_bytes, &child_type, None)?;
+            }
+        } else {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| spec_error(&self.session.host, &format!("manifest {digest}"), e))?;
+            let config = manifest.config();
+            self.push_blob(config.digest().as_ref(), config.size(), "config")?;
+            for layer in manifest.layers() {
+                self.push_blob(layer.digest().as_ref(), layer.size(), "layer")?;
+            }
+        }
+        Ok((bytes, media_type))
+    }
+
+    fn push_blob(&mut self, digest: &str, size: u64, what: &str) -> Result<(), RegistryError> {
+        if !self.pushed.insert(digest.to_string()) {
+            return Ok(());
+        }
+        let progress = self.opts.progress.clone();
+        progress.blob_started(digest, size, what);
+        let outcome = self.push_blob_inner(digest, size)?;
+        match outcome {
+            BlobOutcome::Exists => self.skipped += 1,
+            _ => self.uploaded += 1,
+        }
+        progress.blob_done(digest, outcome);
+        Ok(())
+    }
+
+    fn push_blob_inner(&self, digest: &str, size: u64) -> Result<BlobOutcome, RegistryError> {
+        let session = self.session;
+        let missing = format!("repository `{}`", self.dest.repository());
+        let exists = session
+            .block_on(session.client.blob_exists(&self.dest, digest))
+            .map_err(|e| self.err(e, &format!("checking blob {digest}"), &missing))?;
+        if exists {
+            return Ok(BlobOutcome::Exists);
+        }
+        for from in self
+            .sources
+            .candidates(digest, &session.host, self.dest.repository())
+        {
+            let source = Reference::with_digest(
+                self.dest.registry().to_string(),
+                from.clone(),
+                digest.to_string(),
+            );
+            // A refused mount (the registry may answer 202 and open an
+            // upload instead, or the source may be gone) just means upload.
+            if session
+                .block_on(session.client.mount_blob(&self.dest, &source, digest))
+                .is_ok()
+            {
+                return Ok(BlobOutcome::Mounted);
+            }
+        }
+        let path = self.store.blob_path(digest)?;
+        let file = std::fs::File::open(&path).map_err(error::io_err("open blob", &path))?;
+        let stream = file_stream(file, digest.to_string(), self.opts.progress.clone());
+        session
+            .block_on(
+                session
+                    .client
+                    .push_blob_stream(&self.dest, stream, digest, Some(size)),
+            )
+            .map_err(|e| self.err(e, &format!("uploading blob {digest}"), &missing))?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// PUTs a manifest under `tag`, or under its digest when `tag` is `None`.
+    fn push_manifest(
+        &mut self,
+        digest: &str,
+        bytes: Vec<u8>,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let target = match tag {
+            Some(t) => Reference::with_tag(
+                self.dest.registry().to_string(),
+                self.dest.repository().to_string(),
+                t.to_string(),
+            ),
+            None => self.dest.clone_with_digest(digest.to_string()),
+        };
+        let what = if is_index(media_type) {
+            "index"
+        } else {
+            "manifest"
+        };
+        let size = bytes.len() as u64;
+        self.opts.progress.blob_started(digest, size, what);
+        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::Protocol {
+                host: self.session.host.clone(),
+                message: format!("media type `{media_type}` cannot be sent as a header"),
+            }
+        })?;
+        let session = self.session;
+        session
+            .block_on(
+                session
+                    .client
+                    .push_manifest_raw(&target, bytes, content_type),
+            )
+            .map_err(|e| {
+                self.err(
+                    e,
+                    &format!("pushing {what} {digest}"),
+                    &format!("repository `{}`", self.dest.repository()),
+                )
+            })?;
+        self.opts.progress.blob_progress(digest, size);
+        self.opts.progress.blob_done(digest, BlobOutcome::Uploaded);
+        self.pushed.insert(digest.to_string());
+        Ok(())
+    }
+
+    fn record(&self) {
+        let digests: Vec<String> = self.pushed.iter().cloned().collect();
+        // The record only enables later mounts; failing to write it must
+        // not fail a push that succeeded.
+        if let Err(e) = self
+            .sources
+            .record(&digests, &self.session.host, self.dest.repository())
+        {
+            self.opts
+                .progress
+                .message(&format!("note: could not record blob locations: {e}"));
+        }
+    }
+}
+
+/// The tag to push to: the destination's tag (`latest` if none). A
+/// destination by digest is pushed by digest.
+fn dest_tag(dest: &Reference) -> Option<String> {
+    if dest.digest().is_some() && dest.tag().is_none() {
+        None
+    } else {
+        Some(dest.tag().unwrap_or("latest").to_string())
+    }
+}
+
+/// Uploads the image `local_name` from the store to `destination`
+/// (`host/repo[:tag]`): blobs the registry lacks (checked with HEAD, mounted
+/// from another repository of the same registry when possible), the
+/// manifest last, so the tag never names an incomplete image.
+pub fn push(
+    store: &Store,
+    local_name: &str,
+    destination: &str,
+    opts: &RegistryOptions,
+) -> Result<PushResult, RegistryError> {
+    let dest = parse_ref(destination)?;
+    let desc = store.resolve(local_name)?;
+    let session = Session::connect(dest.resolve_registry(), dest.repository(), true, opts, true)?;
+    let mut p = Pusher {
+        store,
+        session: &session,
+        dest: dest.clone(),
+        opts,
+        sources: Sources::new(store.root()),
+        uploaded: 0,
+        skipped: 0,
+        pushed: BTreeSet::new(),
+    };
+    let digest = desc.digest().to_string();
+    let (bytes, media_type) = p.push_tree(&desc)?;
+    let tag = dest_tag(&dest);
+    p.push_manifest(&digest, bytes, &media_type, tag.as_deref())?;
+    p.record();
+    opts.progress
+        .message(&format!("pushed {} as {digest}", dest.whole()));
+    Ok(PushResult {
+        name: dest.whole(),
+        digest,
+        descriptor: public_descriptor(&desc),
+        uploaded: p.uploaded,
+        skipped: p.skipped,
+    })
+}
+
+/// The platform an image manifest is for, from its config.
+fn platform_of(store: &Store, manifest: &Descriptor) -> Result<(String, String), RegistryError> {
+    if let Some(p) = manifest.platform() {
+        return Ok((p.os().to_string(), p.architecture().to_string()));
+    }
+    let bytes = store.read_blob(manifest.digest().as_ref())?;
+    let m: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
+        spec_error(
+            "(local store)",
+            &format!("manifest {}", manifest.digest()),
+            e,
+        )
+    })?;
+    let cfg: Value = serde_json::from_slice(&store.read_blob(m.config().digest().as_ref())?)
+        .map_err(|e| spec_error("(local store)", "image config", e))?;
+    let field = |k: &str| {
+        cfg.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    Ok((field("os"), field("architecture")))
+}
+
+/// Pushes several single-platform images from the store as one OCI image
+/// index under `destination`. The index is also kept in the store (as an
+/// unnamed blob) so it can be pushed again byte for byte.
+pub fn push_index(
+    store: &Store,
+    local_names: &[String],
+    destination: &str,
+    opts: &RegistryOptions,
+) -> Result<PushResult, RegistryError> {
+    let dest = parse_ref(destination)?;
+    let session = Session::connect(dest.resolve_registry(), dest.repository(), true, opts, true)?;
+    let mut p = Pusher {
+        store,
+        session: &session,
+        dest: dest.clone(),
+        opts,
+        sources: Sources::new(store.root()),
+        uploaded: 0,
+        skipped: 0,
+        pushed: BTreeSet::new(),
+    };
+    let mut entries = Vec::new();
+    for name in local_names {
+        let desc = store.resolve(name)?;
+        let (os, arch) = platform_of(store, &desc)?;
+        let digest = desc.digest().to_string();
+        let (bytes, media_type) = p.push_tree(&desc)?;
+        p.push_manifest(&digest, bytes, &media_type, None)?;
+        let mut entry = descriptor(&media_type, desc.size(), &digest)?;
+        let platform = PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(os.as_str()))
+            .architecture(oci_spec::image::Arch::from(arch.as_str()))
+            .build()
+            .map_err(|e| spec_error(&session.host, "platform", e))?;
+        entry.set_platform(Some(platform));
+        entries.push(entry);
+    }
+    let mut index = oci_spec::image::ImageIndex::default();
+    index.set_schema_version(2);
+    index.set_media_type(Some(oci_spec::image::MediaType::ImageIndex));
+    index.set_manifests(entries);
+    let bytes = canonical_json(&index).map_err(|e| spec_error(&session.host, "image index", e))?;
+    let desc = store.put_bytes(OCI_INDEX, &bytes)?;
+    let digest = desc.digest().to_string();
+    let tag = dest_tag(&dest);
+    p.push_manifest(&digest, bytes, OCI_INDEX, tag.as_deref())?;
+    p.record();
+    opts.progress
+        .message(&format!("pushed index {} as {digest}", dest.whole()));
+    Ok(PushResult {
+        name: dest.whole(),
+        digest,
+        descriptor: desc,
+        uploaded: p.uploaded,
+        skipped: p.skipped,
+    })
+}
+
+/// Writes buildx-style push metadata: `image.name`,
+/// `containerimage.digest` and `containerimage.descriptor`.
+pub fn write_metadata(path: &Path, result: &PushResult) -> Result<(), RegistryError> {
+    let descriptor = serde_json::to_value(&result.descriptor).map_err(|e| RegistryError::Io {
+        action: "serialise metadata for",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let doc = serde_json::json!({
+        "image.name": result.name,
+        "containerimage.digest": result.digest,
+        "containerimage.descriptor": descriptor,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| RegistryError::Io {
+        action: "serialise metadata for",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(error::io_err("create temp file in", dir))?;
+    tmp.write_all(&bytes)
+        .map_err(error::io_err("write", tmp.path()))?;
+    tmp.persist(path).map_err(|e| RegistryError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Reads the store file in chunks as the request body goes out.
+fn file_stream(
+    file: std::fs::File,
+    digest: String,
+    progress: Arc<dyn TransferProgress>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
+    futures_util::stream::unfold(Some((file, 0u64)), move |state| {
+        let progress = progress.clone();
+        let digest = digest.clone();
+        async move {
+            let (mut file, sent) = state?;
+            let mut buf = vec![0u8; CHUNK];
+            // Local-disk reads are short; doing them inline on the
+            // single-threaded runtime keeps this simple.
+            match file.read(&mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let sent = sent + n as u64;
+                    progress.blob_progress(&digest, sent);
+                    Some((Ok(bytes::Bytes::from(buf)), Some((file, sent))))
+                }
+                Err(e) => Some((Err(OciDistributionError::IoError(e)), None)),
+            }
+        }
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct IndexDoc {
+    #[serde(default)]
+    manifests: Vec<IndexEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    digest: String,
+    #[serde(default)]
+    platform: Option<PlatformDoc>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlatformDoc {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+}
+
+fn choose_platform<'a>(entries: &'a [IndexEntry], want: &PlatformWanted) -> Option<&'a IndexEntry> {
+    let arch = want.arch.as_str();
+    let matching = |e: &&IndexEntry| {
+        e.platform.as_ref().is_some_and(|p| {
+            p.architecture == arch && want.os.as_ref().is_none_or(|os| &p.os == os)
+        })
+    };
+    let candidates: Vec<&IndexEntry> = entries.iter().filter(matching).collect();
+    candidates
+        .iter()
+        .find(|e| e.platform.as_ref().is_some_and(|p| p.os == "linux"))
+        .or_else(|| candidates.first())
+        .copied()
+}
+
+struct Puller<'a> {
+    store: &'a Store,
+    session: &'a Session,
+    r: Reference,
+    opts: &'a RegistryOptions,
+    downloaded: usize,
+    cached: usize,
+}
+
+impl Puller<'_> {
+    fn fetch_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String), RegistryError> {
+        let session = self.session;
+        let what = match (r.digest(), r.tag()) {
+            (Some(d), _) => format!("manifest {d} in repository `{}`", r.repository()),
+            (None, t) => format!(
+                "tag `{}` in repository `{}`",
+                t.unwrap_or("latest"),
+                r.repository()
+            ),
+        };
+        let (bytes, digest) = session
+            .block_on(session.client.pull_manifest_raw(
+                r,
+                &RegistryAuth::Anonymous,
+                ACCEPTED_MANIFESTS,
+            ))
+            .map_err(|e| session.map_err(e, r.repository(), &format!("fetching {what}"), &what))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::Protocol {
+                host: session.host.clone(),
+                message: format!(
+                    "{what} is {} bytes, more than a manifest can sensibly be",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    fn pull_blob(
+        &mut self,
+        digest: &str,
+        size: u64,
+        media_type: &str,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let progress = self.opts.progress.clone();
+        progress.blob_started(digest, size, what);
+        if self.store.has_blob(digest) {
+            self.cached += 1;
+            progress.blob_done(digest, BlobOutcome::Cached);
+            return Ok(());
+        }
+        crate::layers::store::digest_hex(digest)?;
+        let session = self.session;
+        let host = session.host.clone();
+        let missing = format!("blob {digest} in repository `{}`", self.r.repository());
+        let mut writer = self.store.blob_writer()?;
+        let mut hasher = Sha256::new();
+        let tmp = self.store.tmp_dir();
+        let result: Result<(), RegistryError> = session.block_on(async {
+            let mut stream = session
+                .client
+                .pull_blob_stream(&self.r, digest)
+                .await
+                .map_err(|e| session.map_err(e, self.r.repository(), &format!("fetching blob {digest}"), &missing))?;
+            let mut got = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
+                        if actual != digest && got >= size {
+                            return Err(RegistryError::DigestMismatch {
+                                host: host.clone(),
+                                expected: digest.to_string(),
+                                actual,
+                            });
+                        }
+                        return Err(RegistryError::Protocol {
+                            host: host.clone(),
+                            message: format!(
+                                "download of blob {digest} broke off after {got} of {size} bytes: {}",
+                                error::chain_text(&e)
+                            ),
+                        });
+                    }
+                };
+                writer
+                    .write_all(&chunk)
+                    .map_err(error::io_err("write blob into", &tmp))?;
+                hasher.update(&chunk);
+                got += chunk.len() as u64;
+                progress.blob_progress(digest, got);
+            }
+            Ok(())
+        });
+        result?;
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest {
+            // Dropping the writer deletes its temp file: nothing is stored.
+            return Err(RegistryError::DigestMismatch {
+                host,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        if writer.size() != size {
+            return Err(RegistryError::Protocol {
+                host,
+                message: format!(
+                    "blob {digest} is {} bytes but the manifest says {size}",
+                    writer.size()
+                ),
+            });
+        }
+        writer.commit(media_type)?;
+        self.downloaded += 1;
+        progress.blob_done(digest, BlobOutcome::Downloaded);
+        Ok(())
+    }
+}
+
+/// Fetches `reference` (`host/repo[:tag]` or `host/repo@sha256:...`) into the
+/// store, picking `platform` from an image index. Blobs the store has are
+/// not fetched again; every blob is verified against its digest before it
+/// is stored; the manifest is stored last and then named `reference`.
+pub fn pull(
+    store: &Store,
+    reference: &str,
+    platform: &PlatformWanted,
+    opts: &RegistryOptions,
+) -> Result<PullResult, RegistryError> {
+    let r = parse_ref(reference)?;
+    let session = Session::connect(r.resolve_registry(), r.repository(), false, opts, true)?;
+    let mut p = Puller {
+        store,
+        session: &session,
+        r: r.clone(),
+        opts,
+        downloaded: 0,
+        cached: 0,
+    };
+    let (mut bytes, mut digest) = p.fetch_manifest(&r)?;
+    let mut media_type = media_type_of(&bytes, None);
+    if is_index(&media_type) {
+        let index: IndexDoc = serde_json::from_slice(&bytes)
+            .map_err(|e| spec_error(&session.host, &format!("index {digest}"), e))?;
+        let Some(entry) = choose_platform(&index.manifests, platform) else {
+            let available: Vec<String> = index
+                .manifests
+                .iter()
+                .map(|e| match &e.platform {
+                    Some(p) => format!("{}/{}", p.os, p.architecture),
+                    None => "(no platform)".into(),
+                })
+                .collect();
+            return Err(RegistryError::NoPlatform {
+                reference: reference.to_string(),
+                wanted: platform.to_string(),
+                available: if available.is_empty() {
+                    "nothing".into()
+                } else {
+                    available.join(", ")
+                },
+            });
+        };
+        let child_type = entry.media_type.clone();
+        let child = r.clone_with_digest(entry.digest.clone());
+        (bytes, digest) = p.fetch_manifest(&child)?;
+        media_type = media_type_of(&bytes, child_type.as_deref());
+        if is_index(&media_type) {
+            return Err(RegistryError::Protocol {
+                host: session.host.clone(),
+                message: format!(
+                    "index entry {digest} is itself an index; nested indexes are not supported"
+                ),
+            });
+        }
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| spec_error(&session.host, &format!("manifest {digest}"), e))?;
+    let config = manifest.config();
+    p.pull_blob(
+        config.digest().as_ref(),
+        config.size(),
+        config.media_type().as_ref(),
+        "config",
+    )?;
+    for layer in manifest.layers() {
+        p.pull_blob(
+            layer.digest().as_ref(),
+            layer.size(),
+            layer.media_type().as_ref(),
+            "layer",
+        )?;
+    }
+    let mut desc = store.put_bytes(&media_type, &bytes)?;
+    if desc.digest().to_string() != digest {
+        return Err(RegistryError::DigestMismatch {
+            host: session.host.clone(),
+            expected: digest,
+            actual: desc.digest().to_string(),
+        });
+    }
+    let cfg: Value = serde_json::from_slice(&store.read_blob(config.digest().as_ref())?)
+        .map_err(|e| spec_error(&session.host, "image config", e))?;
+    let field = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
+    if let (Some(os), Some(arch)) = (field("os"), field("architecture")) {
+        if let Ok(pl) = PlatformBuilder::default()
+            .os(oci_spec::image::Os::from(os.as_str()))
+            .architecture(oci_spec::image::Arch::from(arch.as_str()))
+            .build()
+        {
+            desc.set_platform(Some(pl));
+        }
+    }
+    let name = store_name(reference, &r);
+    store.tag(&name, &desc)?;
+    let mut blobs: Vec<String> = vec![digest.clone(), config.digest().to_string()];
+    blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+    if let Err(e) = Sources::new(store.root()).record(&blobs, &session.host, r.repository()) {
+        opts.progress
+            .message(&format!("note: could not record blob locations: {e}"));
+    }
+    opts.progress.message(&format!("pulled {name} ({digest})"));
+    Ok(PullResult {
+        name,
+        manifest: desc,
+        downloaded: p.downloaded,
+        cached: p.cached,
+    })
+}
+
+/// `https://host/` or `host` -> `host`; Docker Hub's names -> `docker.io`.
+pub fn normalize_host(host: &str) -> String {
+    let h = host
+        .strip_prefix("https://")
+        .or_else(|| host.strip_prefix("http://"))
+        .unwrap_or(host);
+    let h = h.split('/').next().unwrap_or(h);
+    match h {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        h => h.to_string(),
+    }
+}
+
+/// Checks `username`/`password` against the registry, then saves them the
+/// way `docker login` does (credential helper, else `config.json`).
+pub fn login(
+    host: &str,
+    username: &str,
+    password: &str,
+    opts: &RegistryOptions,
+) -> Result<StoredIn, RegistryError> {
+    let host = normalize_host(host);
+    let api_host = if host == "docker.io" {
+        "index.docker.io".to_string()
+    } else {
+        host.clone()
+    };
+    let session = Session::connect(&api_host, "", false, opts, false)?;
+    if !session.check_login(username, password)? {
+        return Err(RegistryError::LoginRejected { host });
+    }
+    let dir = auth::docker_config_dir(opts.docker_config.as_deref());
+    auth::store(&dir, &host, username, password)
+}
+
+/// Forgets the stored credentials for `host`; `false` if there were none.
+pub fn logout(host: &str, opts: &RegistryOptions) -> Result<bool, RegistryError> {
+    let host = normalize_host(host);
+    let dir = auth::docker_config_dir(opts.docker_config.as_deref());
+    auth::remove(&dir, &host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_parse_and_choice() {
+        let p = PlatformWanted::parse("linux/amd64").unwrap();
+        assert_eq!(p.os.as_deref(), Some("linux"));
+        assert_eq!(p.arch, Arch::Amd64);
+        assert_eq!(PlatformWanted::parse("arm64").unwrap().os, None);
+        assert!(PlatformWanted::parse("linux/s390x").is_none());
+        let doc: IndexDoc = serde_json::from_str(
+            r#"{"manifests":[
+              {"digest":"sha256:a","platform":{"architecture":"amd64","os":"qemu"}},
+              {"digest":"sha256:b","platform":{"architecture":"amd64","os":"linux"}},
+              {"digest":"sha256:c","platform":{"architecture":"arm64","os":"linux"}}]}"#,
+        )
+        .unwrap();
+        let any = PlatformWanted {
+            arch: Arch::Amd64,
+            os: None,
+        };
+        assert_eq!(
+            choose_platform(&doc.manifests, &any).unwrap().digest,
+            "sha256:b"
+        );
+        let qemu = PlatformWanted {
+            arch: Arch::Amd64,
+            os: Some("qemu".into()),
+        };
+        assert_eq!(
+            choose_platform(&doc.manifests, &qemu).unwrap().digest,
+            "sha256:a"
+        );
+        let fc = PlatformWanted {
+            arch: Arch::Arm64,
+            os: Some("firecracker".into()),
+        };
+        assert!(choose_platform(&doc.manifests, &fc).is_none());
+    }
+
+    #[test]
+    fn names_in_the_store() {
+        let r = parse_ref("127.0.0.1:5000/a/b").unwrap();
+        assert_eq!(
+            store_name("127.0.0.1:5000/a/b", &r),
+            "127.0.0.1:5000/a/b:latest"
+        );
+        let r = parse_ref("127.0.0.1:5000/a/b:1").unwrap();
+        assert_eq!(
+            store_name("127.0.0.1:5000/a/b:1", &r),
+            "127.0.0.1:5000/a/b:1"
+        );
+        let d = format!("127.0.0.1:5000/a@sha256:{}", "0".repeat(64));
+        let r = parse_ref(&d).unwrap();
+        assert_eq!(store_name(&d, &r), d);
+        assert_eq!(normalize_host("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalize_host("localhost:5000"), "localhost:5000");
+    }
+}
