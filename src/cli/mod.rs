@@ -52,6 +52,7 @@ pub struct Globals {
 }
 
 pub fn main() -> ExitCode {
+    use_ca_bundle();
     let cli = Cli::parse();
     let globals = Globals {
         root: cli
@@ -92,4 +93,25 @@ fn chain(err: &anyhow::Error) -> String {
         msg.push_str(&text);
     }
     msg
+}
+
+/// Points the TLS stack at the distribution's CA bundle when the user has not
+/// chosen CA locations. Without this, every HTTP client the registry code
+/// builds scans each file of /etc/ssl/certs (tens of milliseconds per client,
+/// on every push and pull); the bundle holds the same certificates.
+/// Runs first in `main`, before any thread exists.
+fn use_ca_bundle() {
+    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
+        return;
+    }
+    for bundle in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ] {
+        if std::path::Path::new(bundle).is_file() {
+            std::env::set_var("SSL_CERT_FILE", bundle);
+            return;
+        }
+    }
 }

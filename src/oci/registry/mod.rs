@@ -202,22 +202,78 @@ pub struct PullResult {
     pub cached: usize,
 }
 
+/// Parses `[registry/]repository[:tag][@digest]` by docker's rules.
+/// Written here rather than through `Reference::from_str`: that parser
+/// compiles a large regex on first use, which was most of the CPU time of a
+/// push that has nothing to upload.
 fn parse_ref(reference: &str) -> Result<Reference, RegistryError> {
-    let r = reference
-        .parse::<Reference>()
-        .map_err(|e| RegistryError::InvalidReference {
-            reference: reference.to_string(),
-            reason: e.to_string(),
-        })?;
-    // The parser lets an upper-case first component through as a
-    // repository path; registries would refuse it later, less clearly.
-    if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(RegistryError::InvalidReference {
-            reference: reference.to_string(),
-            reason: "repository names must be lower case".into(),
-        });
+    let bad = |reason: &str| RegistryError::InvalidReference {
+        reference: reference.to_string(),
+        reason: reason.to_string(),
+    };
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(d) = digest {
+        let hex = d
+            .strip_prefix("sha256:")
+            .ok_or_else(|| bad("digests are sha256:<64 hex digits>"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad("digests are sha256:<64 lower-case hex digits>"));
+        }
     }
-    Ok(r)
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], Some(&name[slash + i + 1..])),
+        None => (name, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && !t.starts_with(['.', '-'])
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(bad(
+                "tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -",
+            ));
+        }
+    }
+    let (registry, repository) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ if name.contains('/') => ("docker.io".to_string(), name.to_string()),
+        _ => ("docker.io".to_string(), format!("library/{name}")),
+    };
+    if registry.is_empty() || repository.is_empty() {
+        return Err(bad("a reference needs a repository name"));
+    }
+    if repository.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(bad("repository names must be lower case"));
+    }
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+    };
+    if !repository.split('/').all(component_ok) {
+        return Err(bad(
+            "repository path components are [a-z0-9] separated by `.`, `_` or `-`",
+        ));
+    }
+    Ok(match (tag, digest) {
+        (Some(t), Some(d)) => {
+            Reference::with_tag_and_digest(registry, repository, t.to_string(), d.to_string())
+        }
+        (None, Some(d)) => Reference::with_digest(registry, repository, d.to_string()),
+        (t, None) => Reference::with_tag(registry, repository, t.unwrap_or("latest").to_string()),
+    })
 }
 
 /// The name a pulled image gets in the store: what the user typed, with
@@ -307,34 +363,53 @@ impl Pusher<'_> {
             let manifest: ImageManifest = serde_json::from_slice(&bytes)
                 .map_err(|e| spec_error(&self.session.host, &format!("manifest {digest}"), e))?;
             let config = manifest.config();
-            self.push_blob(config.digest().as_ref(), config.size(), "config")?;
+            let mut blobs = vec![(config.digest().to_string(), config.size(), "config")];
             for layer in manifest.layers() {
-                self.push_blob(layer.digest().as_ref(), layer.size(), "layer")?;
+                blobs.push((layer.digest().to_string(), layer.size(), "layer"));
             }
+            self.push_blobs(blobs)?;
         }
         Ok((bytes, media_type))
     }
 
-    fn push_blob(&mut self, digest: &str, size: u64, what: &str) -> Result<(), RegistryError> {
-        if !self.pushed.insert(digest.to_string()) {
-            return Ok(());
-        }
+    /// Pushes a manifest's blobs, several at a time: each is a HEAD, maybe a
+    /// mount, maybe an upload, and the round trips overlap (as skopeo's do).
+    fn push_blobs(&mut self, blobs: Vec<(String, u64, &str)>) -> Result<(), RegistryError> {
+        use futures_util::stream::{self, StreamExt};
+        let todo: Vec<(String, u64, &str)> = blobs
+            .into_iter()
+            .filter(|(d, _, _)| self.pushed.insert(d.clone()))
+            .collect();
         let progress = self.opts.progress.clone();
-        progress.blob_started(digest, size, what);
-        let outcome = self.push_blob_inner(digest, size)?;
-        match outcome {
-            BlobOutcome::Exists => self.skipped += 1,
-            _ => self.uploaded += 1,
+        for (digest, size, what) in &todo {
+            progress.blob_started(digest, *size, what);
         }
-        progress.blob_done(digest, outcome);
+        let this = &*self;
+        let results: Vec<(String, Result<BlobOutcome, RegistryError>)> = self.session.block_on(
+            stream::iter(todo.iter().map(|(digest, size, _)| async move {
+                (digest.clone(), this.push_blob_inner(digest, *size).await)
+            }))
+            .buffer_unordered(PUSH_CONCURRENCY)
+            .collect(),
+        );
+        for (digest, outcome) in results {
+            let outcome = outcome?;
+            match outcome {
+                BlobOutcome::Exists => self.skipped += 1,
+                _ => self.uploaded += 1,
+            }
+            progress.blob_done(&digest, outcome);
+        }
         Ok(())
     }
 
-    fn push_blob_inner(&self, digest: &str, size: u64) -> Result<BlobOutcome, RegistryError> {
+    async fn push_blob_inner(&self, digest: &str, size: u64) -> Result<BlobOutcome, RegistryError> {
         let session = self.session;
         let missing = format!("repository `{}`", self.dest.repository());
         let exists = session
-            .block_on(session.client.blob_exists(&self.dest, digest))
+            .client
+            .blob_exists(&self.dest, digest)
+            .await
             .map_err(|e| self.err(e, &format!("checking blob {digest}"), &missing))?;
         if exists {
             return Ok(BlobOutcome::Exists);
@@ -351,7 +426,9 @@ impl Pusher<'_> {
             // A refused mount (the registry may answer 202 and open an
             // upload instead, or the source may be gone) just means upload.
             if session
-                .block_on(session.client.mount_blob(&self.dest, &source, digest))
+                .client
+                .mount_blob(&self.dest, &source, digest)
+                .await
                 .is_ok()
             {
                 return Ok(BlobOutcome::Mounted);
@@ -361,11 +438,9 @@ impl Pusher<'_> {
         let file = std::fs::File::open(&path).map_err(error::io_err("open blob", &path))?;
         let stream = file_stream(file, digest.to_string(), self.opts.progress.clone());
         session
-            .block_on(
-                session
-                    .client
-                    .push_blob_stream(&self.dest, stream, digest, Some(size)),
-            )
+            .client
+            .push_blob_stream(&self.dest, stream, digest, Some(size))
+            .await
             .map_err(|e| self.err(e, &format!("uploading blob {digest}"), &missing))?;
         Ok(BlobOutcome::Uploaded)
     }
@@ -448,6 +523,9 @@ fn dest_tag(dest: &Reference) -> Option<String> {
 /// (`host/repo[:tag]`): blobs the registry lacks (checked with HEAD, mounted
 /// from another repository of the same registry when possible), the
 /// manifest last, so the tag never names an incomplete image.
+/// Blobs in flight at once during a push.
+const PUSH_CONCURRENCY: usize = 4;
+
 pub fn push(
     store: &Store,
     local_name: &str,
@@ -945,6 +1023,39 @@ pub fn logout(host: &str, opts: &RegistryOptions) -> Result<bool, RegistryError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_parse_like_docker() {
+        let r = parse_ref("hello").unwrap();
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("docker.io", "library/hello", Some("latest"))
+        );
+        let r = parse_ref("127.0.0.1:5000/a/b:1.0").unwrap();
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("127.0.0.1:5000", "a/b", Some("1.0"))
+        );
+        let r = parse_ref("localhost/x").unwrap();
+        assert_eq!((r.registry(), r.repository()), ("localhost", "x"));
+        let r = parse_ref("user/app:v2").unwrap();
+        assert_eq!((r.registry(), r.repository()), ("docker.io", "user/app"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = parse_ref(&format!("reg.io/x@{d}")).unwrap();
+        assert_eq!(r.digest(), Some(d.as_str()));
+        for bad in [
+            "",
+            "Upper/Case",
+            "x:",
+            "x:-t",
+            "reg.io/x@sha256:zz",
+            "a//b",
+            "x@md5:00",
+            "reg.io/",
+        ] {
+            assert!(parse_ref(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn platform_parse_and_choice() {
