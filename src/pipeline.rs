@@ -287,7 +287,8 @@ pub fn prepare_app(
     let Some((app, context)) = &plan.app else {
         return Ok(None);
     };
-    let built = crate::build::build_app(app, plan.framework.as_ref(), context, store, opts, progress)?;
+    let built =
+        crate::build::build_app(app, plan.framework.as_ref(), context, store, opts, progress)?;
     plan.kernel = KernelInput::Local(built.kernel.clone());
     let mut tree = match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
         RootfsPlan::None => Tree::new(),

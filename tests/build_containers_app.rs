@@ -29,10 +29,8 @@ fn toolchains() -> PathBuf {
     LAYOUT
         .get_or_init(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh")).env(
-                "BUNNY_KERNEL",
-                root.join("target/linux-kernel/vmlinuz"),
-            ));
+            run(Command::new(root.join("scripts/toolchain-image.sh"))
+                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
             root.join("target/toolchains/layout")
         })
         .clone()
@@ -246,7 +244,10 @@ fn unchanged_rebuilds_are_cached_and_edits_rerun() {
 
     let stderr = e.build_ok(&gcc, &[]);
     assert_eq!(e.runs(), 1, "an unchanged rebuild runs no container");
-    assert!(stderr.contains("make hello-server done in") && stderr.contains("CACHED"), "{stderr}");
+    assert!(
+        stderr.contains("make hello-server done in") && stderr.contains("CACHED"),
+        "{stderr}"
+    );
 
     // One changed source file reruns the step.
     let c = e.context.join("hello.c");
@@ -329,14 +330,75 @@ fn the_lock_file_pins_the_toolchain() {
         lock_text,
         "a retagged toolchain is not picked up without --update-lock"
     );
-    assert!(stderr.contains("CACHED"), "same toolchain, same step key:\n{stderr}");
+    assert!(
+        stderr.contains("CACHED"),
+        "same toolchain, same step key:\n{stderr}"
+    );
     assert_eq!(e.runs(), 1);
 
     let stderr = e.build_ok(&gcc, &["--update-lock"]);
     assert_eq!(
-        e.lock()["layers"]["linux.toolchain"]["digest"].as_str().unwrap(),
+        e.lock()["layers"]["linux.toolchain"]["digest"]
+            .as_str()
+            .unwrap(),
         retagged
     );
-    assert!(!stderr.contains("CACHED"), "a new toolchain reruns the step:\n{stderr}");
+    assert!(
+        !stderr.contains("CACHED"),
+        "a new toolchain reruns the step:\n{stderr}"
+    );
     assert_eq!(e.runs(), 2);
+}
+
+#[test]
+fn app_from_a_git_repository() {
+    let layout = toolchains();
+    let e = env(&layout);
+    // The example's sources as a repository on branch `demo`, cloned over
+    // file:// (no network needed).
+    let repo = e._dir.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    for f in ["hello.c", "Makefile"] {
+        fs::copy(e.context.join(f), repo.join(f)).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run(Command::new(require_tool("git"))
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args(args));
+    };
+    git(&["init", "-q", "-b", "demo"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "sources"]);
+    fs::remove_file(e.context.join("hello.c")).unwrap();
+    fs::remove_file(e.context.join("Makefile")).unwrap();
+    let bf = fs::read_to_string(e.context.join("BunnyFile"))
+        .unwrap()
+        .replace(
+            "  from: local\n",
+            &format!("  from: file://{}\n  branch: demo\n", repo.display()),
+        );
+    fs::write(e.context.join("BunnyFile"), bf).unwrap();
+
+    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    assert!(stderr.contains("git clone file://"), "{stderr}");
+    assert!(stderr.contains("[make hello-server] gcc"), "{stderr}");
+    assert_eq!(e.runs(), 1);
+    let sources: Vec<_> = fs::read_dir(e.root.join("sources"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert!(e
+        .root
+        .join("sources")
+        .join(&sources[0])
+        .join("hello.c")
+        .is_file());
+    // A rebuild clones again (the branch may have moved) but the same
+    // checkout makes the same step key.
+    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    assert!(stderr.contains("CACHED"), "{stderr}");
+    assert_eq!(e.runs(), 1);
 }

@@ -26,10 +26,8 @@ fn toolchains() -> PathBuf {
     LAYOUT
         .get_or_init(|| {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh")).env(
-                "BUNNY_KERNEL",
-                root.join("target/linux-kernel/vmlinuz"),
-            ));
+            run(Command::new(root.join("scripts/toolchain-image.sh"))
+                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
             root.join("target/toolchains/layout")
         })
         .clone()
@@ -103,12 +101,18 @@ fn steps_write_only_to_out() {
         fs::read_to_string(out.path().join("copied")).unwrap(),
         "from the context"
     );
-    assert!(!lines.iter().any(|l| l.contains("CONTEXT-WRITABLE")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("CONTEXT-WRITABLE")),
+        "{lines:?}"
+    );
     assert!(!ctx.path().join("new").exists());
     assert!(lines.contains(&"[probe] done".to_string()), "{lines:?}");
     // Writes to the rootfs land in the step's overlay, never in the cached
     // toolchain that the next step starts from.
-    assert!(lines.iter().any(|l| l.contains("ROOT-WRITE-OK")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("ROOT-WRITE-OK")),
+        "{lines:?}"
+    );
     assert!(!toolchain_rootfs().1.join("etc/scribble").exists());
 }
 
@@ -130,7 +134,10 @@ fn steps_have_no_network_unless_they_ask() {
     let lines = progress.0.lock().unwrap().clone();
     let ifaces: Vec<&String> = lines.iter().filter(|l| l.contains("IFACE ")).collect();
     assert_eq!(ifaces, ["[probe] IFACE lo"], "{lines:?}");
-    assert!(lines.contains(&"[probe] NO-CONNECT".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"[probe] NO-CONNECT".to_string()),
+        "{lines:?}"
+    );
 
     // The same probe with the network: it reaches the host's listener, so
     // the probe above could have seen it.
@@ -146,7 +153,10 @@ fn steps_have_no_network_unless_they_ask() {
         .run(&step(&script, ctx.path(), true), out.path(), &progress)
         .unwrap();
     let lines = progress.0.lock().unwrap().clone();
-    assert!(lines.contains(&"[probe] CONNECTED".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"[probe] CONNECTED".to_string()),
+        "{lines:?}"
+    );
     assert_eq!(accept.join().unwrap(), "hi\n");
 }
 
@@ -207,12 +217,18 @@ fn failing_steps_report_and_leave_nothing() {
         .arg("--toolchain")
         .arg(format!("linux=oci:{}:gcc-bookworm", layout.display()))
         .arg("--toolchain")
-        .arg(format!("linux.kernel=oci:{}:kernel-bookworm", layout.display()))
+        .arg(format!(
+            "linux.kernel=oci:{}:kernel-bookworm",
+            layout.display()
+        ))
         .arg(&context);
     let out = output(&mut cmd);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("step `make broken` failed (exit status: 2)"), "{stderr}");
+    assert!(
+        stderr.contains("step `make broken` failed (exit status: 2)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("broken.c:1: error: expected ;"), "{stderr}");
     assert!(stderr.contains("--- last"), "{stderr}");
     let cache: Vec<_> = fs::read_dir(root.join("build-cache"))

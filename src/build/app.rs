@@ -129,23 +129,39 @@ pub fn build_app(
     let source = fetch_source(app, context, store, progress)?;
 
     let runtime = Runtime {
-        program: opts.oci_runtime.clone().unwrap_or_else(|| PathBuf::from("runc")),
+        program: opts
+            .oci_runtime
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runc")),
         work_dir: store.root().join("tmp"),
     };
     let mut outputs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last_output = None;
     let (mut run, mut cached) = (0, 0);
     for spec in &steps {
-        let image = images.get(spec.image).ok_or_else(|| BuildError::Framework {
-            framework: fw.clone(),
-            message: format!("step `{}` runs in layer `{}`, which it does not declare", spec.name, spec.image),
-        })?;
+        let image = images
+            .get(spec.image)
+            .ok_or_else(|| BuildError::Framework {
+                framework: fw.clone(),
+                message: format!(
+                    "step `{}` runs in layer `{}`, which it does not declare",
+                    spec.name, spec.image
+                ),
+            })?;
         let input = match &spec.input {
             StepInput::Source => source.clone(),
-            StepInput::Step(name) => outputs.get(name).cloned().ok_or_else(|| BuildError::Framework {
-                framework: fw.clone(),
-                message: format!("step `{}` reads the output of `{name}`, which has not run before it", spec.name),
-            })?,
+            StepInput::Step(name) => {
+                outputs
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Framework {
+                        framework: fw.clone(),
+                        message: format!(
+                            "step `{}` reads the output of `{name}`, which has not run before it",
+                            spec.name
+                        ),
+                    })?
+            }
         };
         let key = cache::step_key(&KeyInputs {
             image_digest: &image.digest(),
@@ -165,7 +181,10 @@ pub fn build_app(
             None => {
                 let (rootfs, unpacked) = unpacked_rootfs(store.root(), image)?;
                 if unpacked {
-                    progress.log(&spec.name, &format!("unpacked {} ({})", image.reference, image.digest()));
+                    progress.log(
+                        &spec.name,
+                        &format!("unpacked {} ({})", image.reference, image.digest()),
+                    );
                 }
                 let pending = PendingOutput::new(store.root(), &key)?;
                 let step = Step {
@@ -182,7 +201,11 @@ pub fn build_app(
                 run += 1;
                 progress.finish(
                     &spec.name,
-                    if outcome.overlay { "ran (overlay rootfs)" } else { "ran (read-only rootfs)" },
+                    if outcome.overlay {
+                        "ran (overlay rootfs)"
+                    } else {
+                        "ran (read-only rootfs)"
+                    },
                 );
                 out
             }
@@ -239,7 +262,11 @@ fn resolve_layers(
     let fw = framework.name();
     let config_path = opts.config_file.clone().unwrap_or_else(default_config_file);
     let config = Config::load(&config_path)?;
-    let declared: Vec<String> = framework.layers().iter().map(|d| format!("{fw}.{}", d.name)).collect();
+    let declared: Vec<String> = framework
+        .layers()
+        .iter()
+        .map(|d| format!("{fw}.{}", d.name))
+        .collect();
     for key in opts.layer_overrides.keys().chain(config.layers.keys()) {
         if key.split('.').next() == Some(fw) && !declared.contains(key) {
             return Err(BuildError::Framework {
@@ -329,7 +356,9 @@ fn fetch_source(
     let from = app.from.value.as_str();
     let in_dir = |base: &Path| -> Result<PathBuf, BuildError> {
         let dir = match sub {
-            Some(s) => resolve_in_context(base, s).map_err(|e| app_err(format!("path `{s}`: {e}")))?,
+            Some(s) => {
+                resolve_in_context(base, s).map_err(|e| app_err(format!("path `{s}`: {e}")))?
+            }
             None => base.to_path_buf(),
         };
         if dir.is_dir() {
@@ -369,14 +398,20 @@ fn git_clone(
     store: &Store,
     progress: &dyn Progress,
 ) -> Result<PathBuf, BuildError> {
-    let step = format!("git clone {url}{}", branch.map(|b| format!("#{b}")).unwrap_or_default());
+    let step = format!(
+        "git clone {url}{}",
+        branch.map(|b| format!("#{b}")).unwrap_or_default()
+    );
     progress.start(&step);
     let sources = store.root().join("sources");
     std::fs::create_dir_all(&sources).map_err(io_ctx(format!("creating {}", sources.display())))?;
     let tmp = tempfile::Builder::new()
         .prefix(".clone-")
         .tempdir_in(&sources)
-        .map_err(io_ctx(format!("creating a temp dir in {}", sources.display())))?;
+        .map_err(io_ctx(format!(
+            "creating a temp dir in {}",
+            sources.display()
+        )))?;
     let checkout = tmp.path().join("src");
     let mut cmd = Command::new("git");
     cmd.args(["clone", "--quiet", "--depth", "1"]);
@@ -398,8 +433,11 @@ fn git_clone(
     }
     let done = sources.join(commit);
     if !done.is_dir() {
-        std::fs::rename(&checkout, &done)
-            .map_err(io_ctx(format!("renaming {} to {}", checkout.display(), done.display())))?;
+        std::fs::rename(&checkout, &done).map_err(io_ctx(format!(
+            "renaming {} to {}",
+            checkout.display(),
+            done.display()
+        )))?;
     }
     progress.finish(&step, commit);
     Ok(done)

@@ -63,7 +63,10 @@ pub fn tree_hash(root: &Path) -> Result<String, BuildError> {
 
 fn walk(root: &Path, dir: &Path, h: &mut Sha256) -> Result<(), BuildError> {
     let mut names: Vec<_> = fs::read_dir(dir)
-        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>())
+        .and_then(|rd| {
+            rd.map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<Vec<_>>>()
+        })
         .map_err(io_ctx(format!("reading {}", dir.display())))?;
     names.sort();
     for name in names {
@@ -72,7 +75,8 @@ fn walk(root: &Path, dir: &Path, h: &mut Sha256) -> Result<(), BuildError> {
         }
         let path = dir.join(&name);
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        let meta = fs::symlink_metadata(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
+        let meta =
+            fs::symlink_metadata(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
         let rel_bytes = rel.as_os_str().as_encoded_bytes();
         let mode = meta.permissions().mode() & 0o7777;
         let ft = meta.file_type();
@@ -92,10 +96,12 @@ fn walk(root: &Path, dir: &Path, h: &mut Sha256) -> Result<(), BuildError> {
         if ft.is_dir() {
             walk(root, &path, h)?;
         } else if ft.is_symlink() {
-            let target = fs::read_link(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
+            let target =
+                fs::read_link(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
             h.update(target.as_os_str().as_encoded_bytes());
         } else if ft.is_file() {
-            let mut f = fs::File::open(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
+            let mut f =
+                fs::File::open(&path).map_err(io_ctx(format!("reading {}", path.display())))?;
             let mut fh = Sha256::new();
             io::copy(&mut f, &mut fh).map_err(io_ctx(format!("reading {}", path.display())))?;
             h.update(fh.finalize());
@@ -125,7 +131,10 @@ impl PendingOutput {
         let dir = tempfile::Builder::new()
             .prefix(".step-")
             .tempdir_in(&cache)
-            .map_err(io_ctx(format!("creating a temp dir in {}", cache.display())))?;
+            .map_err(io_ctx(format!(
+                "creating a temp dir in {}",
+                cache.display()
+            )))?;
         let out = dir.path().join("out");
         fs::create_dir(&out).map_err(io_ctx(format!("creating {}", out.display())))?;
         Ok(PendingOutput {

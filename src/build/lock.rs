@@ -97,7 +97,10 @@ impl LockFile {
             message: e.to_string(),
         })?;
         text.push('\n');
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
         tmp.write_all(text.as_bytes()).map_err(err)?;
         tmp.persist(path).map_err(|e| err(e.error))?;
@@ -130,6 +133,9 @@ mod tests {
         assert!(text.ends_with("}\n"));
         assert_eq!(LockFile::load(&path).unwrap(), lock);
         fs::write(&path, "{").unwrap();
-        assert!(LockFile::load(&path).unwrap_err().to_string().contains("--update-lock"));
+        assert!(LockFile::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("--update-lock"));
     }
 }

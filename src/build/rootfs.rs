@@ -52,7 +52,10 @@ pub fn unpacked_rootfs(
     let tmp = tempfile::Builder::new()
         .prefix(".unpack-")
         .tempdir_in(&cache)
-        .map_err(io_ctx(format!("creating a temp dir in {}", cache.display())))?;
+        .map_err(io_ctx(format!(
+            "creating a temp dir in {}",
+            cache.display()
+        )))?;
     let target = tmp.path().join("rootfs");
     fs::create_dir(&target).map_err(io_ctx(format!("creating {}", target.display())))?;
     unpack_image(&image.store, &digest, &target)?;
@@ -74,10 +77,11 @@ pub fn unpack_image(store: &Store, manifest_digest: &str, target: &Path) -> Resu
         source,
     };
     let f = store.open_blob(manifest_digest).map_err(store_err)?;
-    let manifest = ImageManifest::from_reader(BufReader::new(f)).map_err(|e| BuildError::Image {
-        reference: manifest_digest.to_string(),
-        message: format!("reading the manifest: {e}"),
-    })?;
+    let manifest =
+        ImageManifest::from_reader(BufReader::new(f)).map_err(|e| BuildError::Image {
+            reference: manifest_digest.to_string(),
+            message: format!("reading the manifest: {e}"),
+        })?;
     for layer in manifest.layers() {
         let digest = layer.digest().to_string();
         let blob = BufReader::new(store.open_blob(&digest).map_err(store_err)?);

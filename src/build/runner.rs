@@ -80,16 +80,18 @@ impl Runtime {
         let scratch = tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(&self.work_dir)
-            .map_err(io_ctx(format!("creating a temp dir in {}", self.work_dir.display())))?;
+            .map_err(io_ctx(format!(
+                "creating a temp dir in {}",
+                self.work_dir.display()
+            )))?;
         let bundle = scratch.path().join("bundle");
         let state = scratch.path().join("state");
         for d in [&bundle, &state] {
             fs::create_dir_all(d).map_err(io_ctx(format!("creating {}", d.display())))?;
         }
         // The runtime resolves relative mount sources against the bundle.
-        let abs = |p: &Path| {
-            fs::canonicalize(p).map_err(io_ctx(format!("resolving {}", p.display())))
-        };
+        let abs =
+            |p: &Path| fs::canonicalize(p).map_err(io_ctx(format!("resolving {}", p.display())));
         let step = &Step {
             rootfs: abs(&step.rootfs)?,
             source: abs(&step.source)?,
@@ -130,8 +132,14 @@ impl Runtime {
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let status = std::thread::scope(|s| {
             let pipes: Vec<Box<dyn Read + Send>> = [
-                child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-                child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
             ]
             .into_iter()
             .flatten()
@@ -150,7 +158,10 @@ impl Runtime {
         if status.success() {
             return Ok(StepOutcome { overlay: writable });
         }
-        let last_lines = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        let last_lines = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
         Err(BuildError::StepFailed {
             step: step.name.clone(),
             command: shell_words(&step.command),
@@ -302,7 +313,10 @@ impl Overlay {
         if strs.len() != 3 || strs.iter().any(|s| s.contains([',', ':'])) {
             return None;
         }
-        let options = format!("lowerdir={},upperdir={},workdir={}", strs[0], strs[1], strs[2]);
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            strs[0], strs[1], strs[2]
+        );
         let ok = Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o", &options])
             .arg(&merged)
@@ -362,11 +376,21 @@ mod tests {
         assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
         let mounts = spec.mounts().clone().unwrap();
-        let src = mounts.iter().find(|m| m.destination() == Path::new("/src")).unwrap();
+        let src = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/src"))
+            .unwrap();
         assert!(src.options().as_ref().unwrap().contains(&"ro".to_string()));
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.no_new_privileges(), Some(true));
-        assert!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().is_empty());
+        assert!(p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .is_empty());
 
         let spec = spec_for(&step(true), Path::new("/r"), true, Path::new("/o")).unwrap();
         let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();

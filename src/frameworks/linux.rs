@@ -137,7 +137,10 @@ impl Framework for Linux {
             tree.insert_dir("/lib", 0o755)?;
             tree.insert_dir("/lib/modules", 0o755)?;
             let mut names: Vec<_> = fs::read_dir(&modules)
-                .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>())
+                .and_then(|rd| {
+                    rd.map(|e| e.map(|e| e.file_name()))
+                        .collect::<Result<_, _>>()
+                })
                 .map_err(|source| FrameworkError::Io {
                     context: format!("reading {}", modules.display()),
                     source,
