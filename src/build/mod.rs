@@ -8,6 +8,22 @@
 //! - [`cache`]: step keys (toolchain, command, env, inputs) and cached outputs.
 //! - [`lock`]: `bunny.lock`, the digests every dependency layer resolved to.
 //! - [`app`]: the `app` section end to end, for the pipeline.
+//!
+//! Choosing the layers: each framework declares its layers with default
+//! references ([`crate::frameworks::Framework::layers`], e.g. linux's
+//! `bunny/linux-toolchain:gcc-bookworm` and `bunny/linux-kernel:bookworm`).
+//! A layer `FRAMEWORK.NAME` is taken from, first to last:
+//! `--toolchain FRAMEWORK=REF` (NAME `toolchain`) or
+//! `--toolchain FRAMEWORK.NAME=REF`; the config file
+//! `$XDG_CONFIG_HOME/bunny/config.json` (`~/.config/...` without it), shaped
+//! `{"layers": {"linux.toolchain": "oci:/images:gcc-bookworm"}}`; the
+//! framework's default. `bunny.lock` beside the BunnyFile then pins each
+//! layer's digest (see [`lock`]); `--update-lock` re-resolves.
+//!
+//! Store layout this module adds under the store root: `toolchains/<hex>/rootfs`
+//! (unpacked images), `build-cache/<key>/out` (step outputs), `sources/<commit>`
+//! (git checkouts); all written in temp dirs beside them and renamed when
+//! complete.
 
 pub mod app;
 pub mod cache;
