@@ -65,7 +65,7 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
-    #[error("step `{step}` could not start `{runtime}`: {source}")]
+    #[error("step `{step}` could not start the OCI runtime `{runtime}`: {source} (install runc, or pass --oci-runtime PATH)")]
     RuntimeStart {
         step: String,
         runtime: String,
