@@ -15,6 +15,8 @@ packages=(
   e2fsprogs makefs cpio
   # what the examples boot
   qemu-system-x86 busybox-static
+  # the linux framework's toolchain image (scripts/toolchain-image.sh)
+  debootstrap git
   # network namespaces, tap devices
   iproute2
 )
@@ -55,6 +57,10 @@ fi
 
 # The hello-linux example's context gets the kernel, busybox and the modules.
 "$here/examples/hello-linux/prepare.sh" "$kdir"
+
+# The linux framework's toolchain and kernel images for `app` builds (issue 7):
+# debootstrap takes minutes the first time; cached under target/toolchains.
+"$here/scripts/toolchain-image.sh"
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2

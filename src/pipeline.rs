@@ -36,6 +36,11 @@ pub trait Progress: Send + Sync {
     fn start(&self, step: &str);
     fn finish(&self, step: &str, detail: &str);
     fn warn(&self, message: &str);
+    /// One line a build step printed (issue 7); displays that draw bars
+    /// override this to print above them.
+    fn log(&self, step: &str, line: &str) {
+        eprintln!("[{step}] {line}");
+    }
 }
 
 #[derive(Debug, Error)]
@@ -87,12 +92,17 @@ pub enum PipelineError {
     Oci(#[from] OciError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Building the `app` in build containers (issue 7).
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
 }
 
 /// The kernel the image carries.
 #[derive(Debug)]
 pub enum KernelInput {
     Local(PathBuf),
+    /// Built from the BunnyFile's `app` by [`prepare_app`] (issue 7).
+    App,
 }
 
 /// The guest's rootfs, as the image will carry it.
@@ -121,6 +131,9 @@ pub struct Plan {
     pub env: Vec<String>,
     pub cmdline: Option<String>,
     pub unikernel_version: Option<String>,
+    /// The `app` to build before packing, and the context it is read from
+    /// (issue 7); [`prepare_app`] builds it.
+    pub app: Option<(crate::bunnyfile::App, PathBuf)>,
 }
 
 impl Plan {
@@ -180,9 +193,6 @@ pub fn plan(
     };
     let framework = frameworks::resolve(&bf.platforms.framework.value);
 
-    if bf.kernel.is_none() && bf.app.is_some() {
-        return Err(PipelineError::NeedsBuildContainers { issue: 7 });
-    }
     let kernel = match &bf.kernel {
         Some(k) => match &k.from.value {
             Source::Local => {
@@ -208,6 +218,8 @@ pub fn plan(
                 })
             }
         },
+        // Issue 7: the framework builds the kernel side from `app`.
+        None if bf.app.is_some() => KernelInput::App,
         None => return Err(PipelineError::NeedsBuildContainers { issue: 7 }),
     };
 
@@ -307,8 +319,50 @@ pub fn plan(
         env: bf.envs.iter().map(|s| s.value.clone()).collect(),
         cmdline,
         unikernel_version: bf.platforms.version.as_ref().map(|v| v.value.clone()),
+        app: bf.app.clone().map(|a| (a, context.to_path_buf())),
         framework,
     })
+}
+
+/// Issue 7: builds the plan's `app` in build containers and points the plan's
+/// kernel and rootfs at the result (the app's files join any `include`d ones
+/// in the initrd). Call before [`build`]; keep the returned value alive until
+/// `build` has written the image (it owns generated files the plan points at).
+pub fn prepare_app(
+    plan: &mut Plan,
+    store: &Store,
+    opts: &crate::build::AppOptions,
+    progress: &dyn Progress,
+) -> Result<Option<crate::build::BuiltApp>, PipelineError> {
+    let Some((app, context)) = &plan.app else {
+        return Ok(None);
+    };
+    let built =
+        crate::build::build_app(app, plan.framework.as_ref(), context, store, opts, progress)?;
+    plan.kernel = KernelInput::Local(built.kernel.clone());
+    let mut tree = match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
+        RootfsPlan::None => Tree::new(),
+        RootfsPlan::Initrd(t) => t,
+        _ => {
+            return Err(PipelineError::Internal {
+                what: "an app's files go into an initrd; this rootfs type cannot take them",
+            })
+        }
+    };
+    for (path, entry) in built.rootfs.iter() {
+        let dst = format!("/{path}");
+        let added = match &entry.kind {
+            EntryKind::Dir => tree.insert_dir(&dst, entry.mode),
+            EntryKind::File { source, .. } => tree.insert_file(&dst, source, entry.mode),
+            EntryKind::Symlink { target } => tree.insert_symlink(&dst, target),
+        };
+        added.map_err(|source| PipelineError::Rootfs {
+            what: "app",
+            source,
+        })?;
+    }
+    plan.rootfs = RootfsPlan::Initrd(tree);
+    Ok(Some(built))
 }
 
 /// Paths inside an image are written from its root (`/.boot/kernel`); the
@@ -445,7 +499,14 @@ fn kernel_layer(
     layer_opts: &LayerOptions,
     progress: &dyn Progress,
 ) -> Result<Layer, PipelineError> {
-    let KernelInput::Local(kernel) = &plan.kernel;
+    let kernel = match &plan.kernel {
+        KernelInput::Local(k) => k,
+        KernelInput::App => {
+            return Err(PipelineError::Internal {
+                what: "the app was not built (prepare_app) before packing",
+            })
+        }
+    };
     progress.start("kernel layer");
     let layer = write_layer(
         &[LayerEntry {

@@ -1026,7 +1026,12 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
     );
     let branch = string(ctx, &sec, "branch").ok().flatten();
     if let Some(f) = &from {
+        // A repository needs a branch (the Go bunny's rule); a directory in
+        // the context or an image reference (our extension) does not.
+        let is_repository =
+            f.value.contains("://") || f.value.starts_with("git@") || f.value.ends_with(".git");
         if f.value != "local"
+            && is_repository
             && branch.is_none()
             && sec.get("branch").is_none_or(|b| b.value.is_null())
         {

@@ -72,6 +72,24 @@ pub struct BuildArgs {
     #[arg(long)]
     gzip_initrd: bool,
 
+    // Issue 7: building `app` sections in build containers.
+    /// Run every build step, even those whose output is cached.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Resolve the framework's layers again and rewrite bunny.lock.
+    #[arg(long)]
+    update_lock: bool,
+
+    /// The OCI runtime build steps run under (default: runc in PATH).
+    #[arg(long, value_name = "PATH")]
+    oci_runtime: Option<PathBuf>,
+
+    /// Use REF for a framework's toolchain (FRAMEWORK=REF) or another of its
+    /// layers (FRAMEWORK.LAYER=REF, e.g. linux.kernel=oci:DIR:TAG); repeatable.
+    #[arg(long = "toolchain", value_name = "FRAMEWORK=REF")]
+    toolchains: Vec<String>,
+
     /// The build context: the directory local paths are resolved in.
     #[arg(default_value = ".")]
     context: PathBuf,
@@ -239,8 +257,29 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         cache: globals.root.join("rootfs"),
         pull: args.pull,
     };
-    let plan = pipeline::plan(bf, &args.context, architecture, &source)
+    let mut plan = pipeline::plan(bf, &args.context, architecture, &source)
         .with_context(|| format!("planning {}", file.display()))?;
+    // Issue 7: build the `app` (if any) before packing.
+    let mut layer_overrides = std::collections::BTreeMap::new();
+    for t in &args.toolchains {
+        let (k, v) = crate::build::app::parse_layer_override(t).with_context(|| {
+            format!("--toolchain `{t}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
+        })?;
+        layer_overrides.insert(k, v);
+    }
+    let app_opts = crate::build::AppOptions {
+        lock_file: crate::build::lock::lock_path(&file),
+        no_cache: args.no_cache,
+        update_lock: args.update_lock,
+        oci_runtime: args.oci_runtime.clone(),
+        layer_overrides,
+        config_file: None,
+        registry: Some(
+            args.registry
+                .options(super::transfer::renderer(args.progress)),
+        ),
+    };
+    let _app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
     for dir in &locals {
         super::images::export_local(&store, &built.manifest, dir)

@@ -2,7 +2,12 @@
 //!
 //! Validation reads [`Framework::support`] so that a framework x monitor x
 //! rootfs combination urunc cannot boot is refused before anything is built.
-//! Build steps and dependency layers (issue 7) plug in behind the same trait.
+//! Building from source (issue 7) plugs in behind the same trait: a framework
+//! names its dependency layers ([`Framework::layers`]: toolchain image, kernel
+//! image, by reference with a version), the steps that build an `app` in them
+//! ([`Framework::app_steps`]) and how the steps' output becomes a kernel and a
+//! rootfs ([`Framework::package_app`]). `crate::build` runs the steps; rumprun
+//! (issue 8) and freebsd (issue 9) fill in their steps here.
 
 mod freebsd;
 mod generic;
@@ -13,7 +18,104 @@ mod unikraft;
 
 pub use generic::Generic;
 
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::layers::error::LayerError;
+use crate::layers::tree::Tree;
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+/// An image a framework builds or packs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerDep {
+    /// `toolchain`, `kernel`, ...; `bunny.lock` and overrides call the layer
+    /// `FRAMEWORK.NAME`.
+    pub name: &'static str,
+    /// The default reference, with its version; overridden by
+    /// `--toolchain FRAMEWORK[.NAME]=REF` or the config file.
+    pub reference: &'static str,
+}
+
+/// What a step reads at `/src`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepInput {
+    /// The app's sources.
+    Source,
+    /// The output of an earlier step, by name.
+    Step(String),
+}
+
+/// One build step as a framework describes it; the executor adds the image's
+/// rootfs, the mounts (`/src` read-only, `/out` read-write), the cache and
+/// the isolation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSpec {
+    pub name: String,
+    /// The [`LayerDep::name`] of the image the step runs in.
+    pub image: &'static str,
+    pub input: StepInput,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    /// Steps have no network unless they say so.
+    pub network: bool,
+}
+
+/// The BunnyFile's `app`, as frameworks see it.
+#[derive(Debug, Clone)]
+pub struct AppInfo {
+    pub name: String,
+    pub language: Option<String>,
+}
+
+/// What packing an app gets: the last step's output and the framework's
+/// other layers, unpacked.
+pub struct PackInputs<'a> {
+    pub app: &'a AppInfo,
+    /// The last step's `/out`.
+    pub output: &'a Path,
+    /// A dependency layer's unpacked rootfs, by [`LayerDep::name`].
+    pub layer: &'a dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
+    /// A directory that lives until the image is written, for generated files.
+    pub scratch: &'a Path,
+}
+
+/// A built app, ready for the pipeline to pack.
+pub struct AppPackage {
+    pub kernel: PathBuf,
+    /// The guest's rootfs files (an initrd for linux).
+    pub rootfs: Tree,
+}
+
+#[derive(Debug, Error)]
+pub enum FrameworkError {
+    #[error("framework `{framework}` cannot {what} yet{}", issue.map(|i| format!(" (issue {i})")).unwrap_or_default())]
+    Unsupported {
+        framework: String,
+        what: &'static str,
+        issue: Option<u32>,
+    },
+    #[error("{what} is missing: {path} ({hint})")]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("layer `{0}` is not one this framework declares")]
+    UnknownLayer(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// Resolving or unpacking a layer failed (the executor's error, as text).
+    #[error("{0}")]
+    Build(String),
+}
 
 /// What a framework can boot, as urunc's contract allows it.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +147,29 @@ pub trait Framework: Send + Sync {
     /// False for frameworks bunny only packages generically.
     fn is_known(&self) -> bool {
         true
+    }
+
+    /// The images building and packing an `app` needs.
+    fn layers(&self) -> &'static [LayerDep] {
+        &[]
+    }
+
+    /// The steps that build `app`, in order.
+    fn app_steps(&self, _app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
+        Err(FrameworkError::Unsupported {
+            framework: self.name().to_string(),
+            what: "build an `app` from source (it is packaged only; use `kernel:`)",
+            issue: None,
+        })
+    }
+
+    /// Turns the steps' output into a kernel and a rootfs.
+    fn package_app(&self, _inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
+        Err(FrameworkError::Unsupported {
+            framework: self.name().to_string(),
+            what: "package an `app` built from source",
+            issue: None,
+        })
     }
 }
 
@@ -90,6 +215,18 @@ impl Framework for Known {
     }
     fn block_mount_point(&self) -> &str {
         self.0.block_mount_point()
+    }
+    fn is_known(&self) -> bool {
+        self.0.is_known()
+    }
+    fn layers(&self) -> &'static [LayerDep] {
+        self.0.layers()
+    }
+    fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
+        self.0.app_steps(app)
+    }
+    fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
+        self.0.package_app(inputs)
     }
 }
 

@@ -1,0 +1,404 @@
+//! `app` sections end to end: a C server built from source with `make` in the
+//! linux toolchain image under runc, packed with the kernel layer and a
+//! busybox init into an initrd, booted under qemu (TCG), answering HTTP. Also
+//! the step cache (counted with a wrapping `--oci-runtime`) and `bunny.lock`.
+//!
+//! The toolchain and kernel images come from `scripts/toolchain-image.sh`
+//! (debootstrap, minutes, once; cached under target/toolchains).
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use bunny::layers::store::Store;
+use common::{output, require_tool, run};
+
+const HELLO: &str = "hello from a C server built by bunny";
+
+/// The layout with `gcc-bookworm` and `kernel-bookworm`, made once.
+fn toolchains() -> PathBuf {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            run(Command::new(root.join("scripts/toolchain-image.sh"))
+                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
+            root.join("target/toolchains/layout")
+        })
+        .clone()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    context: PathBuf,
+    config_home: PathBuf,
+    counter: PathBuf,
+    runtime: PathBuf,
+}
+
+/// A store, a copy of the example's context, a config file naming the
+/// kernel image, and an OCI runtime that counts its runs and execs runc.
+fn env(toolchain_layout: &Path) -> Env {
+    require_tool("runc");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let context = dir.path().join("ctx");
+    fs::create_dir_all(&context).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux-src");
+    for f in ["hello.c", "Makefile", "BunnyFile"] {
+        fs::copy(example.join(f), context.join(f)).unwrap();
+    }
+    let config_home = dir.path().join("config");
+    fs::create_dir_all(config_home.join("bunny")).unwrap();
+    fs::write(
+        config_home.join("bunny/config.json"),
+        format!(
+            r#"{{"layers": {{"linux.kernel": "oci:{}:kernel-bookworm"}}}}"#,
+            toolchains().display()
+        ),
+    )
+    .unwrap();
+    let counter = dir.path().join("runs");
+    let runtime = dir.path().join("counting-runc");
+    fs::write(
+        &runtime,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec runc \"$@\"\n",
+            counter.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&runtime, fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = toolchain_layout;
+    Env {
+        _dir: dir,
+        root,
+        context,
+        config_home,
+        counter,
+        runtime,
+    }
+}
+
+impl Env {
+    fn build(&self, toolchain: &str, extra: &[&str]) -> (bool, String) {
+        let mut cmd = Command::cargo_bin("bunny").unwrap();
+        cmd.env("XDG_CONFIG_HOME", &self.config_home)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["build", "--progress", "plain", "-t", "hello-src"])
+            .arg("--oci-runtime")
+            .arg(&self.runtime)
+            .arg("--toolchain")
+            .arg(format!("linux={toolchain}"))
+            .args(extra)
+            .arg(&self.context);
+        let out = output(&mut cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr)
+    }
+
+    fn build_ok(&self, toolchain: &str, extra: &[&str]) -> String {
+        let (ok, stderr) = self.build(toolchain, extra);
+        assert!(ok, "bunny build failed:\n{stderr}");
+        stderr
+    }
+
+    fn runs(&self) -> usize {
+        fs::read_to_string(&self.counter)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    fn lock(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.context.join("bunny.lock")).unwrap()).unwrap()
+    }
+}
+
+fn gcc_ref(layout: &Path) -> String {
+    format!("oci:{}:gcc-bookworm", layout.display())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn app_from_source_boots_and_serves_http() {
+    let layout = toolchains();
+    let e = env(&layout);
+    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    assert!(
+        stderr.contains("[make hello-server] gcc"),
+        "make's output is streamed with the step's name:\n{stderr}"
+    );
+    assert_eq!(e.runs(), 1);
+
+    // The image's files: the kernel and the initrd urunc would boot.
+    let out = e._dir.path().join("local");
+    let store = Store::open(&e.root).unwrap();
+    assert!(store.resolve("hello-src:latest").is_ok());
+    let mut cmd = Command::cargo_bin("bunny").unwrap();
+    cmd.env("XDG_CONFIG_HOME", &e.config_home)
+        .arg("--root")
+        .arg(&e.root)
+        .args(["build", "--progress", "plain", "--toolchain"])
+        .arg(format!("linux={}", gcc_ref(&layout)))
+        .arg("--output")
+        .arg(format!("type=local,dest={}", out.display()))
+        .arg(&e.context);
+    run(&mut cmd);
+    let kernel = out.join(".boot/kernel");
+    let initrd = out.join(".boot/rootfs");
+    assert_eq!(
+        fs::read(&kernel).unwrap(),
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/linux-kernel/vmlinuz"))
+            .unwrap(),
+        "the kernel comes from the kernel layer"
+    );
+
+    let port = free_port();
+    let mut qemu = Command::new(require_tool("qemu-system-x86_64"))
+        .args(["-accel", "tcg", "-m", "256", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0:guest:eth0:off",
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let console = qemu.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(console).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut body = String::new();
+    let mut listening = false;
+    while start.elapsed() < Duration::from_secs(90) {
+        while let Ok(line) = rx.try_recv() {
+            listening |= line.contains("hello-server: listening on port 80");
+            seen.push(line);
+        }
+        if listening {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                body.clear();
+                let _ = s.read_to_string(&mut body);
+                if body.contains(HELLO) {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    while let Ok(line) = rx.try_recv() {
+        seen.push(line);
+    }
+    assert!(
+        body.contains(HELLO) && body.starts_with("HTTP/1.0 200"),
+        "no answer from the guest's server; got {body:?}; console:\n{}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn unchanged_rebuilds_are_cached_and_edits_rerun() {
+    let layout = toolchains();
+    let e = env(&layout);
+    let gcc = gcc_ref(&layout);
+    e.build_ok(&gcc, &[]);
+    assert_eq!(e.runs(), 1);
+
+    let stderr = e.build_ok(&gcc, &[]);
+    assert_eq!(e.runs(), 1, "an unchanged rebuild runs no container");
+    assert!(
+        stderr.contains("make hello-server done in") && stderr.contains("CACHED"),
+        "{stderr}"
+    );
+
+    // One changed source file reruns the step.
+    let c = e.context.join("hello.c");
+    let mut src = fs::read_to_string(&c).unwrap();
+    src.push_str("/* edited */\n");
+    fs::write(&c, src).unwrap();
+    let stderr = e.build_ok(&gcc, &[]);
+    assert_eq!(e.runs(), 2, "{stderr}");
+    assert!(!stderr.contains("CACHED"), "{stderr}");
+
+    e.build_ok(&gcc, &["--no-cache"]);
+    assert_eq!(e.runs(), 3, "--no-cache runs the step again");
+}
+
+/// Names a copy of the toolchain (another config label, so another manifest
+/// digest) `gcc-bookworm` in `layout`.
+fn retag_toolchain(layout: &Path) -> String {
+    let store = Store::open(layout).unwrap();
+    let old = store.resolve("gcc-bookworm").unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(old.digest().as_ref()).unwrap()).unwrap();
+    let cfg_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&cfg_digest).unwrap()).unwrap();
+    config["config"]["Labels"]["bunny.test.retagged"] = "yes".into();
+    let cfg = store
+        .put_bytes(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap();
+    manifest["config"]["digest"] = cfg.digest().to_string().into();
+    manifest["config"]["size"] = cfg.size().into();
+    let m = store
+        .put_bytes(
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    store.tag("gcc-bookworm", &m).unwrap();
+    m.digest().to_string()
+}
+
+#[test]
+fn the_lock_file_pins_the_toolchain() {
+    let shared = toolchains();
+    // A layout of our own to retag in: the shared one's blobs, hard-linked.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    run(Command::new("cp").arg("-al").arg(&shared).arg(&layout));
+    let e = env(&layout);
+    let gcc = gcc_ref(&layout);
+
+    e.build_ok(&gcc, &[]);
+    let first = e.lock()["layers"]["linux.toolchain"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        first,
+        Store::open(&layout)
+            .unwrap()
+            .resolve("gcc-bookworm")
+            .unwrap()
+            .digest()
+            .to_string()
+    );
+    assert_eq!(
+        e.lock()["layers"]["linux.kernel"]["reference"],
+        format!("oci:{}:kernel-bookworm", shared.display()),
+        "the config file's kernel reference is used and locked"
+    );
+    let lock_text = fs::read_to_string(e.context.join("bunny.lock")).unwrap();
+
+    let retagged = retag_toolchain(&layout);
+    assert_ne!(retagged, first);
+    let stderr = e.build_ok(&gcc, &[]);
+    assert_eq!(
+        fs::read_to_string(e.context.join("bunny.lock")).unwrap(),
+        lock_text,
+        "a retagged toolchain is not picked up without --update-lock"
+    );
+    assert!(
+        stderr.contains("CACHED"),
+        "same toolchain, same step key:\n{stderr}"
+    );
+    assert_eq!(e.runs(), 1);
+
+    let stderr = e.build_ok(&gcc, &["--update-lock"]);
+    assert_eq!(
+        e.lock()["layers"]["linux.toolchain"]["digest"]
+            .as_str()
+            .unwrap(),
+        retagged
+    );
+    assert!(
+        !stderr.contains("CACHED"),
+        "a new toolchain reruns the step:\n{stderr}"
+    );
+    assert_eq!(e.runs(), 2);
+}
+
+#[test]
+fn app_from_a_git_repository() {
+    let layout = toolchains();
+    let e = env(&layout);
+    // The example's sources as a repository on branch `demo`, cloned over
+    // file:// (no network needed).
+    let repo = e._dir.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    for f in ["hello.c", "Makefile"] {
+        fs::copy(e.context.join(f), repo.join(f)).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run(Command::new(require_tool("git"))
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args(args));
+    };
+    git(&["init", "-q", "-b", "demo"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "sources"]);
+    fs::remove_file(e.context.join("hello.c")).unwrap();
+    fs::remove_file(e.context.join("Makefile")).unwrap();
+    let bf = fs::read_to_string(e.context.join("BunnyFile"))
+        .unwrap()
+        .replace(
+            "  from: local\n",
+            &format!("  from: file://{}\n  branch: demo\n", repo.display()),
+        );
+    fs::write(e.context.join("BunnyFile"), bf).unwrap();
+
+    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    assert!(stderr.contains("git clone file://"), "{stderr}");
+    assert!(stderr.contains("[make hello-server] gcc"), "{stderr}");
+    assert_eq!(e.runs(), 1);
+    let sources: Vec<_> = fs::read_dir(e.root.join("sources"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert!(e
+        .root
+        .join("sources")
+        .join(&sources[0])
+        .join("hello.c")
+        .is_file());
+    // A rebuild clones again (the branch may have moved) but the same
+    // checkout makes the same step key.
+    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    assert!(stderr.contains("CACHED"), "{stderr}");
+    assert_eq!(e.runs(), 1);
+}
