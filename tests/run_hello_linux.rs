@@ -227,3 +227,32 @@ fn a_missing_image_says_how_to_get_one() {
         "{err}"
     );
 }
+
+#[test]
+fn the_guest_exit_status_becomes_bunnys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    build_example(&root, "hello:test");
+    for code in [0, 7] {
+        let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "run",
+                "--rm",
+                "--accel",
+                "tcg",
+            ])
+            .args(["hello:test", "once", &code.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

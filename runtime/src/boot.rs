@@ -36,6 +36,19 @@ pub fn boot_with_console(spec: &RunSpec, console: &mut dyn Write) -> Result<i32,
 
 fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeError> {
     let cmd = prepare(spec)?;
+    let exit_device = cmd
+        .args
+        .iter()
+        .any(|a| a == crate::monitor::GUEST_EXIT_DEVICE);
+    run_prepared(spec, cmd, console, exit_device)
+}
+
+fn run_prepared(
+    spec: &RunSpec,
+    cmd: MonitorCommand,
+    console: Option<&mut dyn Write>,
+    exit_device: bool,
+) -> Result<i32, RuntimeError> {
     for note in &cmd.notes {
         eprintln!("bunny: {note}");
     }
@@ -85,7 +98,7 @@ fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeEr
     })?;
     let name = cmd.program.clone();
     match console {
-        None => supervise(&mut child, seen, &name),
+        None => supervise(&mut child, seen, &name, exit_device),
         Some(out) => {
             let Some(mut pipe) = child.stdout.take() else {
                 return Err(RuntimeError::Supervise {
@@ -94,7 +107,7 @@ fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeEr
                 });
             };
             std::thread::scope(|s| {
-                let sup = s.spawn(|| supervise(&mut child, seen, &name));
+                let sup = s.spawn(|| supervise(&mut child, seen, &name, exit_device));
                 let copied = copy_console(&mut pipe, out);
                 if copied.is_err() {
                     // Keep draining so the monitor never blocks on a full pipe.
@@ -236,7 +249,12 @@ pub fn ensure_tap(tap: &str, gateway: Ipv4Addr, mask: Ipv4Addr) -> Result<(), Ru
     Ok(())
 }
 
-fn supervise(child: &mut Child, seen: u64, name: &str) -> Result<i32, RuntimeError> {
+fn supervise(
+    child: &mut Child,
+    seen: u64,
+    name: &str,
+    exit_device: bool,
+) -> Result<i32, RuntimeError> {
     let err = |e: std::io::Error| RuntimeError::Supervise {
         program: name.to_string(),
         detail: e.to_string(),
@@ -247,6 +265,11 @@ fn supervise(child: &mut Child, seen: u64, name: &str) -> Result<i32, RuntimeErr
         if let Some(status) = child.try_wait().map_err(err)? {
             return Ok(match forwarded {
                 Some((sig, _)) => 128 + sig,
+                // Only a monitor that exited by itself carries the guest's
+                // status; a signal is reported as 128+N.
+                None if exit_device && status.code().is_some() => {
+                    crate::monitor::guest_status(exit_code(status))
+                }
                 None => exit_code(status),
             });
         }

@@ -328,6 +328,20 @@ fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
+/// qemu's exit device for linux guests (see [`guest_status`]).
+pub const GUEST_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+
+/// The guest's exit status from qemu's, when the exit device is present: a
+/// clean power-off (0) means 0; an odd code 2n+1 with n > 0 means the guest
+/// wrote n to port 0xf4; anything else is qemu's own status.
+pub fn guest_status(qemu_status: i32) -> i32 {
+    if qemu_status >= 3 && qemu_status % 2 == 1 && qemu_status < 256 {
+        qemu_status >> 1
+    } else {
+        qemu_status
+    }
+}
+
 fn qemu(
     spec: &RunSpec,
     accel: ResolvedAccel,
@@ -354,6 +368,11 @@ fn qemu(
     match accel {
         ResolvedAccel::Kvm => a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
         ResolvedAccel::Tcg => a.extend(["-accel", "tcg"].map(String::from)),
+    }
+    if ty == UnikernelType::Linux && !microvm {
+        // Lets the guest's init hand back the app's exit status: a byte
+        // written to port 0xf4 makes qemu exit with (byte << 1) | 1.
+        a.extend(["-device".into(), GUEST_EXIT_DEVICE.into()]);
     }
     a.extend([
         "-kernel".into(),

@@ -81,6 +81,8 @@ fn linux_qemu_initrd_user_net_with_forwards() {
             "-no-reboot",
             "-accel",
             "tcg",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-kernel",
             "/b/rootfs/.boot/kernel",
             "-initrd",
@@ -119,6 +121,8 @@ fn linux_qemu_block_root_kvm_no_net_cmdline_from_annotation() {
             "kvm",
             "-cpu",
             "host",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-kernel",
             "/b/rootfs/.boot/kernel",
             "-drive",
@@ -633,4 +637,13 @@ fn shared_images_open_disks_as_snapshots_and_side_files_go_to_the_work_dir() {
         cmd.files[0].0,
         PathBuf::from("/w/run-2/bunny-firecracker.json")
     );
+}
+
+#[test]
+fn guest_exit_status_comes_back_through_qemu() {
+    assert_eq!(guest_status(0), 0, "a clean power-off");
+    assert_eq!(guest_status((7 << 1) | 1), 7);
+    assert_eq!(guest_status((127 << 1) | 1), 127);
+    assert_eq!(guest_status(1), 1, "qemu's own failure stays a failure");
+    assert_eq!(guest_status(130), 130, "a signal is not a guest status");
 }
