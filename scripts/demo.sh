@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build examples/hello-linux into the local store and an OCI
-# layout, then show what was built. (`bunny run` joins when issue 5 lands.)
+# layout, show what was built, then boot it once under qemu (the guest prints
+# its arguments and environment and powers off).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -11,3 +12,4 @@ export BUNNY_ROOT="${BUNNY_ROOT:-$here/target/demo/store}"
   --output type=oci,dest=target/demo/hello-linux-oci examples/hello-linux
 "$bunny" images
 "$bunny" inspect hello-linux:latest
+"$bunny" run --rm hello-linux:latest once

@@ -263,3 +263,33 @@ fn check_rejects_every_broken_file_with_a_position() {
     }
     assert!(n >= 15, "only {n} broken files found");
 }
+
+#[test]
+fn store_verify_finds_a_damaged_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    build(
+        tmp.path(),
+        "vfy",
+        &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  include:\n    - data:/srv\n"),
+    );
+    let root = tmp.path().join("vfy-store");
+    ok(
+        bunny(&root, &["store", "verify"]),
+        "store verify on a fresh store",
+    );
+    let blobs = root.join("blobs/sha256");
+    let victim = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = bunny(&root, &["store", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    assert!(text.contains(&name) && text.contains("corrupt"), "{text}");
+}

@@ -75,6 +75,7 @@ fn run_prepared(
         })?;
     }
 
+    crate::timestamp("monitor-exec");
     let mut command = Command::new(&program);
     command.args(&cmd.args);
     command.stderr(Stdio::inherit());

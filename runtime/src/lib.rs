@@ -12,6 +12,7 @@ mod error;
 mod monitor;
 mod paths;
 mod spec;
+mod timestamps;
 
 pub use accel::{cached_probe, probe_kvm, resolve_accel, Accel, KvmProbe, ResolvedAccel};
 pub use boot::{boot, boot_with_console, ensure_tap};
@@ -27,3 +28,4 @@ pub use spec::{
     parse_publish, NetSpec, PortForward, RunSpec, DEFAULT_MEMORY_MB, USER_NET_GATEWAY,
     USER_NET_GUEST_IP, USER_NET_MASK,
 };
+pub use timestamps::timestamp;

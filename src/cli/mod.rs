@@ -9,6 +9,7 @@ mod progress;
 mod pull;
 mod push;
 mod run;
+mod store;
 mod transfer;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ enum Verb {
     Inspect(inspect::InspectArgs),
     Login(login::LoginArgs),
     Logout(logout::LogoutArgs),
+    Store(store::StoreArgs),
 }
 
 /// Global settings every verb may need.
@@ -52,6 +54,7 @@ pub struct Globals {
 }
 
 pub fn main() -> ExitCode {
+    bunny_runtime::timestamp("bunny-start");
     use_ca_bundle();
     let cli = Cli::parse();
     let globals = Globals {
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Verb::Inspect(a) => inspect::run(a, &globals),
         Verb::Login(a) => login::run(a, &globals),
         Verb::Logout(a) => logout::run(a, &globals),
+        Verb::Store(a) => store::run(a, &globals),
     };
     match result {
         Ok(code) => code,

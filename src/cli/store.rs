@@ -1,0 +1,48 @@
+//! `bunny store`: look after the local store.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::layers::store::Store;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Check the local store",
+    after_help = "Example:\n  bunny store verify"
+)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    action: StoreAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreAction {
+    /// Rehash every blob and check every named image is complete (exit 1 on damage).
+    Verify,
+}
+
+pub fn run(args: StoreArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&globals.root)
+        .with_context(|| format!("opening the store at {}", globals.root.display()))?;
+    match args.action {
+        StoreAction::Verify => {
+            let problems = store.verify()?;
+            if problems.is_empty() {
+                println!("{}: ok", globals.root.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!(
+                    "{}: {} problem(s); rebuild or pull the images named above",
+                    globals.root.display(),
+                    problems.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
