@@ -340,15 +340,29 @@ pub fn prepare_app(
     let built =
         crate::build::build_app(app, plan.framework.as_ref(), context, store, opts, progress)?;
     plan.kernel = KernelInput::Local(built.kernel.clone());
-    let mut tree = match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
-        RootfsPlan::None => Tree::new(),
-        RootfsPlan::Initrd(t) => t,
-        _ => {
-            return Err(PipelineError::Internal {
-                what: "an app's files go into an initrd; this rootfs type cannot take them",
-            })
-        }
-    };
+    // The app's files join the rootfs the BunnyFile describes (its includes
+    // stay), in the framework's default form when it names none: an initrd
+    // for linux, a block image for rumprun and freebsd.
+    let (mut tree, wrap): (Tree, fn(Tree, &dyn Framework) -> RootfsPlan) =
+        match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
+            RootfsPlan::None => (
+                Tree::new(),
+                match plan.framework.default_rootfs_type() {
+                    RootfsType::Initrd => |t, _| RootfsPlan::Initrd(t),
+                    RootfsType::Block => |t, f| RootfsPlan::Block(t, f.block_fs()),
+                    RootfsType::Raw => |t, _| RootfsPlan::Raw(t),
+                },
+            ),
+            RootfsPlan::Initrd(t) => (t, |t, _| RootfsPlan::Initrd(t)),
+            RootfsPlan::Block(t, _) => (t, |t, f| RootfsPlan::Block(t, f.block_fs())),
+            RootfsPlan::Raw(t) => (t, |t, _| RootfsPlan::Raw(t)),
+            RootfsPlan::Prebuilt { .. } => {
+                return Err(PipelineError::Unsupported {
+                    what: "adding an app's files to a prebuilt rootfs file".into(),
+                    hint: "build the rootfs from `include` (from: scratch) instead",
+                })
+            }
+        };
     for (path, entry) in built.rootfs.iter() {
         let dst = format!("/{path}");
         let added = match &entry.kind {
@@ -361,7 +375,7 @@ pub fn prepare_app(
             source,
         })?;
     }
-    plan.rootfs = RootfsPlan::Initrd(tree);
+    plan.rootfs = wrap(tree, plan.framework.as_ref());
     Ok(Some(built))
 }
 
