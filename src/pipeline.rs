@@ -343,7 +343,7 @@ pub fn prepare_app(
     // The app's files join the rootfs the BunnyFile describes (its includes
     // stay), in the framework's default form when it names none: an initrd
     // for linux, a block image for rumprun and freebsd.
-    let (mut tree, wrap): (Tree, fn(Tree, &dyn Framework) -> RootfsPlan) =
+    let (mut tree, wrap): (Tree, WrapRootfs) =
         match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
             RootfsPlan::None => (
                 Tree::new(),
@@ -414,6 +414,9 @@ fn add_includes(
     }
     Ok(())
 }
+
+/// Puts a finished tree back into the rootfs form it came from.
+type WrapRootfs = fn(Tree, &dyn Framework) -> RootfsPlan;
 
 /// How to build, beyond what the BunnyFile says.
 pub struct BuildOptions {
