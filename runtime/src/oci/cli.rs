@@ -163,9 +163,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, OciError> {
             match inline {
                 Some(v) => Some(v.to_string()),
                 None => {
-                    let v = args.get(i).cloned().ok_or_else(|| {
-                        OciError::Usage(format!("flag --{name} needs a value"))
-                    })?;
+                    let v = args
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| OciError::Usage(format!("flag --{name} needs a value")))?;
                     i += 1;
                     Some(v)
                 }

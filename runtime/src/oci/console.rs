@@ -74,7 +74,9 @@ pub fn send_fd(socket: &Path, fd: &OwnedFd, name: &str) -> Result<(), OciError> 
         msg.msg_controllen = space as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if cmsg.is_null() {
-            return Err(OciError::Usage("cannot build the SCM_RIGHTS message".into()));
+            return Err(OciError::Usage(
+                "cannot build the SCM_RIGHTS message".into(),
+            ));
         }
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;

@@ -85,7 +85,6 @@ pub fn main(args: &[String]) -> i32 {
     if say(&format!("ready {net_json}")).is_err() {
         return 1;
     }
-    drop(say);
     drop(reader);
 
     // Blocks until `start` opens the other end.
@@ -97,7 +96,11 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
         Err(e) => {
-            super::report(&a.global, "error", &format!("init: cannot open {}: {e}", fifo.display()));
+            super::report(
+                &a.global,
+                "error",
+                &format!("init: cannot open {}: {e}", fifo.display()),
+            );
             return 1;
         }
     }

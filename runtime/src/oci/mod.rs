@@ -141,9 +141,8 @@ fn dispatch(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
                 "state" => {
                     let rec = Record::load(&g.root, id)?;
                     let st = rec.oci_state(rec.status(&g.root));
-                    let text = serde_json::to_string_pretty(&st).map_err(|e| {
-                        OciError::Usage(format!("cannot render the state: {e}"))
-                    })?;
+                    let text = serde_json::to_string_pretty(&st)
+                        .map_err(|e| OciError::Usage(format!("cannot render the state: {e}")))?;
                     println!("{text}");
                     Ok(0)
                 }
@@ -216,9 +215,7 @@ fn find_fallback() -> Result<PathBuf, OciError> {
     if let Some(p) = std::env::var_os(FALLBACK_ENV).filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let me = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .ok();
+    let me = std::env::current_exe().and_then(|p| p.canonicalize()).ok();
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
@@ -389,10 +386,12 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
         .arg(if netns == NetNs::Host { "host" } else { "ns" });
     if let Some(pty) = &pty {
         let dup = |fd: &OwnedFd| {
-            fd.try_clone().map(Stdio::from).map_err(|source| OciError::Sys {
-                what: "cannot duplicate the console".into(),
-                source,
-            })
+            fd.try_clone()
+                .map(Stdio::from)
+                .map_err(|source| OciError::Sys {
+                    what: "cannot duplicate the console".into(),
+                    source,
+                })
         };
         cmd.stdin(dup(&pty.slave)?)
             .stdout(dup(&pty.slave)?)
@@ -472,22 +471,21 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     .to_string();
     run_hooks("prestart", &spec.hooks.prestart, &hook_state)?;
     run_hooks("createRuntime", &spec.hooks.create_runtime, &hook_state)?;
-    writer
-        .write_all(b"go\n")
-        .map_err(|source| OciError::Sys {
-            what: "the container's init went away".into(),
-            source,
-        })?;
+    writer.write_all(b"go\n").map_err(|source| OciError::Sys {
+        what: "the container's init went away".into(),
+        source,
+    })?;
     let ready = expect_line(&mut reader, "ready")?;
-    rec.net = serde_json::from_str(&ready).map_err(|e| OciError::Init(format!(
-        "unexpected answer {ready:?}: {e}"
-    )))?;
+    rec.net = serde_json::from_str(&ready)
+        .map_err(|e| OciError::Init(format!("unexpected answer {ready:?}: {e}")))?;
     rec.save(&g.root)?;
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid)?;
     }
     undo.armed = false;
-    undo.child.take().ok_or_else(|| OciError::Init("the init vanished".into()))
+    undo.child
+        .take()
+        .ok_or_else(|| OciError::Init("the init vanished".into()))
 }
 
 /// Reads the init's next line: `WORD payload`, or `error MESSAGE`.
@@ -516,7 +514,9 @@ fn expect_line(reader: &mut impl BufRead, word: &str) -> Result<String, OciError
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     std::fs::write(&tmp, pid.to_string())
         .map_err(|e| OciError::io("cannot write the pid file", &tmp, e))?;

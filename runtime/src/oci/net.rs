@@ -185,8 +185,8 @@ pub fn setup_here() -> Result<Option<NetSetup>, OciError> {
         run(
             "tc",
             &[
-                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
-                "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
+                "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
             ],
         )?;
     }
@@ -225,7 +225,15 @@ pub fn teardown(netns: Option<&Path>, setup: &NetSetup) -> Result<(), OciError> 
         let gw = gw.to_string();
         step(
             "ip",
-            &["route", "replace", "default", "via", &gw, "dev", &setup.iface],
+            &[
+                "route",
+                "replace",
+                "default",
+                "via",
+                &gw,
+                "dev",
+                &setup.iface,
+            ],
         );
     }
     match first_err {
@@ -259,9 +267,15 @@ mod tests {
         )
         .unwrap();
         let (l, ip, p) = pick(&links).unwrap();
-        assert_eq!((l.ifname.as_str(), ip, p), ("eth0", Ipv4Addr::new(10, 2, 0, 2), 30));
+        assert_eq!(
+            (l.ifname.as_str(), ip, p),
+            ("eth0", Ipv4Addr::new(10, 2, 0, 2), 30)
+        );
         let (l, ip, _) = pick(&links[..3]).unwrap();
-        assert_eq!((l.ifname.as_str(), ip), ("net2", Ipv4Addr::new(10, 1, 0, 2)));
+        assert_eq!(
+            (l.ifname.as_str(), ip),
+            ("net2", Ipv4Addr::new(10, 1, 0, 2))
+        );
         assert!(pick(&links[..2]).is_none());
     }
 }

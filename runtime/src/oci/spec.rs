@@ -148,7 +148,14 @@ impl Spec {
 
     /// The memory limit in MiB, if the spec sets a positive one.
     pub fn memory_mb(&self) -> Option<u64> {
-        let limit = self.linux.as_ref()?.resources.as_ref()?.memory.as_ref()?.limit?;
+        let limit = self
+            .linux
+            .as_ref()?
+            .resources
+            .as_ref()?
+            .memory
+            .as_ref()?
+            .limit?;
         u64::try_from(limit)
             .ok()
             .map(|b| b.div_ceil(1024 * 1024))
@@ -162,9 +169,9 @@ impl Spec {
             .and_then(|l| l.namespaces.iter().find(|n| n.kind == "network"));
         match ns {
             None => NetNs::Host,
-            Some(Namespace {
-                path: Some(p), ..
-            }) if !p.as_os_str().is_empty() => NetNs::Path(p.clone()),
+            Some(Namespace { path: Some(p), .. }) if !p.as_os_str().is_empty() => {
+                NetNs::Path(p.clone())
+            }
             Some(_) => NetNs::New,
         }
     }

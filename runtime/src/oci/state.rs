@@ -174,7 +174,11 @@ impl Record {
             oci_version: OCI_VERSION,
             id: &self.id,
             status: status.as_str(),
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             bundle: &self.bundle,
             rootfs: &self.rootfs,
             created: &self.created,
