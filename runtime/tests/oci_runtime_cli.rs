@@ -382,3 +382,111 @@ fn version_and_features() {
         .iter()
         .any(|h| h == "prestart"));
 }
+
+/// Receives the pty master runc-style from `--console-socket`.
+fn receive_console(listener: std::os::unix::net::UnixListener) -> std::fs::File {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: name.as_mut_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: msg points at live buffers of the stated sizes.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len() as _;
+        let n = libc::recvmsg(conn.as_raw_fd(), &mut msg, 0);
+        assert!(n > 0, "nothing arrived on the console socket");
+        assert!(std::str::from_utf8(&name[..n as usize])
+            .unwrap()
+            .starts_with("/dev/pts/"));
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null(), "no fd arrived on the console socket");
+        std::fs::File::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(cmsg) as *const libc::c_int
+        ))
+    }
+}
+
+#[test]
+fn run_with_a_terminal_runs_hooks_and_cleans_up() {
+    use std::io::Read;
+    let (tmp, rt) = setup();
+    let b = bundle(tmp.path(), &["/init", "once"], true);
+    let cfg_path = b.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = true.into();
+    let hook = |file: &str| {
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("cat > {}", tmp.path().join(file).display())]})
+    };
+    cfg["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart.json")],
+        "poststart": [hook("poststart.json")],
+        "poststop": [hook("poststop.json")],
+    });
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+
+    let sock = tmp.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut master = receive_console(listener);
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the monitor, the last holder of the slave, is gone.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let mut child = rt
+        .cmd(&["run", "--bundle", b.to_str().unwrap()])
+        .arg("--console-socket")
+        .arg(&sock)
+        .arg("c4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("run did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "run: {status}: {err}");
+    let console = reader.join().unwrap();
+    assert!(console.contains("OCI-MARKER args=[once]"), "{console}");
+    assert!(!rt.root.join("c4").exists(), "run left its state");
+
+    let hook_state = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join(f)).unwrap()).unwrap()
+    };
+    let pre = hook_state("prestart.json");
+    assert_eq!(pre["id"], "c4");
+    assert_eq!(pre["status"], "creating");
+    assert!(pre["pid"].as_i64().unwrap() > 0, "{pre}");
+    assert_eq!(hook_state("poststart.json")["status"], "running");
+    assert_eq!(hook_state("poststop.json")["status"], "stopped");
+}

@@ -173,22 +173,30 @@ pub fn setup_here() -> Result<Option<NetSetup>, OciError> {
     let iface = setup.iface.as_str();
     let cidr = format!("{ip}/{prefix}");
     let mtu = link.mtu.unwrap_or(1500).to_string();
-    let run = |p: &str, a: &[&str]| tool(p, a, None).map(|_| ());
-    run("ip", &["tuntap", "add", "dev", TAP, "mode", "tap"])?;
-    run("ip", &["link", "set", "dev", TAP, "mtu", &mtu])?;
-    run("ip", &["link", "set", "dev", TAP, "up"])?;
-    // The guest owns the address now; left here, the namespace would answer
-    // for it too.
-    run("ip", &["addr", "del", &cidr, "dev", iface])?;
-    for (from, to) in [(iface, TAP), (TAP, iface)] {
-        run("tc", &["qdisc", "add", "dev", from, "ingress"])?;
-        run(
-            "tc",
-            &[
-                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
-                "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
-            ],
-        )?;
+    let rewire = || -> Result<(), OciError> {
+        let run = |p: &str, a: &[&str]| tool(p, a, None).map(|_| ());
+        run("ip", &["tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        run("ip", &["link", "set", "dev", TAP, "mtu", &mtu])?;
+        run("ip", &["link", "set", "dev", TAP, "up"])?;
+        // The guest owns the address now; left here, the namespace would answer
+        // for it too.
+        run("ip", &["addr", "del", &cidr, "dev", iface])?;
+        for (from, to) in [(iface, TAP), (TAP, iface)] {
+            run("tc", &["qdisc", "add", "dev", from, "ingress"])?;
+            run(
+                "tc",
+                &[
+                    "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32",
+                    "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+                ],
+            )?;
+        }
+        Ok(())
+    };
+    if let Err(e) = rewire() {
+        // Half-rewired is worse than untouched: put back what was changed.
+        let _ = teardown(None, &setup);
+        return Err(e);
     }
     Ok(Some(setup))
 }
