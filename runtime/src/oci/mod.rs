@@ -302,6 +302,8 @@ struct CreateOpts {
 struct Undo<'a> {
     dir: &'a Path,
     child: Option<Child>,
+    /// A rewired namespace that outlives the container.
+    net: Option<(PathBuf, net::NetSetup)>,
     armed: bool,
 }
 
@@ -313,6 +315,9 @@ impl Drop for Undo<'_> {
         if let Some(c) = &mut self.child {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some((ns, setup)) = &self.net {
+            let _ = net::teardown(Some(ns), setup);
         }
         let _ = std::fs::remove_dir_all(self.dir);
     }
@@ -335,6 +340,7 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     let mut undo = Undo {
         dir: &dir,
         child: None,
+        net: None,
         armed: true,
     };
     let _lock = state::lock(&dir)?;
@@ -478,6 +484,9 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     let ready = expect_line(&mut reader, "ready")?;
     rec.net = serde_json::from_str(&ready)
         .map_err(|e| OciError::Init(format!("unexpected answer {ready:?}: {e}")))?;
+    if let (Some(ns), Some(setup)) = (&rec.netns, &rec.net) {
+        undo.net = Some((ns.clone(), setup.clone()));
+    }
     rec.save(&g.root)?;
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid)?;
