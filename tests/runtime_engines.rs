@@ -421,6 +421,72 @@ fn dockerd_runs_unikernels_and_hands_other_images_to_runc() {
     assert!(out.contains("hello-linux: init up"), "console:\n{out}");
     assert!(out.contains("hello-linux: args [once]"), "console:\n{out}");
 
+    // A user-defined bridge network: docker's prestart hook (libnetwork)
+    // wires the namespace, then the guest takes over the container's address.
+    let octet = 100 + std::process::id() % 100;
+    let subnet = format!("10.214.{octet}.0/24");
+    let ip = format!("10.214.{octet}.2");
+    let net = format!("bunnynet{octet}");
+    ok(
+        dockerd
+            .docker()
+            .args(["network", "create", "--subnet", &subnet, &net]),
+        Duration::from_secs(30),
+    );
+    ok(
+        dockerd.docker().args([
+            "run",
+            "-d",
+            "--runtime",
+            "bunny",
+            "--network",
+            &net,
+            "--ip",
+            &ip,
+            "--name",
+            "web",
+            "hello:test",
+        ]),
+        Duration::from_secs(30),
+    );
+    let t = Instant::now();
+    let body = loop {
+        if let Some(b) = http_get(&format!("{ip}:80")) {
+            break b;
+        }
+        if t.elapsed() > BOOT {
+            let logs = timed(
+                dockerd.docker().args(["logs", "web"]),
+                Duration::from_secs(10),
+            );
+            panic!(
+                "the guest never answered HTTP on {ip}; console:\n{}",
+                String::from_utf8_lossy(&logs.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(body.contains("hello from bunny"), "{body}");
+    // SIGTERM reaches the monitor, which stops at once.
+    let t = Instant::now();
+    ok(
+        dockerd.docker().args(["stop", "web"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "docker stop took {:?}: the monitor ignored SIGTERM",
+        t.elapsed()
+    );
+    ok(
+        dockerd.docker().args(["rm", "web"]),
+        Duration::from_secs(30),
+    );
+    ok(
+        dockerd.docker().args(["network", "rm", &net]),
+        Duration::from_secs(30),
+    );
+
     // An ordinary image: FROM scratch plus busybox, run by runc.
     let rootfs = tmp.path().join("bb");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
