@@ -307,6 +307,38 @@ fn errors_go_to_the_json_log() {
     assert!(v["msg"].as_str().unwrap().contains("vmware"), "{v}");
     assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
     assert!(!rt.root.join("bad").exists(), "a failed create left state");
+
+    // An error found by the init (inside the namespace) reaches create's
+    // caller, and the init does not outlive it.
+    let cfg_text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"vmware\"", "\"qemu\"")
+        .replace(
+            "\"com.urunc.unikernel.initrd\":\"/.boot/rootfs\"",
+            "\"com.urunc.unikernel.mountRootfs\":\"true\"",
+        );
+    assert!(cfg_text.contains("mountRootfs"), "{cfg_text}");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let o = Command::new(BIN)
+        .arg("--root")
+        .arg(&rt.root)
+        .args(["create", "--bundle"])
+        .arg(&b)
+        .args(["--pid-file"])
+        .arg(tmp.path().join("never.pid"))
+        .arg("bad2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("init failed") && stderr.contains("mountRootfs"),
+        "{stderr}"
+    );
+    assert!(!rt.root.join("bad2").exists(), "a failed create left state");
+    assert!(!tmp.path().join("never.pid").exists());
 }
 
 #[test]
