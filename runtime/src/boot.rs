@@ -352,3 +352,36 @@ impl Drop for SignalGuard {
         }
     }
 }
+
+/// A monitor ready to exec: its program found on PATH and its side files
+/// written. Used by the OCI runtime, which execs the monitor in place of
+/// its init instead of supervising it.
+#[derive(Debug, Clone)]
+pub struct PreparedMonitor {
+    pub program: PathBuf,
+    pub command: MonitorCommand,
+}
+
+/// Does everything [`boot`] does before starting the monitor (acceleration,
+/// image paths checked on disk, program lookup, side files), except the
+/// tap device, which the caller owns.
+pub fn prepare_monitor(spec: &RunSpec) -> Result<PreparedMonitor, RuntimeError> {
+    let command = prepare(spec)?;
+    let program = find_program(&command.program).ok_or_else(|| RuntimeError::MonitorMissing {
+        program: command.program.clone(),
+        package: spec.hypervisor().package(),
+    })?;
+    for (path, bytes) in &command.files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(PreparedMonitor { program, command })
+}

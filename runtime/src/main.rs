@@ -1,12 +1,6 @@
-//! `bunny-runtime`: the runc-compatible entry point (issue 6).
-
-use bunny_runtime::RuntimeError;
+//! `bunny-runtime`: the runc-compatible OCI runtime (see `bunny_runtime::oci`).
 
 fn main() {
-    let err = RuntimeError::NotImplemented {
-        what: "bunny-runtime (the runc-compatible runtime)",
-        issue: 6,
-    };
-    eprintln!("bunny-runtime: {err}");
-    std::process::exit(2);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    std::process::exit(bunny_runtime::oci::main(args));
 }

@@ -1,0 +1,160 @@
+//! The container's init (`bunny-runtime __init`), started by `create`
+//! already inside the container's network namespace. It answers `create`
+//! over the sync socket, waits on the exec FIFO for `start`, then becomes
+//! the monitor.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::cli::{Global, LogFormat};
+use super::error::OciError;
+use super::net::{self, NetSetup};
+use super::spec::Spec;
+use super::state::EXEC_FIFO;
+use crate::{Accel, NetSpec, RunSpec};
+
+struct Args {
+    bundle: PathBuf,
+    dir: PathBuf,
+    sync_fd: i32,
+    global: Global,
+    own_netns: bool,
+}
+
+fn parse(args: &[String]) -> Option<Args> {
+    let [bundle, dir, fd, format, log, ns] = args else {
+        return None;
+    };
+    Some(Args {
+        bundle: bundle.into(),
+        dir: dir.into(),
+        sync_fd: fd.parse().ok()?,
+        global: Global {
+            root: PathBuf::new(),
+            log: (!log.is_empty()).then(|| PathBuf::from(log)),
+            log_format: if format == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            },
+        },
+        own_netns: ns == "ns",
+    })
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let Some(a) = parse(args) else {
+        eprintln!("bunny-runtime: __init is internal to bunny-runtime create");
+        return 2;
+    };
+    // SAFETY: create passed this fd to us open, and nothing else owns it.
+    let sync = unsafe { UnixStream::from_raw_fd(a.sync_fd) };
+    // Keep it out of ip, tc and the monitor.
+    // SAFETY: the fd is open (owned by `sync`).
+    unsafe { libc::fcntl(a.sync_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let mut writer = match sync.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("bunny-runtime init: {e}");
+            return 1;
+        }
+    };
+    let mut reader = BufReader::new(sync);
+    let mut say = |msg: &str| writer.write_all(format!("{msg}\n").as_bytes());
+    if say("ns").is_err() {
+        return 1;
+    }
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.trim() != "go" {
+        // create gave up (a hook failed); it kills us anyway.
+        return 1;
+    }
+    let (program, argv, setup) = match prepare(&a) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            let _ = say(&format!("error {msg}"));
+            return 1;
+        }
+    };
+    let net_json = serde_json::to_string(&setup).unwrap_or_else(|_| "null".into());
+    if say(&format!("ready {net_json}")).is_err() {
+        return 1;
+    }
+    drop(reader);
+
+    // Blocks until `start` opens the other end.
+    let fifo = a.dir.join(EXEC_FIFO);
+    match std::fs::OpenOptions::new().write(true).open(&fifo) {
+        Ok(mut f) => {
+            if f.write_all(b"0").is_err() {
+                return 1;
+            }
+        }
+        Err(e) => {
+            super::report(
+                &a.global,
+                "error",
+                &format!("init: cannot open {}: {e}", fifo.display()),
+            );
+            return 1;
+        }
+    }
+    let err = Command::new(&program).args(&argv).exec();
+    super::report(
+        &a.global,
+        "error",
+        &format!("cannot exec the monitor {}: {err}", program.display()),
+    );
+    127
+}
+
+fn prepare(a: &Args) -> Result<(PathBuf, Vec<String>, Option<NetSetup>), OciError> {
+    let spec = Spec::load(&a.bundle)?;
+    let rootfs = spec.rootfs(&a.bundle);
+    let config = crate::read_config(&spec.annotations, &rootfs)?;
+    let mut run = RunSpec::new(&rootfs, config);
+    run.args = spec.args();
+    run.env = spec.env();
+    if let Some(mb) = spec.memory_mb() {
+        run.memory_mb = mb;
+    }
+    run.accel = accel_from_env()?;
+    let setup = if a.own_netns {
+        net::setup_here()?
+    } else {
+        None
+    };
+    run.net = setup.as_ref().map_or(NetSpec::None, NetSetup::net_spec);
+    match crate::prepare_monitor(&run) {
+        Ok(p) => {
+            for note in &p.command.notes {
+                super::log_line(&a.global, "info", note);
+            }
+            Ok((p.program, p.command.args, setup))
+        }
+        Err(e) => {
+            if let Some(s) = &setup {
+                // Leave the namespace as the engine made it.
+                let _ = net::teardown(None::<&Path>, s);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn accel_from_env() -> Result<Accel, OciError> {
+    match std::env::var(super::ACCEL_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("auto") => Ok(Accel::Auto),
+        Ok("kvm") => Ok(Accel::Kvm),
+        Ok("tcg") => Ok(Accel::Tcg),
+        Ok(other) => Err(OciError::Usage(format!(
+            "{}={other:?} is not one of auto, kvm, tcg",
+            super::ACCEL_ENV
+        ))),
+    }
+}
