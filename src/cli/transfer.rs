@@ -29,6 +29,15 @@ pub struct RegistryFlags {
         default_value = crate::oci::registry::DEFAULT_CERTS_DIR
     )]
     pub certs_dir: PathBuf,
+    /// Give up on a registry request that is silent this long (connect, or
+    /// between reads).
+    #[arg(
+        long = "registry-timeout",
+        value_name = "SECONDS",
+        env = "BUNNY_REGISTRY_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub timeout_secs: u64,
 }
 
 impl RegistryFlags {
@@ -38,7 +47,7 @@ impl RegistryFlags {
             certs_dir: Some(self.certs_dir.clone()),
             docker_config: None,
             progress,
-            ..RegistryOptions::default()
+            timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
         }
     }
 }

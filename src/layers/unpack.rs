@@ -130,7 +130,10 @@ pub fn unpack_tar<R: Read>(reader: R, target: &Path) -> Result<UnpackStats, Unpa
                         entry: name.clone(),
                         why: "a hard link without a target",
                     })?;
-                let link_rel = clean(&link)?;
+                let link_rel = clean(&link).map_err(|_| UnpackError::Escape {
+                    entry: format!("{name} (a hard link to {link})"),
+                    why: "its target contains `..`",
+                })?;
                 let link_parent =
                     safe_parent(target, link_rel.parent().unwrap_or(Path::new("")), &name)?;
                 let src = match link_rel.file_name() {

@@ -523,6 +523,9 @@ fn dest_tag(dest: &Reference) -> Option<String> {
 /// (`host/repo[:tag]`): blobs the registry lacks (checked with HEAD, mounted
 /// from another repository of the same registry when possible), the
 /// manifest last, so the tag never names an incomplete image.
+/// The slowest download a pull accepts, on top of the request timeout.
+const MIN_BYTES_PER_SEC: u64 = 64 * 1024;
+
 /// Blobs in flight at once during a push.
 const PUSH_CONCURRENCY: usize = 4;
 
@@ -764,12 +767,28 @@ impl Puller<'_> {
                 r.repository()
             ),
         };
+        // A manifest is small: a registry that takes longer than the timeout
+        // for all of it is trickling, whatever each read does.
         let (bytes, digest) = session
-            .block_on(session.client.pull_manifest_raw(
-                r,
-                &RegistryAuth::Anonymous,
-                ACCEPTED_MANIFESTS,
-            ))
+            // The timer must be made inside the runtime, hence the async block.
+            .block_on(async {
+                tokio::time::timeout(
+                    self.opts.timeout,
+                    session.client.pull_manifest_raw(
+                        r,
+                        &RegistryAuth::Anonymous,
+                        ACCEPTED_MANIFESTS,
+                    ),
+                )
+                .await
+            })
+            .map_err(|_| RegistryError::Timeout {
+                host: session.host.clone(),
+                operation: format!(
+                    "fetching {what} (no complete answer in {:?})",
+                    self.opts.timeout
+                ),
+            })?
             .map_err(|e| session.map_err(e, r.repository(), &format!("fetching {what}"), &what))?;
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(RegistryError::Protocol {
@@ -804,7 +823,17 @@ impl Puller<'_> {
         let mut writer = self.store.blob_writer()?;
         let mut hasher = Sha256::new();
         let tmp = self.store.tmp_dir();
+        // The whole blob must arrive at a modest minimum rate, so a registry
+        // that trickles a byte at a time cannot hold a pull forever.
+        let deadline = self.opts.timeout + std::time::Duration::from_secs(size / MIN_BYTES_PER_SEC);
+        let timed_out = || RegistryError::Timeout {
+            host: session.host.clone(),
+            operation: format!(
+                "fetching blob {digest} ({size} bytes; no complete answer in {deadline:?})"
+            ),
+        };
         let result: Result<(), RegistryError> = session.block_on(async {
+            tokio::time::timeout(deadline, async {
             let mut stream = session
                 .client
                 .pull_blob_stream(&self.r, digest)
@@ -840,6 +869,9 @@ impl Puller<'_> {
                 progress.blob_progress(digest, got);
             }
             Ok(())
+            })
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
         });
         result?;
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));

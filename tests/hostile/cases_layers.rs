@@ -1,0 +1,195 @@
+//! Images whose layers try to write outside the rootfs they unpack into.
+//! Each image is an OCI layout written by hand (no tool would write these),
+//! booted with `bunny run DIR`, which unpacks it first.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::{bunny, Sandbox};
+
+enum E<'a> {
+    File(&'a str, &'a [u8], u32),
+    Link(tar::EntryType, &'a str, &'a str),
+}
+
+fn raw_header(kind: tar::EntryType, name: &str, size: u64, mode: u32, link: &str) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_entry_type(kind);
+    // The tar crate refuses `..` in set_path; hostile archives are written raw.
+    let n = name.as_bytes();
+    h.as_old_mut().name[..n.len()].copy_from_slice(n);
+    let l = link.as_bytes();
+    h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+    h.set_cksum();
+    h
+}
+
+fn layer(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        match e {
+            E::File(name, data, mode) => {
+                let h = raw_header(tar::EntryType::Regular, name, data.len() as u64, *mode, "");
+                b.append(&h, *data).unwrap();
+            }
+            E::Link(kind, name, target) => {
+                let h = raw_header(*kind, name, 0, 0o644, target);
+                b.append(&h, &[][..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn put(dir: &Path, bytes: &[u8]) -> (String, usize) {
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// An OCI layout at `dir` holding one image (tag `t`) with these layers.
+fn layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (d, n) = put(dir, l);
+        diff_ids.push(d.clone());
+        descs.push(serde_json::json!({"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":d,"size":n}));
+    }
+    let config = serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":diff_ids}});
+    let (cd, cn) = put(dir, config.to_string().as_bytes());
+    let manifest = serde_json::json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cn},"layers":descs});
+    let (md, mn) = put(dir, manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "digest":md,"size":mn,"annotations":{"org.opencontainers.image.ref.name":"t"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+fn run(sb: &Sandbox, layers: &[Vec<u8>]) -> crate::Refusal {
+    let img = layout(&sb.path().join("target/image"), layers);
+    let store = sb.path().join("target/store");
+    bunny(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "--accel",
+            "tcg",
+            &format!("{}:t", img.display()),
+        ],
+    )
+}
+
+#[test]
+fn dotdot_entries() {
+    let sb = Sandbox::new();
+    run(&sb, &[layer(&[E::File("../../evil", b"x", 0o644)])]).says("../../evil");
+    sb.assert_nothing_outside(&["target"], &["evil"]);
+}
+
+#[test]
+fn absolute_entries_are_contained() {
+    let sb = Sandbox::new();
+    let outside = sb.path().join("abs-evil");
+    let name = outside.to_str().unwrap().to_string();
+    // Unpacked under the image's root, not at the host path; the image has
+    // no urunc settings, so the run ends there.
+    run(&sb, &[layer(&[E::File(&name, b"x", 0o644)])]).says("urunc");
+    sb.assert_nothing_outside(&["target"], &["abs-evil"]);
+}
+
+#[test]
+fn a_hardlink_out() {
+    let sb = Sandbox::new();
+    run(
+        &sb,
+        &[layer(&[E::Link(
+            tar::EntryType::Link,
+            "pw",
+            "../../../etc/passwd",
+        )])],
+    )
+    .says("pw");
+    sb.assert_nothing_outside(&["target"], &[]);
+}
+
+#[test]
+fn a_symlink_then_a_file_through_it() {
+    let sb = Sandbox::new();
+    let out = sb.path().join("via-link");
+    run(
+        &sb,
+        &[layer(&[
+            E::Link(tar::EntryType::Symlink, "esc", out.to_str().unwrap()),
+            E::File("esc/planted", b"x", 0o644),
+        ])],
+    )
+    .says("symlink");
+    sb.assert_nothing_outside(&["target"], &["via-link"]);
+}
+
+#[test]
+fn a_symlink_in_one_layer_and_a_file_through_it_in_the_next() {
+    let sb = Sandbox::new();
+    let out = sb.path().join("via-layers");
+    std::fs::create_dir_all(&out).unwrap();
+    run(
+        &sb,
+        &[
+            layer(&[E::Link(
+                tar::EntryType::Symlink,
+                "esc",
+                out.to_str().unwrap(),
+            )]),
+            layer(&[E::File("esc/planted", b"x", 0o644)]),
+        ],
+    )
+    .says("symlink");
+    assert!(
+        !out.join("planted").exists(),
+        "a file was planted through a symlink"
+    );
+    std::fs::remove_dir(&out).unwrap();
+}
+
+#[test]
+fn a_device_node() {
+    let sb = Sandbox::new();
+    run(
+        &sb,
+        &[layer(&[E::Link(tar::EntryType::Block, "dev/sda", "")])],
+    )
+    .says("device");
+}
+
+#[test]
+fn a_fifo() {
+    let sb = Sandbox::new();
+    run(&sb, &[layer(&[E::Link(tar::EntryType::Fifo, "pipe", "")])]).says("fifo");
+}
+
+#[test]
+fn setuid_bits_are_dropped() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    run(&sb, &[layer(&[E::File("bin/su", b"#!/bin/sh\n", 0o4755)])]).says("urunc");
+    let cache = sb.path().join("target/store/rootfs");
+    let unpacked = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mode = std::fs::metadata(unpacked.join("bin/su"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "setuid survived: {mode:o}");
+}
