@@ -343,8 +343,14 @@ pub fn prepare_app(
         architecture: Some(plan.architecture),
         ..opts.clone()
     };
-    let built =
-        crate::build::build_app(app, plan.framework.as_ref(), context, store, &opts, progress)?;
+    let built = crate::build::build_app(
+        app,
+        plan.framework.as_ref(),
+        context,
+        store,
+        &opts,
+        progress,
+    )?;
     plan.kernel = KernelInput::Local(built.kernel.clone());
     // An app that brings no files (a rumprun kernel) and a BunnyFile that
     // includes none leave the guest without a rootfs, not with an empty one.

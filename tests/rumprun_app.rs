@@ -102,12 +102,44 @@ struct Env {
     steps: PathBuf,
 }
 
-/// A store, an empty context, and an OCI runtime that keeps every step's
+/// Written into every app's sources so that no step output is taken from
+/// the cache of an earlier run or another test.
+fn nonce() -> &'static str {
+    static NONCE: OnceLock<String> = OnceLock::new();
+    NONCE.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        format!("{}-{}", std::process::id(), t.as_nanos())
+    })
+}
+
+/// One store for every test (under target/, kept between runs): unpacking
+/// the toolchain image takes a debug build about 20 s, so it is done once,
+/// by a first build here, before the tests build side by side.
+fn shared_store() -> PathBuf {
+    static STORE: OnceLock<PathBuf> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let store = manifest_dir().join("target/rumprun-toolchain/store");
+            let e = env_in(store.clone());
+            hello_app(&e, "", "warm-up");
+            e.write("BunnyFile", &bunnyfile("spt", ""));
+            e.build_ok(&[]);
+            store
+        })
+        .clone()
+}
+
+/// A context, the shared store, and an OCI runtime that keeps every step's
 /// config.json (numbered in run order) and then execs runc.
 fn env() -> Env {
+    env_in(shared_store())
+}
+
+fn env_in(store: PathBuf) -> Env {
     require_tool("runc");
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
     let context = dir.path().join("ctx");
     let steps = dir.path().join("steps");
     fs::create_dir_all(&context).unwrap();
@@ -227,10 +259,17 @@ fn bunnyfile(monitor: &str, rootfs: &str) -> String {
 
 const BLOCK_ROOTFS: &str = "rootfs:\n  from: scratch\n  include:\n    - www:/www\n";
 
-fn hello_app(e: &Env, dir: &str) {
+fn hello_app(e: &Env, dir: &str, test: &str) {
     e.write(
         &format!("{dir}hello.c"),
-        &format!("#include <stdio.h>\nint main(void) {{ puts(\"{HELLO}\"); return 0; }}\n"),
+        &format!(
+            // In the program, not a comment: the bake step's input is the
+            // compiled program, and equal programs share a cached bake.
+            "#include <stdio.h>\n\
+             static const char tag[] __attribute__((used)) = \"{test} {}\";\n\
+             int main(void) {{ puts(\"{HELLO}\"); return 0; }}\n",
+            nonce()
+        ),
     );
     // rumprun-packages' layout: the program ends up in bin/, compiled with
     // the toolchain tuple's gcc.
@@ -281,7 +320,7 @@ fn debugfs(img: &Path, request: &str) -> String {
 #[test]
 fn hvt_app_is_made_baked_and_packed_with_an_ext2_data_image() {
     let e = env();
-    hello_app(&e, "");
+    hello_app(&e, "", "hvt");
     e.write("BunnyFile", &bunnyfile("hvt", BLOCK_ROOTFS));
     let oci = e.dir.path().join("oci");
     let stderr = e.build_ok(&[
@@ -332,7 +371,11 @@ fn hvt_app_is_made_baked_and_packed_with_an_ext2_data_image() {
 
     // The image's files: the baked kernel and the ext2 data image.
     let out = export_local(&e, &[]);
-    assert_eq!(e.runs().len(), 2, "the rebuild is taken from the step cache");
+    assert_eq!(
+        e.runs().len(),
+        2,
+        "the rebuild is taken from the step cache"
+    );
     let (header, program) = baked(&out.join(".boot/kernel"));
     assert_eq!(header[1], "argv: solo5_hvt /out/kernel /src/hello");
     assert_eq!(header[2], "platform: solo5");
@@ -346,13 +389,9 @@ fn hvt_app_is_made_baked_and_packed_with_an_ext2_data_image() {
     assert_eq!(run(&mut Command::new(&prog)), format!("{HELLO}\n"));
 
     let img = out.join(".boot/rootfs");
-    run(Command::new(require_tool("e2fsck"))
-        .args(["-fn"])
-        .arg(&img));
+    run(Command::new(require_tool("e2fsck")).args(["-fn"]).arg(&img));
     assert_eq!(debugfs(&img, "cat /www/index.html"), INDEX);
-    let features = run(Command::new(require_tool("dumpe2fs"))
-        .arg("-h")
-        .arg(&img));
+    let features = run(Command::new(require_tool("dumpe2fs")).arg("-h").arg(&img));
     let features = features
         .lines()
         .find(|l| l.starts_with("Filesystem features:"))
@@ -387,7 +426,9 @@ fn hvt_app_is_made_baked_and_packed_with_an_ext2_data_image() {
     for (k, v) in want {
         assert_eq!(manifest["annotations"][k], v, "manifest annotation {k}");
         assert_eq!(config["config"]["Labels"][k], v, "config label {k}");
-        let b64 = urunc[k].as_str().unwrap_or_else(|| panic!("{k} in urunc.json"));
+        let b64 = urunc[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} in urunc.json"));
         assert_eq!(
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -420,7 +461,7 @@ fn each_monitor_bakes_its_own_config_with_its_platform_toolchain() {
     let e = env();
     // The Go bunny's package-repository layout: the app in the directory
     // named after it, next to shared make fragments.
-    hello_app(&e, "hello/");
+    hello_app(&e, "hello/", "monitors");
     e.write("Makefile.inc", "# shared by the packages\n");
     let mk = e.context.join("hello/Makefile");
     let body = fs::read_to_string(&mk).unwrap();
@@ -457,7 +498,7 @@ fn each_monitor_bakes_its_own_config_with_its_platform_toolchain() {
 #[test]
 fn raw_rootfs_keeps_the_files_in_the_image_for_devmapper() {
     let e = env();
-    hello_app(&e, "");
+    hello_app(&e, "", "raw");
     e.write(
         "BunnyFile",
         &bunnyfile(
@@ -476,15 +517,13 @@ fn raw_rootfs_keeps_the_files_in_the_image_for_devmapper() {
         serde_json::from_slice(&fs::read(out.join("urunc.json")).unwrap()).unwrap();
     let get = |k: &str| {
         urunc[k].as_str().map(|b| {
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .unwrap(),
-            )
-            .unwrap()
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
         })
     };
-    assert_eq!(get("com.urunc.unikernel.mountRootfs").as_deref(), Some("true"));
+    assert_eq!(
+        get("com.urunc.unikernel.mountRootfs").as_deref(),
+        Some("true")
+    );
     assert_eq!(get("com.urunc.unikernel.block"), None);
     assert_eq!(get("com.urunc.unikernel.blkMntPoint"), None);
 }
@@ -492,7 +531,7 @@ fn raw_rootfs_keeps_the_files_in_the_image_for_devmapper() {
 #[test]
 fn no_includes_means_no_block_image() {
     let e = env();
-    hello_app(&e, "");
+    hello_app(&e, "", "no-includes");
     e.write("BunnyFile", &bunnyfile("spt", ""));
     let out = export_local(&e, &[]);
     baked(&out.join(".boot/kernel"));
@@ -505,7 +544,7 @@ fn no_includes_means_no_block_image() {
 #[test]
 fn firecracker_is_refused_before_anything_runs() {
     let e = env();
-    hello_app(&e, "");
+    hello_app(&e, "", "firecracker");
     e.write("BunnyFile", &bunnyfile("firecracker", BLOCK_ROOTFS));
     let (ok, stderr) = e.build(&[]);
     assert!(!ok);
@@ -520,7 +559,10 @@ fn firecracker_is_refused_before_anything_runs() {
 #[test]
 fn a_build_that_leaves_no_program_says_what_it_looked_for() {
     let e = env();
-    e.write("Makefile", "all:\n\t@echo nothing to build\n");
+    e.write(
+        "Makefile",
+        &format!("# {}\nall:\n\t@echo nothing to build\n", nonce()),
+    );
     e.write("BunnyFile", &bunnyfile("hvt", ""));
     let (ok, stderr) = e.build(&[]);
     assert!(!ok);

@@ -130,7 +130,9 @@ pub fn build_app(
         name: app.name.value.clone(),
         language: app.language.as_ref().map(|l| l.value.clone()),
         monitor: opts.monitor,
-        architecture: opts.architecture.unwrap_or_else(crate::platform::Arch::host),
+        architecture: opts
+            .architecture
+            .unwrap_or_else(crate::platform::Arch::host),
     };
     // Ask for the steps first: a framework that cannot build says so before
     // anything is resolved or fetched.

@@ -138,7 +138,10 @@ impl Framework for Rumprun {
         let env = |extra: &[String]| -> Vec<String> {
             let mut env = vec![
                 format!("PATH={BASE_PATH}:/rumprun/rumprun-{platform}/bin"),
-                format!("RUMPRUN_TOOLCHAIN_TUPLE={}", toolchain_tuple(app.architecture)),
+                format!(
+                    "RUMPRUN_TOOLCHAIN_TUPLE={}",
+                    toolchain_tuple(app.architecture)
+                ),
             ];
             env.extend_from_slice(extra);
             env
@@ -223,9 +226,9 @@ mod tests {
                 ["rumprun-bake", config, "/out/kernel", "/src/nginx"]
             );
             for s in &steps {
-                assert!(s.env.contains(&format!(
-                    "PATH={BASE_PATH}:/rumprun/rumprun-{platform}/bin"
-                )));
+                assert!(s
+                    .env
+                    .contains(&format!("PATH={BASE_PATH}:/rumprun/rumprun-{platform}/bin")));
                 assert!(s
                     .env
                     .contains(&"RUMPRUN_TOOLCHAIN_TUPLE=x86_64-rumprun-netbsd".to_string()));
