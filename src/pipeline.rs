@@ -337,9 +337,26 @@ pub fn prepare_app(
     let Some((app, context)) = &plan.app else {
         return Ok(None);
     };
-    let built =
-        crate::build::build_app(app, plan.framework.as_ref(), context, store, opts, progress)?;
+    // The steps may depend on the target (rumprun bakes per monitor).
+    let opts = crate::build::AppOptions {
+        monitor: Some(plan.monitor),
+        architecture: Some(plan.architecture),
+        ..opts.clone()
+    };
+    let built = crate::build::build_app(
+        app,
+        plan.framework.as_ref(),
+        context,
+        store,
+        &opts,
+        progress,
+    )?;
     plan.kernel = KernelInput::Local(built.kernel.clone());
+    // An app that brings no files (a rumprun kernel) and a BunnyFile that
+    // includes none leave the guest without a rootfs, not with an empty one.
+    if built.rootfs.is_empty() && matches!(plan.rootfs, RootfsPlan::None) {
+        return Ok(Some(built));
+    }
     // The app's files join the rootfs the BunnyFile describes (its includes
     // stay), in the framework's default form when it names none: an initrd
     // for linux, a block image for rumprun and freebsd.

@@ -38,6 +38,11 @@ pub struct AppOptions {
     /// How to reach registries for layers and sources missing from the
     /// store; None keeps the build offline (store and OCI layouts only).
     pub registry: Option<crate::oci::registry::RegistryOptions>,
+    /// The image's monitor and architecture, for frameworks whose steps
+    /// depend on them (issue 8: rumprun); `pipeline::prepare_app` fills them
+    /// in from the plan. The architecture defaults to the host's.
+    pub monitor: Option<crate::platform::Monitor>,
+    pub architecture: Option<crate::platform::Arch>,
 }
 
 /// A built app: what the pipeline packs.
@@ -124,6 +129,10 @@ pub fn build_app(
     let info = AppInfo {
         name: app.name.value.clone(),
         language: app.language.as_ref().map(|l| l.value.clone()),
+        monitor: opts.monitor,
+        architecture: opts
+            .architecture
+            .unwrap_or_else(crate::platform::Arch::host),
     };
     // Ask for the steps first: a framework that cannot build says so before
     // anything is resolved or fetched.

@@ -278,6 +278,8 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
             args.registry
                 .options(super::transfer::renderer(args.progress)),
         ),
+        // prepare_app sets the monitor and architecture from the plan.
+        ..Default::default()
     };
     let _app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;

@@ -67,6 +67,12 @@ pub struct StepSpec {
 pub struct AppInfo {
     pub name: String,
     pub language: Option<String>,
+    /// The monitor the image targets (issue 8: rumprun bakes its kernel for
+    /// one: solo5 hvt/spt, or the hw platform on qemu). None when the caller
+    /// built the app without a plan; frameworks that need it refuse then.
+    pub monitor: Option<Monitor>,
+    /// The architecture the image targets (rumprun's toolchain tuple).
+    pub architecture: Arch,
 }
 
 /// What packing an app gets: the last step's output and the framework's
