@@ -822,6 +822,13 @@ fn package_entries_cannot_escape() {
 
 #[test]
 fn the_packages_field_is_validated() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iperf3-freebsd/BunnyFile");
+    let parsed = bunny::bunnyfile::load(&example).unwrap().bunnyfile;
+    let app = parsed.app.unwrap();
+    assert_eq!(app.from.value, "packages");
+    assert_eq!(app.packages.len(), 1);
+    assert_eq!(app.packages[0].name, "iperf3");
+
     let bad = bunnyfile("qemu", 1, "[iperf3, iperf3]");
     let err = bunny::bunnyfile::parse("BunnyFile", &bad)
         .unwrap_err()
