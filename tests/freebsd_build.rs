@@ -844,4 +844,12 @@ fn the_packages_field_is_validated() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("ABI `amd64` is not OS:MAJOR:ARCH"), "{err}");
+    let bad = bunnyfile("qemu", 1, "[iperf3]").replace("framework: freebsd", "framework: linux");
+    let err = bunny::bunnyfile::parse("BunnyFile", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`app.packages` is for `framework: freebsd`, not `linux`"),
+        "{err}"
+    );
 }

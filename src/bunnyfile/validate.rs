@@ -451,6 +451,23 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
     let rootfs = rootfs(ctx, &top);
     let kernel = kernel(ctx, &top);
     let app = app(ctx, &top);
+    if let (Some(p), Some(Some(a))) = (&platforms, &app) {
+        // Only freebsd knows a binary package repository.
+        if let Some(first) = a
+            .packages
+            .first()
+            .filter(|_| p.framework.value != "freebsd")
+        {
+            ctx.error(
+                first.pos,
+                format!(
+                    "`app.packages` is for `framework: freebsd`, not `{}`",
+                    p.framework.value
+                ),
+                "build the app from sources (`from`), or package a prebuilt `kernel`",
+            );
+        }
+    }
     match (top.get("kernel"), top.get("app")) {
         (None, None) => ctx.error(
             top.pos,
