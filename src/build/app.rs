@@ -133,12 +133,25 @@ pub fn build_app(
         architecture: opts
             .architecture
             .unwrap_or_else(crate::platform::Arch::host),
+        packages: app.packages.clone(),
+        repository: app.repository.clone(),
     };
     // Ask for the steps first: a framework that cannot build says so before
     // anything is resolved or fetched.
     let steps = framework.app_steps(&info).map_err(fw_err)?;
     let images = resolve_layers(framework, store, opts, progress)?;
-    let source = fetch_source(app, context, store, opts.registry.as_ref(), progress)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("bunny-app-")
+        .tempdir()
+        .map_err(io_ctx("creating a scratch directory"))?;
+    let source = if app.from.value == crate::bunnyfile::FROM_PACKAGES {
+        // Made only of packages: the framework fetches them when packing.
+        let empty = scratch.path().join("no-sources");
+        std::fs::create_dir_all(&empty).map_err(io_ctx(format!("creating {}", empty.display())))?;
+        empty
+    } else {
+        fetch_source(app, context, store, opts.registry.as_ref(), progress)?
+    };
 
     let runtime = Runtime {
         program: opts
@@ -227,10 +240,6 @@ pub fn build_app(
     }
     let output = last_output.unwrap_or(source);
 
-    let scratch = tempfile::Builder::new()
-        .prefix("bunny-app-")
-        .tempdir()
-        .map_err(io_ctx("creating a scratch directory"))?;
     let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
         let image = images
             .get(name)
@@ -246,6 +255,8 @@ pub fn build_app(
             output: &output,
             layer: &layer,
             scratch: scratch.path(),
+            store,
+            progress,
         })
         .map_err(fw_err)?;
     progress.finish("pack app", &format!("{} files", package.rootfs.len()));

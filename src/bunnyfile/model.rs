@@ -89,5 +89,32 @@ pub struct App {
     pub branch: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
     pub language: Option<Spanned<String>>,
+    /// Binary packages the app is made of (freebsd: from the package
+    /// repository, dependencies resolved by bunny); empty for source builds.
+    pub packages: Vec<PackageReq>,
+    /// Where `packages` come from; the framework's default when absent.
+    pub repository: Option<PackageRepository>,
+    pub pos: Pos,
+}
+
+/// `from` value meaning the app's files come only from `packages`.
+pub const FROM_PACKAGES: &str = "packages";
+
+/// One entry of `app.packages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageReq {
+    pub name: String,
+    /// The exact version wanted; any (the catalogue's) when absent.
+    pub version: Option<String>,
+    pub pos: Pos,
+}
+
+/// `app.repository`: a package repository and the ABI to take packages for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRepository {
+    /// Base URL (`http`, `https` or `file`); `${ABI}` is replaced by `abi`.
+    pub url: Option<Spanned<String>>,
+    /// e.g. `FreeBSD:14:amd64`.
+    pub abi: Option<Spanned<String>>,
     pub pos: Pos,
 }

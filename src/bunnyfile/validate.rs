@@ -28,7 +28,19 @@ const PLATFORM_KEYS: &[&str] = &["framework", "version", "monitor", "architectur
 const ROOTFS_KEYS: &[&str] = &["from", "path", "type", "include"];
 const INCLUDE_KEYS: &[&str] = &["from", "source", "destination"];
 const KERNEL_KEYS: &[&str] = &["from", "path"];
-const APP_KEYS: &[&str] = &["name", "from", "branch", "path", "language"];
+const APP_KEYS: &[&str] = &[
+    "name",
+    "from",
+    "branch",
+    "path",
+    "language",
+    "packages",
+    "repository",
+];
+const PACKAGE_KEYS: &[&str] = &["name", "version"];
+const REPOSITORY_KEYS: &[&str] = &["url", "abi"];
+const PACKAGES_EXAMPLE: &str =
+    "write a list of package names, or mappings with `name` and `version`: `packages: [iperf3]`";
 
 const IMAGE_EXAMPLE: &str = "docker.io/library/alpine:3.20";
 
@@ -439,6 +451,23 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
     let rootfs = rootfs(ctx, &top);
     let kernel = kernel(ctx, &top);
     let app = app(ctx, &top);
+    if let (Some(p), Some(Some(a))) = (&platforms, &app) {
+        // Only freebsd knows a binary package repository.
+        if let Some(first) = a
+            .packages
+            .first()
+            .filter(|_| p.framework.value != "freebsd")
+        {
+            ctx.error(
+                first.pos,
+                format!(
+                    "`app.packages` is for `framework: freebsd`, not `{}`",
+                    p.framework.value
+                ),
+                "build the app from sources (`from`), or package a prebuilt `kernel`",
+            );
+        }
+    }
     match (top.get("kernel"), top.get("app")) {
         (None, None) => ctx.error(
             top.pos,
@@ -1018,12 +1047,31 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
         "name",
         "add `name: NAME`, the application to build",
     );
-    let from = required_string(
-        ctx,
-        &sec,
-        "from",
-        "add `from: GIT-URL` (the repository to build) or `from: local`",
-    );
+    let packages = packages(ctx, &sec);
+    let repository = repository(ctx, &sec);
+    // An app made only of packages needs no sources: `from` defaults to
+    // `packages` then.
+    let from = match string(ctx, &sec, "from") {
+        Ok(None) if !packages.is_empty() && sec.get("from").is_none() => Some(Spanned {
+            value: FROM_PACKAGES.to_string(),
+            pos: e.key_pos,
+        }),
+        _ => required_string(
+            ctx,
+            &sec,
+            "from",
+            "add `from: GIT-URL` (the repository to build), `from: local`, or `packages:`",
+        ),
+    };
+    if let Some(f) = from.as_ref().filter(|f| f.value == FROM_PACKAGES) {
+        if packages.is_empty() {
+            ctx.error(
+                f.pos,
+                "`from: packages` in `app` needs a `packages` list",
+                PACKAGES_EXAMPLE,
+            );
+        }
+    }
     let branch = string(ctx, &sec, "branch").ok().flatten();
     if let Some(f) = &from {
         // A repository needs a branch (the Go bunny's rule); a directory in
@@ -1051,9 +1099,132 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
             branch,
             path,
             language,
+            packages,
+            repository,
             pos: e.key_pos,
         }),
         _ => None,
+    })
+}
+
+/// `app.packages`: names, or mappings with `name` and `version`.
+fn packages(ctx: &mut Ctx, app: &Section) -> Vec<PackageReq> {
+    let Some(e) = app.get("packages") else {
+        return Vec::new();
+    };
+    if e.value.is_null() {
+        return Vec::new();
+    }
+    let Value::Seq(items) = &e.value.value else {
+        ctx.error(
+            e.value.pos,
+            format!("`app.packages` expects a list, found {}", e.value.kind()),
+            PACKAGES_EXAMPLE,
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<PackageReq> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let req = match &item.value {
+            Value::Scalar { text, .. } if !item.is_null() && !text.is_empty() => PackageReq {
+                name: text.clone(),
+                version: None,
+                pos: item.pos,
+            },
+            Value::Map(_) => {
+                let name = format!("app.packages[{index}]");
+                let Some(sec) = section(ctx, item, &name, item.pos, PACKAGE_KEYS, PACKAGES_EXAMPLE)
+                else {
+                    continue;
+                };
+                let Some(n) = required_string(
+                    ctx,
+                    &sec,
+                    "name",
+                    "add `name: PACKAGE`, e.g. `name: iperf3`",
+                ) else {
+                    continue;
+                };
+                PackageReq {
+                    name: n.value,
+                    version: string(ctx, &sec, "version").ok().flatten().map(|v| v.value),
+                    pos: item.pos,
+                }
+            }
+            _ => {
+                ctx.error(
+                    item.pos,
+                    format!(
+                        "`app.packages` entries are names or mappings, found {}",
+                        item.kind()
+                    ),
+                    PACKAGES_EXAMPLE,
+                );
+                continue;
+            }
+        };
+        if req.name.contains(['/', ' ', '\t']) {
+            ctx.error(
+                req.pos,
+                format!("`{}` is not a package name", req.name),
+                "write the package's name as the catalogue has it, e.g. `iperf3`",
+            );
+            continue;
+        }
+        if let Some(first) = out.iter().find(|p| p.name == req.name) {
+            ctx.error(
+                req.pos,
+                format!(
+                    "package `{}` is listed twice (first at line {})",
+                    req.name, first.pos.line
+                ),
+                "keep only one entry",
+            );
+            continue;
+        }
+        out.push(req);
+    }
+    out
+}
+
+/// `app.repository`: `url` and `abi`, both optional.
+fn repository(ctx: &mut Ctx, app: &Section) -> Option<PackageRepository> {
+    let e = app.get("repository")?;
+    let sec = section(
+        ctx,
+        e.value,
+        "app.repository",
+        e.key_pos,
+        REPOSITORY_KEYS,
+        "write `repository:` followed by indented `url:` and `abi:` lines",
+    )?;
+    let url = string(ctx, &sec, "url").ok().flatten();
+    if let Some(u) = &url {
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|p| u.value.starts_with(p))
+        {
+            ctx.error(
+                u.pos,
+                format!("repository url `{}` is not http, https or file", u.value),
+                "write e.g. `url: https://pkg.freebsd.org/${ABI}/quarterly`",
+            );
+        }
+    }
+    let abi = string(ctx, &sec, "abi").ok().flatten();
+    if let Some(a) = &abi {
+        if a.value.split(':').count() != 3 {
+            ctx.error(
+                a.pos,
+                format!("ABI `{}` is not OS:MAJOR:ARCH", a.value),
+                "write e.g. `abi: FreeBSD:14:amd64`",
+            );
+        }
+    }
+    Some(PackageRepository {
+        url,
+        abi,
+        pos: e.key_pos,
     })
 }
 

@@ -1,7 +1,162 @@
-//! FreeBSD single-application kernels booted by PVH: a UFS2 root disk, never an initrd.
+//! FreeBSD single-application kernels booted by PVH: a UFS2 root disk, never
+//! an initrd (urunc's FreeBSD contract).
+//!
+//! An `app` is made of binary packages from FreeBSD's package repository
+//! ([`repo`]): bunny reads the catalogue, resolves dependencies, downloads
+//! each `.pkg` into the store (checked against the catalogue's sha256) and
+//! unpacks it ([`archive`]). The libraries the programs need come from the
+//! `freebsd.base` layer (FreeBSD's `base.txz`, or its files), and only those
+//! the ELF files ask for ([`elf`]). The kernel is the `freebsd.kernel`
+//! layer's `/.boot/kernel`, a PVH-bootable kernel (the FIRECRACKER config).
+//!
+//! The guest boots with `init_path=/sbin/urunit`, bunny's FreeBSD stand-in
+//! for urunc's urunit: a shell script that hands over to FreeBSD's own
+//! `/sbin/init`, whose `/etc/rc` (generated here) reads urunit's config disk
+//! (named by the `URUNIT_CONFIG` kernel environment variable) for the
+//! environment, the arguments and the network, configures `vtnet0`, runs the
+//! app and powers the guest off when it exits. Being named `urunit` is what
+//! makes urunc (and bunny's runtime) pass that config disk.
 
-use super::{AppInfo, Framework, FrameworkError, LayerDep, StepSpec, Support};
+pub mod archive;
+pub mod elf;
+pub mod repo;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::{
+    AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepSpec, Support,
+};
+use crate::layers::store::{Store, StoreError};
+use crate::layers::tree::Tree;
+use crate::oci::annotations::KERNEL_PATH;
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH, virtio-mmio
+/// and virtio-pci), at `/.boot/kernel`.
+pub const KERNEL: &str = "bunny/freebsd-kernel:14.3-FIRECRACKER";
+/// FreeBSD 14.3's `base.txz` at `/base.txz` (or the unpacked base system).
+pub const BASE: &str = "bunny/freebsd-base:14.3";
+pub const DEFAULT_ABI: &str = "FreeBSD:14:amd64";
+/// `${ABI}` is replaced by the repository's ABI.
+pub const DEFAULT_REPOSITORY: &str = "https://pkg.freebsd.org/${ABI}/quarterly";
+/// Where a base layer may carry FreeBSD's base archive.
+pub const BASE_ARCHIVE: &str = "base.txz";
+/// The init bunny installs, named so that runtimes pass urunit's config.
+pub const URUNIT: &str = "/sbin/urunit";
+
+/// What the guest's init needs from the base system, besides libraries.
+pub const BASE_PROGRAMS: &[&str] = &[
+    "/libexec/ld-elf.so.1",
+    "/sbin/init",
+    "/bin/sh",
+    "/bin/kenv",
+    "/bin/dd",
+    "/sbin/mount",
+    "/sbin/ifconfig",
+    "/sbin/route",
+    "/sbin/reboot",
+];
+/// Where the app's program is looked for, first match wins.
+const PROGRAM_DIRS: &[&str] = &[
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+];
+
+#[derive(Debug, Error)]
+pub enum FreeBsdError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    #[error("catalogue {url} line {line}: {message}")]
+    Catalogue {
+        url: String,
+        line: usize,
+        message: String,
+    },
+    #[error("package `{name}`{} is not in the repository's catalogue ({url})", needed_by.as_ref().map(|n| format!(", needed by `{n}`,")).unwrap_or_default())]
+    MissingPackage {
+        name: String,
+        needed_by: Option<String>,
+        url: String,
+    },
+    #[error(
+        "package `{name}` version {wanted} is not in the catalogue ({url}); it has {available}"
+    )]
+    Version {
+        name: String,
+        wanted: String,
+        available: String,
+        url: String,
+    },
+    #[error("package `{name}` {version} from {url} is corrupted: its sha256 is {actual}, the catalogue says {expected}; refusing it")]
+    Checksum {
+        name: String,
+        version: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{archive}: entry `{entry}` refused: {why}")]
+    Escape {
+        archive: String,
+        entry: String,
+        why: &'static str,
+    },
+    #[error("{archive}: entry `{entry}`: {source}")]
+    Entry {
+        archive: String,
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}: not a readable ELF file: {message}")]
+    Elf { file: String, message: String },
+    #[error("`{file}`{} is in neither the packages nor the base layer", needed_by.as_ref().map(|n| format!(", needed by `{n}`,")).unwrap_or_default())]
+    MissingBase {
+        file: String,
+        needed_by: Option<String>,
+    },
+    #[error("{context}: {source}")]
+    Store {
+        context: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl FreeBsdError {
+    pub(crate) fn io(context: &str, source: io::Error) -> FreeBsdError {
+        FreeBsdError::Io {
+            context: context.to_string(),
+            source,
+        }
+    }
+    pub(crate) fn store(context: &str) -> impl FnOnce(StoreError) -> FreeBsdError {
+        let context = context.to_string();
+        move |source| FreeBsdError::Store { context, source }
+    }
+}
+
+impl From<FreeBsdError> for FrameworkError {
+    fn from(e: FreeBsdError) -> FrameworkError {
+        FrameworkError::Build(e.to_string())
+    }
+}
 
 pub struct FreeBsd;
 
@@ -29,19 +184,327 @@ impl Framework for FreeBsd {
         "/"
     }
 
-    // Issue 9: the toolchain that builds freebsd apps; its steps go in
-    // `app_steps` and `package_app`, the executor is shared.
     fn layers(&self) -> &'static [LayerDep] {
-        &[LayerDep {
-            name: "toolchain",
-            reference: "bunny/freebsd-toolchain:14.1",
-        }]
+        &[
+            LayerDep {
+                name: "kernel",
+                reference: KERNEL,
+            },
+            LayerDep {
+                name: "base",
+                reference: BASE,
+            },
+        ]
     }
-    fn app_steps(&self, _app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
-        Err(FrameworkError::Unsupported {
-            framework: "freebsd".into(),
-            what: "build an `app` from source",
-            issue: Some(9),
+
+    /// Packages need no build steps: they are fetched when packing.
+    fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
+        if app.packages.is_empty() {
+            return Err(FrameworkError::Unsupported {
+                framework: "freebsd".into(),
+                what: "build an `app` from source (list the binary `packages` it is made of)",
+                issue: Some(9),
+            });
+        }
+        Ok(Vec::new())
+    }
+
+    fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
+        let kernel = kernel(inputs)?;
+        let base = base_tree(inputs)?;
+        let app_root = inputs.scratch.join("packages");
+        fs::create_dir_all(&app_root).map_err(|source| FrameworkError::Io {
+            context: format!("creating {}", app_root.display()),
+            source,
+        })?;
+        install_packages(inputs, &app_root)?;
+        let program = find_program(&app_root, &inputs.app.name)?;
+        Ok(AppPackage {
+            kernel,
+            rootfs: rootfs(&app_root, &base, &program, inputs.scratch)?,
         })
     }
+}
+
+/// The repository URL with the ABI filled in.
+pub fn repository_url(app: &AppInfo) -> String {
+    let repo = app.repository.as_ref();
+    let abi = repo
+        .and_then(|r| r.abi.as_ref())
+        .map(|a| a.value.as_str())
+        .unwrap_or(DEFAULT_ABI);
+    repo.and_then(|r| r.url.as_ref())
+        .map(|u| u.value.as_str())
+        .unwrap_or(DEFAULT_REPOSITORY)
+        .replace("${ABI}", abi)
+}
+
+fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
+    let root = (inputs.layer)("kernel")?;
+    let kernel = root.join(KERNEL_PATH.trim_start_matches('/'));
+    if kernel.is_file() {
+        return Ok(kernel);
+    }
+    if root.join("usr/src/tools/build/make.py").is_file() {
+        return Err(FrameworkError::Unsupported {
+            framework: "freebsd".into(),
+            what: "build a kernel from sources with tools/build/make.py (use a prebuilt kernel layer: --toolchain freebsd.kernel=REF)",
+            issue: Some(9),
+        });
+    }
+    Err(FrameworkError::Missing {
+        what: "the kernel in the freebsd.kernel layer",
+        path: kernel,
+        hint: "a freebsd kernel image holds a PVH kernel (FIRECRACKER config) at /.boot/kernel",
+    })
+}
+
+/// The base system's files: the layer itself, or its `base.txz` unpacked
+/// once into the store (keyed by the archive's sha256).
+fn base_tree(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
+    let layer = (inputs.layer)("base")?;
+    let archive_path = layer.join(BASE_ARCHIVE);
+    if !archive_path.is_file() {
+        return Ok(layer);
+    }
+    let what = format!("the base layer's /{BASE_ARCHIVE}");
+    let mut file = File::open(&archive_path).map_err(|e| FreeBsdError::io(&what, e))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(|e| FreeBsdError::io(&what, e))?;
+    let hex = hex::encode(hasher.finalize());
+    let cache = inputs.store.root().join("freebsd-base");
+    let done = cache.join(&hex);
+    if done.is_dir() {
+        return Ok(done);
+    }
+    fs::create_dir_all(&cache)
+        .map_err(|e| FreeBsdError::io(&format!("creating {}", cache.display()), e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(&cache)
+        .map_err(|e| {
+            FreeBsdError::io(&format!("creating a directory in {}", cache.display()), e)
+        })?;
+    inputs
+        .progress
+        .log("pack app", &format!("unpacking {what} ({hex})"));
+    let file = File::open(&archive_path).map_err(|e| FreeBsdError::io(&what, e))?;
+    archive::unpack(file, tmp.path(), &what)?;
+    let staged = tmp.keep();
+    if let Err(e) = fs::rename(&staged, &done) {
+        // Another build may have unpacked the same base meanwhile.
+        let _ = fs::remove_dir_all(&staged);
+        if !done.is_dir() {
+            return Err(FreeBsdError::io(&format!("renaming into {}", done.display()), e).into());
+        }
+    }
+    Ok(done)
+}
+
+/// Fetches the app's packages and their dependencies and unpacks them all
+/// into `root`.
+fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError> {
+    let url = repository_url(inputs.app);
+    let fetcher = repo::Fetcher::new()?;
+    inputs
+        .progress
+        .log("pack app", &format!("reading the catalogue of {url}"));
+    let catalogue = repo::fetch_catalogue(&fetcher, inputs.store, &url)?;
+    let wanted = catalogue.resolve(&inputs.app.packages)?;
+    for entry in wanted {
+        let file = repo::fetch_package(&fetcher, inputs.store, &url, entry)?;
+        let what = format!("package {}-{}", entry.name, entry.version);
+        let f = File::open(&file).map_err(|e| FreeBsdError::io(&what, e))?;
+        let n = archive::unpack(f, root, &what)?;
+        inputs.progress.log(
+            "pack app",
+            &format!("{what}: {n} files (sha256 {})", entry.sum),
+        );
+    }
+    Ok(())
+}
+
+fn find_program(root: &Path, name: &str) -> Result<String, FrameworkError> {
+    if name.contains('/') {
+        return elf::resolve_in_root(root, name)
+            .map(|_| name.to_string())
+            .ok_or_else(|| FrameworkError::Missing {
+                what: "the app's program in its packages",
+                path: PathBuf::from(name),
+                hint: "app.name is a program the packages install",
+            });
+    }
+    PROGRAM_DIRS
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| elf::resolve_in_root(root, p).is_some())
+        .ok_or_else(|| FrameworkError::Missing {
+            what: "the app's program in its packages",
+            path: PathBuf::from(format!("/usr/local/bin/{name}")),
+            hint: "app.name names a program the packages install in a bin or sbin directory",
+        })
+}
+
+/// Every path below `root`, sorted, without following symlinks.
+fn walk(root: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, FreeBsdError> {
+    let mut out = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, guest)) = pending.pop() {
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .and_then(|rd| {
+                rd.map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(|e| FreeBsdError::io(&format!("listing {}", dir.display()), e))?;
+        names.sort();
+        for name in names.into_iter().rev() {
+            let host = dir.join(&name);
+            let name = name.to_string_lossy();
+            let g = format!("{guest}/{name}");
+            let meta = fs::symlink_metadata(&host)
+                .map_err(|e| FreeBsdError::io(&format!("reading {}", host.display()), e))?;
+            if meta.is_dir() {
+                pending.push((host.clone(), g.clone()));
+            }
+            out.push((g, host, meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The guest's rootfs: the packages' files, what they and the init need
+/// from the base system, and the generated init files.
+fn rootfs(app: &Path, base: &Path, program: &str, scratch: &Path) -> Result<Tree, FrameworkError> {
+    let mut tree = Tree::new();
+    let mut elf_files: Vec<String> = BASE_PROGRAMS.iter().map(|s| s.to_string()).collect();
+    for (guest, host, meta) in walk(app)? {
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            tree.insert_dir(&guest, meta.permissions().mode())?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&host).map_err(|source| FrameworkError::Io {
+                context: format!("reading {}", host.display()),
+                source,
+            })?;
+            tree.insert_symlink(&guest, &target.to_string_lossy())?;
+        } else if ft.is_file() {
+            tree.insert_file(&guest, &host, meta.permissions().mode())?;
+            if archive::is_elf(&host).map_err(|source| FrameworkError::Io {
+                context: format!("reading {}", host.display()),
+                source,
+            })? {
+                elf_files.push(guest);
+            }
+        }
+    }
+    let from_base = elf::needed_from_base(&elf_files, app, base)?;
+    for (guest, host) in &from_base {
+        let mode = fs::metadata(host)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o755);
+        tree.insert_file(guest, host, mode)?;
+    }
+
+    let write = |name: &str, text: &str| -> Result<PathBuf, FrameworkError> {
+        let path = scratch.join(name);
+        fs::write(&path, text).map_err(|source| FrameworkError::Io {
+            context: format!("writing {}", path.display()),
+            source,
+        })?;
+        Ok(path)
+    };
+    for (dir, mode) in [
+        ("/dev", 0o555),
+        ("/etc", 0o755),
+        ("/tmp", 0o1777),
+        ("/var", 0o755),
+        ("/root", 0o750),
+    ] {
+        tree.insert_dir(dir, mode)?;
+    }
+    tree.insert_file("/etc/rc", &write("rc", &rc_script(program))?, 0o644)?;
+    tree.insert_file(URUNIT, &write("urunit", URUNIT_SCRIPT)?, 0o755)?;
+    tree.insert_file(
+        "/etc/passwd",
+        &write("passwd", "root:*:0:0:Charlie &:/root:/bin/sh\n")?,
+        0o644,
+    )?;
+    tree.insert_file("/etc/group", &write("group", "wheel:*:0:root\n")?, 0o644)?;
+    Ok(tree)
+}
+
+/// `/sbin/urunit`: the kernel starts it as `init_path`; it becomes FreeBSD's
+/// init (still pid 1), which runs `/etc/rc`.
+pub const URUNIT_SCRIPT: &str = "#!/bin/sh\n\
+# bunny: urunc passes urunit's config disk to an init named urunit; FreeBSD's\n\
+# own init takes over here and /etc/rc reads that config.\n\
+exec /sbin/init\n";
+
+/// `/etc/rc`: urunit's config (env `UES..UEE`, process `UCS..UCE` with
+/// `ARV:` arguments, network `UNS..UNE` with `IP:`, `GW:`, `MSK:`) read from
+/// the disk `URUNIT_CONFIG` names, `vtnet0` configured, the app run, then
+/// power off. Without a config the app runs without arguments.
+pub fn rc_script(program: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+# Generated by bunny: configures the guest from urunit's config disk, runs the app.
+PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin
+LD_LIBRARY_PATH=/usr/local/lib
+export PATH LD_LIBRARY_PATH
+mount -u -o rw / 2>/dev/null
+ifconfig lo0 inet 127.0.0.1/8 up 2>/dev/null
+set -- {program}
+wd=/
+conf=$(kenv -q URUNIT_CONFIG)
+if [ -n "$conf" ] && dd if="$conf" of=/tmp/urunit.conf bs=512 2>/dev/null; then
+  sec=
+  while IFS= read -r l; do
+    case "$sec:$l" in
+      *:UES) sec=env ;;
+      *:UCS) sec=cmd ;;
+      *:UBS) sec=blk ;;
+      *:UNS) sec=net ;;
+      *:UEE|*:UCE|*:UBE|*:UNE|*:PAD) sec= ;;
+      env:*=*) export "$l" ;;
+      cmd:ARC:*) set -- ;;
+      cmd:ARV:*) set -- "$@" "${{l#ARV:}}" ;;
+      cmd:WD:*) wd="${{l#WD:}}" ;;
+      net:IP:*) ip="${{l#IP:}}" ;;
+      net:GW:*) gw="${{l#GW:}}" ;;
+      net:MSK:*) mask="${{l#MSK:}}" ;;
+    esac
+  done < /tmp/urunit.conf
+  [ $# -gt 0 ] || set -- {program}
+fi
+if [ -n "$ip" ]; then
+  ifconfig vtnet0 inet "$ip" netmask "${{mask:-255.255.255.0}}" up
+  if [ -n "$gw" ]; then
+    [ "$(kenv -q URUNIT_DEFROUTE)" = 1 ] && route -q add -host "$gw" -iface vtnet0
+    route -q add default "$gw"
+  fi
+fi
+cd "$wd" || cd /
+echo "bunny-rc: starting $*"
+"$@"
+echo "bunny-rc: $1 exited with status $?"
+reboot -p
+"#
+    )
+}
+
+/// The catalogue entries `app`'s packages resolve to, dependencies
+/// included (the catalogue is downloaded; no package is).
+pub fn resolve_packages(
+    store: &Store,
+    app: &AppInfo,
+) -> Result<Vec<repo::CatalogueEntry>, FreeBsdError> {
+    let url = repository_url(app);
+    let fetcher = repo::Fetcher::new()?;
+    let catalogue = repo::fetch_catalogue(&fetcher, store, &url)?;
+    Ok(catalogue
+        .resolve(&app.packages)?
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>())
 }

@@ -9,7 +9,7 @@
 //! rootfs ([`Framework::package_app`]). `crate::build` runs the steps; rumprun
 //! (issue 8) and freebsd (issue 9) fill in their steps here.
 
-mod freebsd;
+pub mod freebsd;
 mod generic;
 mod linux;
 mod mirage;
@@ -73,6 +73,9 @@ pub struct AppInfo {
     pub monitor: Option<Monitor>,
     /// The architecture the image targets (rumprun's toolchain tuple).
     pub architecture: Arch,
+    /// Binary packages the app is made of (freebsd).
+    pub packages: Vec<crate::bunnyfile::PackageReq>,
+    pub repository: Option<crate::bunnyfile::PackageRepository>,
 }
 
 /// What packing an app gets: the last step's output and the framework's
@@ -85,6 +88,9 @@ pub struct PackInputs<'a> {
     pub layer: &'a dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
     /// A directory that lives until the image is written, for generated files.
     pub scratch: &'a Path,
+    /// The store, for downloads a framework keeps (freebsd's packages).
+    pub store: &'a crate::layers::store::Store,
+    pub progress: &'a dyn crate::pipeline::Progress,
 }
 
 /// A built app, ready for the pipeline to pack.

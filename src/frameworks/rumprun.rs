@@ -205,6 +205,8 @@ mod tests {
             language: None,
             monitor,
             architecture,
+            packages: Vec::new(),
+            repository: None,
         }
     }
 

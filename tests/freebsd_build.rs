@@ -1,0 +1,855 @@
+//! FreeBSD apps from binary packages, end to end without FreeBSD: a package
+//! repository served over HTTP on 127.0.0.1 from generated fixtures in the
+//! real formats (tests/fixtures/freebsd/gen.rs), a kernel layer and a base
+//! layer as OCI layouts; the built image's UFS2 root, annotations and the
+//! qemu microvm and firecracker command lines the runtime derives from it.
+
+mod common;
+
+#[path = "fixtures/freebsd/gen.rs"]
+mod gen;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bunny::build::AppOptions;
+use bunny::layers::store::Store;
+use bunny::oci::annotations::{KERNEL_PATH, URUNC_JSON_PATH};
+use bunny::oci::image::{assemble, ImageConfig, ImageSpec};
+use bunny::oci::layer::{write_layer, CompressionChoice, LayerContent, LayerEntry, LayerOptions};
+use bunny::oci::output::Output;
+use bunny::pipeline::{self, BuildOptions, ImageSource, Progress};
+use bunny::platform::Arch;
+use bunny_runtime::{monitor_command, read_config, ResolvedAccel, RunSpec};
+use common::{require_tool, run};
+use gen::{elf, Item, Pkg};
+
+const ABI: &str = "FreeBSD:14:amd64";
+const RTLD: &str = "/libexec/ld-elf.so.1";
+
+/// Serves `root` over HTTP/1.0 on 127.0.0.1; counts requests for `.pkg` files.
+struct Server {
+    port: u16,
+    pkg_gets: Arc<AtomicUsize>,
+}
+
+fn serve(root: PathBuf) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pkg_gets = Arc::new(AtomicUsize::new(0));
+    let counter = pkg_gets.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if path.ends_with(".pkg") && !path.ends_with("packagesite.pkg") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            let file = root.join(path.trim_start_matches('/'));
+            let _ = match fs::read(&file) {
+                Ok(body) if !path.contains("..") => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(&body)
+                }
+                _ => stream.write_all(
+                    b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    Server { port, pkg_gets }
+}
+
+/// iperf3 -> libiperf -> libcrypto3 (A -> B -> C), plus a package nothing needs.
+fn packages() -> Vec<Pkg> {
+    vec![
+        Pkg {
+            name: "iperf3",
+            version: "3.17.1",
+            deps: vec![("libiperf", "3.17.1")],
+            files: vec![
+                Item::File(
+                    "/usr/local/bin/iperf3",
+                    elf(
+                        "/usr/local/bin/iperf3",
+                        Some(RTLD),
+                        &["libiperf.so.0", "libc.so.7"],
+                    ),
+                    0o755,
+                ),
+                Item::Symlink("/usr/local/bin/iperf", "iperf3"),
+                Item::File(
+                    "/usr/local/share/doc/iperf3/README",
+                    b"iperf3 docs\n".to_vec(),
+                    0o644,
+                ),
+            ],
+            xz: false,
+        },
+        Pkg {
+            name: "libiperf",
+            version: "3.17.1",
+            deps: vec![("libcrypto3", "3.0.15")],
+            files: vec![
+                Item::File(
+                    "/usr/local/lib/libiperf.so.0",
+                    elf(
+                        "/usr/local/lib/libiperf.so.0 (from iperf3)",
+                        None,
+                        &["libcrypto.so.30", "libm.so.5", "libc.so.7"],
+                    ),
+                    0o755,
+                ),
+                Item::Symlink("/usr/local/lib/libiperf.so", "libiperf.so.0"),
+            ],
+            // Older repositories ship .txz packages; both forms are read.
+            xz: true,
+        },
+        Pkg {
+            name: "libcrypto3",
+            version: "3.0.15",
+            deps: vec![],
+            files: vec![Item::File(
+                "/usr/local/lib/libcrypto.so.30",
+                elf(
+                    "/usr/local/lib/libcrypto.so.30 (openssl)",
+                    None,
+                    &["libthr.so.3", "libc.so.7"],
+                ),
+                0o755,
+            )],
+            xz: false,
+        },
+        Pkg {
+            name: "unrelated",
+            version: "1.0",
+            deps: vec![],
+            files: vec![Item::File(
+                "/usr/local/bin/unrelated",
+                b"#!/bin/sh\n".to_vec(),
+                0o755,
+            )],
+            xz: false,
+        },
+    ]
+}
+
+/// Writes the repository under `dir/ABI/quarterly`; `tamper` edits a
+/// package's bytes after the catalogue has recorded its sha256, and
+/// `catalogue_edit` the catalogue lines.
+fn write_repo(dir: &Path, tamper: Option<&str>, drop_from_catalogue: Option<&str>) {
+    let repo = dir.join(ABI).join("quarterly");
+    fs::create_dir_all(repo.join("All")).unwrap();
+    let mut lines = Vec::new();
+    for p in packages() {
+        let mut archive = gen::pkg_archive(&p);
+        if drop_from_catalogue != Some(p.name) {
+            lines.push(gen::catalogue_line(&p, &archive));
+        }
+        if tamper == Some(p.name) {
+            let n = archive.len();
+            archive[n / 2] ^= 0xff;
+        }
+        fs::write(
+            repo.join(format!("All/{}-{}.pkg", p.name, p.version)),
+            archive,
+        )
+        .unwrap();
+    }
+    fs::write(repo.join("packagesite.pkg"), gen::packagesite(&lines)).unwrap();
+}
+
+/// FreeBSD's base.txz in miniature: the init's programs, their libraries,
+/// and files nothing needs (which must stay out of the image).
+fn base_txz() -> Vec<u8> {
+    let lib = |name: &'static str, needs: &[&str]| Item::File(name, elf(name, None, needs), 0o444);
+    let prog =
+        |name: &'static str, needs: &[&str]| Item::File(name, elf(name, Some(RTLD), needs), 0o555);
+    let raw = gen::tar(&[
+        Item::Dir("./"),
+        Item::Dir("./libexec/"),
+        Item::File(
+            "./libexec/ld-elf.so.1",
+            elf("/libexec/ld-elf.so.1", None, &[]),
+            0o555,
+        ),
+        Item::Dir("./lib/"),
+        lib("./lib/libc.so.7", &[]),
+        lib("./lib/libm.so.5", &["libc.so.7"]),
+        lib("./lib/libthr.so.3", &["libc.so.7"]),
+        lib("./lib/libutil.so.9", &["libc.so.7"]),
+        lib("./lib/libedit.so.8", &["libncursesw.so.9", "libc.so.7"]),
+        lib("./lib/libncursesw.so.9", &["libc.so.7"]),
+        lib("./lib/libz.so.6", &["libc.so.7"]),
+        // An absolute symlink: resolved inside the base, not on the host.
+        Item::Symlink("./lib/libjail.so.1", "/usr/lib/libjail.so.1"),
+        Item::Dir("./usr/"),
+        Item::Dir("./usr/lib/"),
+        lib("./usr/lib/libjail.so.1", &["libc.so.7"]),
+        lib("./usr/lib/libunused.so.1", &["libc.so.7"]),
+        Item::Dir("./bin/"),
+        prog("./bin/sh", &["libedit.so.8", "libc.so.7"]),
+        prog("./bin/kenv", &["libc.so.7"]),
+        prog("./bin/dd", &["libc.so.7"]),
+        prog("./bin/ls", &["libutil.so.9", "libc.so.7"]),
+        Item::Dir("./sbin/"),
+        prog("./sbin/init", &["libutil.so.9", "libc.so.7"]),
+        prog("./sbin/mount", &["libutil.so.9", "libc.so.7"]),
+        prog("./sbin/ifconfig", &["libjail.so.1", "libc.so.7"]),
+        prog("./sbin/route", &["libc.so.7"]),
+        prog("./sbin/reboot", &["libutil.so.9", "libc.so.7"]),
+        Item::Dir("./usr/bin/"),
+        prog("./usr/bin/unused", &["libz.so.6", "libc.so.7"]),
+    ]);
+    gen::xz(&raw)
+}
+
+/// An OCI layout at `dir` tagged `tag` whose one layer holds `files`.
+fn layout(dir: &Path, tag: &str, files: &[(&str, &Path, u32)]) -> String {
+    let store = Store::open(dir).unwrap();
+    let opts = LayerOptions {
+        mtime: 0,
+        compression: CompressionChoice::Auto,
+    };
+    let entries: Vec<LayerEntry> = files
+        .iter()
+        .map(|(path, file, mode)| LayerEntry {
+            path: path.to_string(),
+            content: LayerContent::File(file.to_path_buf()),
+            mode: *mode,
+        })
+        .collect();
+    let layer = write_layer(&entries, &opts, &store).unwrap();
+    let spec = ImageSpec {
+        layers: vec![layer],
+        config: ImageConfig {
+            os: "linux".into(),
+            architecture: Arch::Amd64,
+            cmd: vec![],
+            entrypoint: vec![],
+            env: vec![],
+            labels: BTreeMap::new(),
+            created_epoch: 0,
+        },
+        annotations: BTreeMap::new(),
+    };
+    let manifest = assemble(&spec, &store).unwrap();
+    store.tag(tag, &manifest).unwrap();
+    format!("oci:{}:{tag}", dir.display())
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    overrides: BTreeMap<String, String>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("kernel");
+    fs::write(
+        &kernel,
+        b"bunny test fixture: stands in for a FreeBSD 14.3 FIRECRACKER kernel (PVH)\n",
+    )
+    .unwrap();
+    let base = dir.path().join("base.txz");
+    fs::write(&base, base_txz()).unwrap();
+    let mut overrides = BTreeMap::new();
+    overrides.insert(
+        "freebsd.kernel".to_string(),
+        layout(
+            &dir.path().join("kernel-layout"),
+            "14.3",
+            &[(KERNEL_PATH, &kernel, 0o755)],
+        ),
+    );
+    overrides.insert(
+        "freebsd.base".to_string(),
+        layout(
+            &dir.path().join("base-layout"),
+            "14.3",
+            &[("/base.txz", &base, 0o644)],
+        ),
+    );
+    Fixture { dir, overrides }
+}
+
+struct Quiet;
+impl Progress for Quiet {
+    fn start(&self, _: &str) {}
+    fn finish(&self, _: &str, _: &str) {}
+    fn warn(&self, _: &str) {}
+    fn log(&self, _: &str, _: &str) {}
+}
+
+struct NoImages;
+impl ImageSource for NoImages {
+    fn files(&self, r: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("no image {r} in this test").into())
+    }
+}
+
+fn bunnyfile(monitor: &str, port: u16, packages: &str) -> String {
+    format!(
+        r#"version: v0.1
+platforms:
+  framework: freebsd
+  monitor: {monitor}
+  architecture: x86_64
+app:
+  name: iperf3
+  packages: {packages}
+  repository:
+    url: http://127.0.0.1:{port}/${{ABI}}/quarterly
+    abi: {ABI}
+entrypoint: ["/sbin/urunit", "/usr/local/bin/iperf3"]
+cmd: ["-s"]
+"#
+    )
+}
+
+/// Builds the BunnyFile into an OCI layout at `out` (tag `t`); the store is
+/// shared between builds so downloads are reused.
+fn build(
+    f: &Fixture,
+    store: &Store,
+    text: &str,
+    out: &Path,
+) -> Result<bunny::pipeline::Built, String> {
+    let ctx = f.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("BunnyFile"), text).unwrap();
+    let parsed = bunny::bunnyfile::parse("BunnyFile", text).map_err(|e| e.to_string())?;
+    let mut plan =
+        pipeline::plan(&parsed.bunnyfile, &ctx, None, &NoImages).map_err(|e| e.to_string())?;
+    let opts = AppOptions {
+        lock_file: ctx.join("bunny.lock"),
+        layer_overrides: f.overrides.clone(),
+        config_file: Some(f.dir.path().join("no-config.json")),
+        ..AppOptions::default()
+    };
+    let _app = pipeline::prepare_app(&mut plan, store, &opts, &Quiet).map_err(|e| {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(inner) = src {
+            s.push_str(&format!(": {inner}"));
+            src = inner.source();
+        }
+        s
+    })?;
+    pipeline::build(
+        &plan,
+        store,
+        &BuildOptions {
+            tags: vec!["iperf3-freebsd:t".into()],
+            compression: CompressionChoice::Auto,
+            epoch: 0,
+            gzip_initrd: false,
+            outputs: vec![Output::OciLayout {
+                dir: out.to_path_buf(),
+            }],
+        },
+        &Quiet,
+    )
+    .map_err(|e| e.to_string())
+}
+
+// ---- a reader for the UFS2 image makefs writes (little-endian) ----
+
+fn le32(b: &[u8], o: usize) -> u64 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64
+}
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+struct Ufs {
+    data: Vec<u8>,
+    fsize: u64,
+    fpg: u64,
+    ipg: u64,
+    iblkno: u64,
+}
+
+impl Ufs {
+    fn open(path: &Path) -> Ufs {
+        let data = fs::read(path).unwrap();
+        let loc = [65536usize, 8192]
+            .into_iter()
+            .find(|&l| le32(&data, l + 1372) == 0x1954_0119)
+            .expect("no UFS2 superblock magic 0x19540119");
+        let sb = &data[loc..];
+        Ufs {
+            fsize: le32(sb, 52),
+            fpg: le32(sb, 188),
+            ipg: le32(sb, 184),
+            iblkno: le32(sb, 16),
+            data,
+        }
+    }
+    /// (mode, size, direct blocks)
+    fn inode(&self, ino: u64) -> (u16, u64, Vec<u64>) {
+        let cg = ino / self.ipg;
+        let off = ((cg * self.fpg + self.iblkno) * self.fsize + (ino % self.ipg) * 256) as usize;
+        let raw = &self.data[off..off + 256];
+        (
+            u16::from_le_bytes([raw[0], raw[1]]),
+            le64(raw, 16),
+            (0..12).map(|i| le64(raw, 112 + 8 * i)).collect(),
+        )
+    }
+    fn contents(&self, ino: u64) -> Vec<u8> {
+        let (mode, size, db) = self.inode(ino);
+        if mode & 0o170000 == 0o120000 && size < 120 {
+            // Short symlink targets live in the inode itself.
+            let cg = ino / self.ipg;
+            let off =
+                ((cg * self.fpg + self.iblkno) * self.fsize + (ino % self.ipg) * 256) as usize;
+            return self.data[off + 112..off + 112 + size as usize].to_vec();
+        }
+        let bsize = self.fsize * 8;
+        let mut out = Vec::new();
+        let mut left = size;
+        for blk in db {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(bsize);
+            let at = (blk * self.fsize) as usize;
+            out.extend_from_slice(&self.data[at..at + n as usize]);
+            left -= n;
+        }
+        out
+    }
+    /// Every path in the filesystem, with its inode's mode.
+    fn walk(&self) -> BTreeMap<String, (u16, u64)> {
+        let mut out = BTreeMap::new();
+        let mut pending = vec![(String::new(), 2u64)];
+        while let Some((path, ino)) = pending.pop() {
+            let buf = self.contents(ino);
+            let mut at = 0;
+            while at + 8 <= buf.len() {
+                let child = le32(&buf, at);
+                let reclen = u16::from_le_bytes([buf[at + 4], buf[at + 5]]) as usize;
+                let namlen = buf[at + 7] as usize;
+                if reclen == 0 {
+                    break;
+                }
+                let name = String::from_utf8_lossy(&buf[at + 8..at + 8 + namlen]).into_owned();
+                if child != 0 && name != "." && name != ".." {
+                    let p = format!("{path}/{name}");
+                    let (mode, _, _) = self.inode(child);
+                    if mode & 0o170000 == 0o040000 {
+                        pending.push((p.clone(), child));
+                    }
+                    out.insert(p, (mode, child));
+                }
+                at += reclen;
+            }
+        }
+        out
+    }
+}
+
+fn unpack(layout_dir: &Path, bundle: &Path) -> serde_json::Value {
+    require_tool("umoci");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:t", layout_dir.display()))
+        .arg(bundle));
+    serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
+    require_tool("makefs");
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, None);
+    let server = serve(repo);
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+
+    let mut specs = Vec::new();
+    for monitor in ["qemu", "firecracker"] {
+        let out = f.dir.path().join(format!("out-{monitor}"));
+        let built = build(
+            &f,
+            &store,
+            &bunnyfile(monitor, server.port, "[iperf3]"),
+            &out,
+        )
+        .unwrap();
+        let ann = &built.urunc.to_annotations();
+        assert_eq!(ann["com.urunc.unikernel.unikernelType"], "freebsd");
+        assert_eq!(ann["com.urunc.unikernel.hypervisor"], monitor);
+        assert_eq!(ann["com.urunc.unikernel.binary"], "/.boot/kernel");
+        assert_eq!(ann["com.urunc.unikernel.block"], "/.boot/rootfs");
+        assert_eq!(ann["com.urunc.unikernel.blkMntPoint"], "/");
+        assert_eq!(
+            ann["com.urunc.unikernel.cmdline"],
+            "/sbin/urunit /usr/local/bin/iperf3 -s"
+        );
+        assert!(!ann.contains_key("com.urunc.unikernel.initrd"));
+
+        let bundle = f.dir.path().join(format!("bundle-{monitor}"));
+        let config = unpack(&out, &bundle);
+        let rootfs = bundle.join("rootfs");
+        assert!(rootfs
+            .join(URUNC_JSON_PATH.trim_start_matches('/'))
+            .is_file());
+        specs.push((monitor, rootfs, config));
+    }
+    // The three packages were downloaded once, for both builds; `unrelated`
+    // never was.
+    assert_eq!(server.pkg_gets.load(Ordering::SeqCst), 3);
+
+    let (_, rootfs, _) = &specs[0];
+    let kernel = fs::read(rootfs.join(".boot/kernel")).unwrap();
+    assert!(
+        kernel.starts_with(b"bunny test fixture: stands in for a FreeBSD 14.3 FIRECRACKER kernel")
+    );
+    let img = rootfs.join(".boot/rootfs");
+    let sb = bunny::layers::ufs::read_superblock(&img).unwrap();
+    assert!(sb.bsize > 0 && sb.ncg > 0, "{sb:?}");
+    let ufs = Ufs::open(&img);
+    let listing = ufs.walk();
+    let files: BTreeSet<&str> = listing
+        .iter()
+        .filter(|(_, (mode, _))| mode & 0o170000 != 0o040000)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let expected: BTreeSet<&str> = [
+        // the packages, dependencies included
+        "/usr/local/bin/iperf3",
+        "/usr/local/bin/iperf",
+        "/usr/local/share/doc/iperf3/README",
+        "/usr/local/lib/libiperf.so.0",
+        "/usr/local/lib/libiperf.so",
+        "/usr/local/lib/libcrypto.so.30",
+        // what they and the init need from the base, and nothing else
+        "/libexec/ld-elf.so.1",
+        "/lib/libc.so.7",
+        "/lib/libm.so.5",
+        "/lib/libthr.so.3",
+        "/lib/libutil.so.9",
+        "/lib/libedit.so.8",
+        "/lib/libncursesw.so.9",
+        "/lib/libjail.so.1",
+        "/bin/sh",
+        "/bin/kenv",
+        "/bin/dd",
+        "/sbin/init",
+        "/sbin/mount",
+        "/sbin/ifconfig",
+        "/sbin/route",
+        "/sbin/reboot",
+        // generated
+        "/sbin/urunit",
+        "/etc/rc",
+        "/etc/passwd",
+        "/etc/group",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files, expected);
+    for d in ["/dev", "/tmp", "/etc", "/var", "/root"] {
+        assert_eq!(listing[d].0 & 0o170000, 0o040000, "{d} is a directory");
+    }
+    assert_eq!(listing["/tmp"].0 & 0o7777, 0o1777);
+    assert_eq!(listing["/usr/local/bin/iperf3"].0 & 0o777, 0o755);
+    assert_eq!(ufs.contents(listing["/usr/local/bin/iperf"].1), b"iperf3");
+    let rc = String::from_utf8(ufs.contents(listing["/etc/rc"].1)).unwrap();
+    assert!(rc.contains("set -- /usr/local/bin/iperf3\n"), "{rc}");
+    assert!(rc.contains("kenv -q URUNIT_CONFIG"), "{rc}");
+    assert!(rc.contains("ifconfig vtnet0 inet"), "{rc}");
+    let urunit = String::from_utf8(ufs.contents(listing["/sbin/urunit"].1)).unwrap();
+    assert!(
+        urunit.starts_with("#!/bin/sh\n") && urunit.contains("exec /sbin/init"),
+        "{urunit}"
+    );
+    // The libraries came from the base archive, byte for byte.
+    assert!(
+        String::from_utf8_lossy(&ufs.contents(listing["/lib/libjail.so.1"].1))
+            .contains("stands in for FreeBSD's ./usr/lib/libjail.so.1")
+    );
+
+    // The runtime's view of each image: urunc's FreeBSD command lines.
+    for (monitor, rootfs, config) in &specs {
+        let uc = read_config(&BTreeMap::new(), rootfs).unwrap();
+        let mut spec = RunSpec::new(rootfs.clone(), uc);
+        spec.args = config["process"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(spec.args, ["/sbin/urunit", "/usr/local/bin/iperf3", "-s"]);
+        let work = f.dir.path().join(format!("work-{monitor}"));
+        spec.work_dir = Some(work.clone());
+        // Firecracker only runs on KVM; qemu is shown under TCG, as here.
+        let accel = if *monitor == "qemu" {
+            ResolvedAccel::Tcg
+        } else {
+            ResolvedAccel::Kvm
+        };
+        let cmd = monitor_command(&spec, accel).unwrap();
+        let root = rootfs.display().to_string();
+        let w = work.display().to_string();
+        let mut argv = vec![cmd.program.clone()];
+        argv.extend(cmd.args.iter().cloned());
+        let boot_args =
+            "vfs.root.mountfrom=ufs:/dev/vtbd0 init_path=/sbin/urunit URUNIT_CONFIG=/dev/vtbd1";
+        let urunit_conf = format!("{w}/bunny-urunit.conf");
+        if *monitor == "qemu" {
+            assert_eq!(
+                argv,
+                [
+                    "qemu-system-x86_64",
+                    "-m",
+                    "256",
+                    "-smp",
+                    "1",
+                    "-nographic",
+                    "-vga",
+                    "none",
+                    "-no-reboot",
+                    "-M",
+                    "microvm,acpi=on,pic=on,pit=on,rtc=on",
+                    "-accel",
+                    "tcg",
+                    "-kernel",
+                    &format!("{root}/.boot/kernel"),
+                    "-drive",
+                    &format!("file={root}/.boot/rootfs,format=raw,if=none,id=rootfs"),
+                    "-device",
+                    "virtio-blk-device,drive=rootfs",
+                    "-drive",
+                    &format!("file={urunit_conf},format=raw,if=none,id=urunit"),
+                    "-device",
+                    "virtio-blk-device,drive=urunit",
+                    "-nic",
+                    "none",
+                    "-append",
+                    boot_args,
+                ]
+                .map(String::from)
+            );
+        } else {
+            assert_eq!(
+                argv,
+                [
+                    "firecracker",
+                    "--no-api",
+                    "--config-file",
+                    &format!("{w}/bunny-firecracker.json")
+                ]
+                .map(String::from)
+            );
+            let json: serde_json::Value = serde_json::from_slice(&cmd.files[0].1).unwrap();
+            assert_eq!(
+                json["boot-source"],
+                serde_json::json!({"kernel_image_path": format!("{root}/.boot/kernel"), "boot_args": boot_args})
+            );
+            assert_eq!(
+                json["drives"][0]["path_on_host"],
+                format!("{root}/.boot/rootfs")
+            );
+            assert_eq!(json["drives"][1]["path_on_host"], urunit_conf);
+        }
+        let (path, conf) = cmd.files.last().unwrap();
+        assert_eq!(path, &PathBuf::from(&urunit_conf));
+        let conf = String::from_utf8_lossy(conf);
+        assert!(
+            conf.contains("ARC:2\nARV:/usr/local/bin/iperf3\nARV:-s\n"),
+            "{conf}"
+        );
+    }
+}
+
+#[test]
+fn builds_are_reproducible() {
+    require_tool("makefs");
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, None);
+    let server = serve(repo);
+    let text = bunnyfile("firecracker", server.port, "[iperf3]");
+    let a = build(
+        &f,
+        &Store::open(&f.dir.path().join("s1")).unwrap(),
+        &text,
+        &f.dir.path().join("o1"),
+    )
+    .unwrap();
+    let b = build(
+        &f,
+        &Store::open(&f.dir.path().join("s2")).unwrap(),
+        &text,
+        &f.dir.path().join("o2"),
+    )
+    .unwrap();
+    assert_eq!(a.manifest.digest(), b.manifest.digest());
+}
+
+#[test]
+fn a_missing_dependency_is_named_with_who_needs_it() {
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, Some("libcrypto3"));
+    let server = serve(repo);
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let err = build(
+        &f,
+        &store,
+        &bunnyfile("qemu", server.port, "[iperf3]"),
+        &f.dir.path().join("o"),
+    )
+    .err()
+    .expect("the build must fail");
+    assert!(
+        err.contains(
+            "package `libcrypto3`, needed by `libiperf`, is not in the repository's catalogue"
+        ),
+        "{err}"
+    );
+    let err = build(
+        &f,
+        &store,
+        &bunnyfile("qemu", server.port, "[{name: iperf3, version: 9.9}]"),
+        &f.dir.path().join("o"),
+    )
+    .err()
+    .expect("the build must fail");
+    assert!(
+        err.contains("package `iperf3` version 9.9 is not in the catalogue")
+            && err.contains("it has 3.17.1"),
+        "{err}"
+    );
+    // Nothing was downloaded for a build that could not resolve.
+    assert_eq!(server.pkg_gets.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_corrupted_package_is_refused_by_name() {
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, Some("libiperf"), None);
+    let server = serve(repo);
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let err = build(
+        &f,
+        &store,
+        &bunnyfile("qemu", server.port, "[iperf3]"),
+        &f.dir.path().join("o"),
+    )
+    .err()
+    .expect("the build must fail");
+    assert!(
+        err.contains("package `libiperf` 3.17.1 from http://127.0.0.1:")
+            && err.contains("is corrupted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn package_entries_cannot_escape() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["/../../escaped", "./usr/../../escaped"] {
+        let p = dir.path().join("evil.pkg");
+        fs::write(
+            &p,
+            gen::zstd(&gen::tar(&[Item::Raw(name.to_string(), b"x".to_vec())])),
+        )
+        .unwrap();
+        let target = dir.path().join("t");
+        fs::create_dir_all(&target).unwrap();
+        let err = bunny::frameworks::freebsd::archive::unpack(
+            fs::File::open(&p).unwrap(),
+            &target,
+            "package evil-1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("package evil-1") && err.contains(name),
+            "{err}"
+        );
+        assert!(!dir.path().join("escaped").exists());
+    }
+    // A symlink pointing out, then a file written through it.
+    let p = dir.path().join("evil2.pkg");
+    fs::write(
+        &p,
+        gen::zstd(&gen::tar(&[
+            Item::Symlink("/usr/local/out", "/tmp"),
+            Item::File("/usr/local/out/escaped2", b"x".to_vec(), 0o644),
+        ])),
+    )
+    .unwrap();
+    let target = dir.path().join("t2");
+    fs::create_dir_all(&target).unwrap();
+    let err = bunny::frameworks::freebsd::archive::unpack(
+        fs::File::open(&p).unwrap(),
+        &target,
+        "package evil-2",
+    );
+    assert!(
+        err.is_err(),
+        "a file written through a symlink must be refused"
+    );
+    assert!(!Path::new("/tmp/escaped2").exists());
+}
+
+#[test]
+fn the_packages_field_is_validated() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iperf3-freebsd/BunnyFile");
+    let parsed = bunny::bunnyfile::load(&example).unwrap().bunnyfile;
+    let app = parsed.app.unwrap();
+    assert_eq!(app.from.value, "packages");
+    assert_eq!(app.packages.len(), 1);
+    assert_eq!(app.packages[0].name, "iperf3");
+
+    let bad = bunnyfile("qemu", 1, "[iperf3, iperf3]");
+    let err = bunny::bunnyfile::parse("BunnyFile", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("package `iperf3` is listed twice"), "{err}");
+    let bad = bunnyfile("qemu", 1, "[{name: iperf3, versoin: 1}]");
+    let err = bunny::bunnyfile::parse("BunnyFile", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown key `versoin`"), "{err}");
+    let bad = bunnyfile("qemu", 1, "[iperf3]").replace("abi: FreeBSD:14:amd64", "abi: amd64");
+    let err = bunny::bunnyfile::parse("BunnyFile", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ABI `amd64` is not OS:MAJOR:ARCH"), "{err}");
+    let bad = bunnyfile("qemu", 1, "[iperf3]").replace("framework: freebsd", "framework: linux");
+    let err = bunny::bunnyfile::parse("BunnyFile", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`app.packages` is for `framework: freebsd`, not `linux`"),
+        "{err}"
+    );
+}
