@@ -27,8 +27,8 @@ use crate::layers::initrd::{write_initrd, InitrdOptions};
 use crate::layers::store::Store;
 use crate::layers::tree::{EntryKind, Tree};
 use crate::oci::annotations::{
-    UruncConfig, KEY_BINARY, KEY_BLK_MNT_POINT, KEY_BLOCK, KEY_CMDLINE, KEY_HYPERVISOR,
-    KEY_INITRD, KEY_MOUNT_ROOTFS, KEY_UNIKERNEL_TYPE, KEY_USE_DM_BLOCK, KERNEL_PATH, PREFIX,
+    UruncConfig, KERNEL_PATH, KEY_BINARY, KEY_BLK_MNT_POINT, KEY_BLOCK, KEY_CMDLINE,
+    KEY_HYPERVISOR, KEY_INITRD, KEY_MOUNT_ROOTFS, KEY_UNIKERNEL_TYPE, KEY_USE_DM_BLOCK, PREFIX,
     ROOTFS_PATH,
 };
 use crate::oci::error::OciError;
@@ -581,7 +581,9 @@ pub fn build(
                 "{file}: LABEL {LABEL_ROOTFS}=`{other}`: use initrd, block or raw"
             )))
         }
-        None if needs_kernel && labels.get(KEY_MOUNT_ROOTFS).map(String::as_str) != Some("true") => {
+        None if needs_kernel
+            && labels.get(KEY_MOUNT_ROOTFS).map(String::as_str) != Some("true") =>
+        {
             Form::Initrd
         }
         None => Form::Raw,
@@ -589,17 +591,18 @@ pub fn build(
     match form {
         Form::Initrd | Form::Block => {
             let is_initrd = form == Form::Initrd;
-            let path = scratch
-                .path()
-                .join(if is_initrd { "rootfs.cpio" } else { "rootfs.img" });
+            let path = scratch.path().join(if is_initrd {
+                "rootfs.cpio"
+            } else {
+                "rootfs.img"
+            });
             progress.start("rootfs");
             if is_initrd {
-                let f = std::fs::File::create(&path).map_err(|source| {
-                    ContainerfileBuildError::Io {
+                let f =
+                    std::fs::File::create(&path).map_err(|source| ContainerfileBuildError::Io {
                         context: format!("creating {}", path.display()),
                         source,
-                    }
-                })?;
+                    })?;
                 write_initrd(
                     &tree,
                     std::io::BufWriter::new(f),

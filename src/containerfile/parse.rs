@@ -201,7 +201,11 @@ impl Ctx<'_> {
             }
         }
         if let Some(m) = bad {
-            self.error(pos, m, "write `${NAME}`, `${NAME:-default}` or `${NAME:+value}`");
+            self.error(
+                pos,
+                m,
+                "write `${NAME}`, `${NAME:-default}` or `${NAME:+value}`",
+            );
         }
         out
     }
@@ -342,7 +346,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
         }
         let needs_args = !matches!(word.as_str(), "CMD" | "ENTRYPOINT");
         if needs_args && rest.is_empty() && INSTRUCTIONS.contains(&word.as_str()) {
-            cx.error(pos, format!("`{word}` needs arguments"), format!("see docs/containerfile.md for `{word}`"));
+            cx.error(
+                pos,
+                format!("`{word}` needs arguments"),
+                format!("see docs/containerfile.md for `{word}`"),
+            );
             continue;
         }
         match word.as_str() {
@@ -362,7 +370,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                 let (fl, r) = flags(rest);
                 for (name, _) in fl {
                     if name != "platform" {
-                        cx.error(rp, format!("unknown `FROM` flag `--{name}`"), "only `--platform` is accepted");
+                        cx.error(
+                            rp,
+                            format!("unknown `FROM` flag `--{name}`"),
+                            "only `--platform` is accepted",
+                        );
                     }
                 }
                 let r = cx.subst(rp, r, &env);
@@ -371,7 +383,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                     [img] => img,
                     [img, a, _] if a.eq_ignore_ascii_case("as") => img,
                     _ => {
-                        cx.error(rp, "`FROM` takes one image", "write `FROM IMAGE` or `FROM scratch`");
+                        cx.error(
+                            rp,
+                            "`FROM` takes one image",
+                            "write `FROM IMAGE` or `FROM scratch`",
+                        );
                         continue;
                     }
                 };
@@ -409,7 +425,10 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                     None => words(r),
                 };
                 let list = match list {
-                    Ok(v) => v.into_iter().map(|s| cx.subst(rp, &s, &env)).collect::<Vec<_>>(),
+                    Ok(v) => v
+                        .into_iter()
+                        .map(|s| cx.subst(rp, &s, &env))
+                        .collect::<Vec<_>>(),
                     Err(m) => {
                         cx.error(rp, m, "close the quote");
                         continue;
@@ -419,16 +438,31 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                     continue;
                 };
                 if sources.is_empty() {
-                    cx.error(rp, format!("`{word}` needs a source and a destination"), format!("write `{word} SRC DEST`"));
+                    cx.error(
+                        rp,
+                        format!("`{word}` needs a source and a destination"),
+                        format!("write `{word} SRC DEST`"),
+                    );
                     continue;
                 }
                 if word == "ADD" {
-                    if let Some(u) = sources.iter().find(|s| s.contains("://") || s.starts_with("git@")) {
+                    if let Some(u) = sources
+                        .iter()
+                        .find(|s| s.contains("://") || s.starts_with("git@"))
+                    {
                         cx.error(rp, format!("`ADD {u}`: downloading URLs is not supported (builds are offline and reproducible)"), "download the file into the context and `COPY` it");
                         continue;
                     }
-                    if let Some(a) = sources.iter().find(|s| [".tar", ".tgz", ".gz", ".xz", ".bz2", ".zst"].iter().any(|e| s.ends_with(e))) {
-                        cx.error(rp, format!("`ADD {a}`: unpacking archives is not supported"), "unpack it in the context and `COPY` the files");
+                    if let Some(a) = sources.iter().find(|s| {
+                        [".tar", ".tgz", ".gz", ".xz", ".bz2", ".zst"]
+                            .iter()
+                            .any(|e| s.ends_with(e))
+                    }) {
+                        cx.error(
+                            rp,
+                            format!("`ADD {a}`: unpacking archives is not supported"),
+                            "unpack it in the context and `COPY` the files",
+                        );
                         continue;
                     }
                 }
@@ -436,7 +470,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                     dest.clone()
                 } else {
                     // Relative destinations are relative to WORKDIR, as in Docker.
-                    format!("{}/{}", cf.workdir.as_deref().unwrap_or("").trim_end_matches('/'), dest)
+                    format!(
+                        "{}/{}",
+                        cf.workdir.as_deref().unwrap_or("").trim_end_matches('/'),
+                        dest
+                    )
                 };
                 let dest = if sources.len() > 1 && !dest.ends_with('/') {
                     format!("{dest}/")
@@ -456,7 +494,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                 let list = match pairs(rest) {
                     Ok(p) => p,
                     Err(m) => {
-                        cx.error(rp, format!("`{word}`: {m}"), format!("write `{word} KEY=VALUE` (quote values with spaces)"));
+                        cx.error(
+                            rp,
+                            format!("`{word}`: {m}"),
+                            format!("write `{word} KEY=VALUE` (quote values with spaces)"),
+                        );
                         continue;
                     }
                 };
@@ -483,7 +525,11 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                 cf.workdir = Some(if w.starts_with('/') {
                     w
                 } else {
-                    format!("{}/{}", cf.workdir.as_deref().unwrap_or("").trim_end_matches('/'), w)
+                    format!(
+                        "{}/{}",
+                        cf.workdir.as_deref().unwrap_or("").trim_end_matches('/'),
+                        w
+                    )
                 });
             }
             "USER" => {
@@ -492,10 +538,14 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                 cf.user_pos = pos;
             }
             "EXPOSE" | "STOPSIGNAL" => {
-                cx.warn(pos, format!("`{word}` has no effect on a unikernel image; ignored"));
+                cx.warn(
+                    pos,
+                    format!("`{word}` has no effect on a unikernel image; ignored"),
+                );
             }
             "MAINTAINER" => {
-                cf.labels.insert("org.opencontainers.image.authors".into(), rest.to_string());
+                cf.labels
+                    .insert("org.opencontainers.image.authors".into(), rest.to_string());
             }
             "RUN" => cx.error(
                 pos,
@@ -512,13 +562,19 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
                     .iter()
                     .find(|i| strsim::levenshtein(i, &word) <= 2)
                     .map(|i| format!("did you mean `{i}`?"))
-                    .unwrap_or_else(|| "see docs/containerfile.md for the instructions bunny reads".into());
+                    .unwrap_or_else(|| {
+                        "see docs/containerfile.md for the instructions bunny reads".into()
+                    });
                 cx.error(pos, format!("unknown instruction `{}`", l.word), close);
             }
         }
     }
     if from_seen.is_none() && !cx.diags.iter().any(|d| d.severity == Severity::Error) {
-        cx.error(Pos { line: 1, col: 1 }, "no `FROM` instruction", "start with `FROM scratch` or `FROM IMAGE`");
+        cx.error(
+            Pos { line: 1, col: 1 },
+            "no `FROM` instruction",
+            "start with `FROM scratch` or `FROM IMAGE`",
+        );
     }
     let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);
     (ok.then_some(cf), cx.diags)
@@ -530,12 +586,18 @@ mod tests {
 
     #[test]
     fn words_and_pairs() {
-        assert_eq!(words(r#"a "b c" 'd e' f\ g"#).unwrap(), ["a", "b c", "d e", "f g"]);
+        assert_eq!(
+            words(r#"a "b c" 'd e' f\ g"#).unwrap(),
+            ["a", "b c", "d e", "f g"]
+        );
         assert_eq!(
             pairs(r#"a=1 b="two words""#).unwrap(),
             [("a".into(), "1".into()), ("b".into(), "two words".into())]
         );
-        assert_eq!(pairs("key some value").unwrap(), [("key".into(), "some value".into())]);
+        assert_eq!(
+            pairs("key some value").unwrap(),
+            [("key".into(), "some value".into())]
+        );
         assert!(words("\"open").is_err());
     }
 
