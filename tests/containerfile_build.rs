@@ -12,21 +12,15 @@ use std::process::Command;
 
 use base64::Engine as _;
 
+type Keys = BTreeMap<String, String>;
+
 fn bunny() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bunny"))
 }
 
 /// Builds `fixture` into an OCI layout and returns (annotations, labels,
 /// urunc.json decoded, config).
-fn build(
-    fixture: &str,
-    extra: &[&str],
-) -> (
-    BTreeMap<String, String>,
-    BTreeMap<String, String>,
-    BTreeMap<String, String>,
-    serde_json::Value,
-) {
+fn build(fixture: &str, extra: &[&str]) -> (Keys, Keys, Keys, serde_json::Value) {
     let ctx = init_helper::repo()
         .join("tests/fixtures/containerfiles")
         .join(fixture);

@@ -320,6 +320,8 @@ pub fn exec_child(exec: &Exec, conf: &Config) -> ! {
 pub fn power_off(status: i32) -> ! {
     // SAFETY: sync has no arguments.
     unsafe { libc::sync() };
+    // Logged first: qemu exits on the port write itself.
+    log(&format!("powering off (status {status})"));
     if status != 0 {
         use std::os::unix::fs::FileExt;
         // The device takes a byte; bunny run reads bits 0..7 back.
@@ -331,7 +333,6 @@ pub fn power_off(status: i32) -> ! {
             Err(e) => log(&format!("/dev/port: {e}; the exit status is lost")),
         }
     }
-    log("powering off");
     // SAFETY: reboot with a constant command; PID 1 has CAP_SYS_BOOT.
     unsafe { libc::reboot(libc::RB_POWER_OFF) };
     // reboot only returns on failure; PID 1 must not exit (kernel panic).

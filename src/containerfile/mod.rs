@@ -211,15 +211,15 @@ pub enum ContainerfileBuildError {
         source_path: String,
         dest: String,
         #[source]
-        source: LayerError,
+        source: Box<LayerError>,
     },
     #[error("the image's files")]
-    BaseFiles(#[source] LayerError),
+    BaseFiles(#[source] Box<LayerError>),
     #[error("the default kernel image `{reference}`")]
     Kernel {
         reference: String,
         #[source]
-        source: crate::build::BuildError,
+        source: Box<crate::build::BuildError>,
     },
     #[error("{0}")]
     Invalid(String),
@@ -235,7 +235,7 @@ pub enum ContainerfileBuildError {
     Layer {
         what: &'static str,
         #[source]
-        source: LayerError,
+        source: Box<LayerError>,
     },
     #[error(transparent)]
     Oci(#[from] OciError),
@@ -453,7 +453,7 @@ pub fn build(
             .files(r)
             .map_err(image_err(cf.from_pos.line, r))?;
         tree.add_from_context(&dir, ".", "/")
-            .map_err(ContainerfileBuildError::BaseFiles)?;
+            .map_err(|e| ContainerfileBuildError::BaseFiles(Box::new(e)))?;
         progress.finish(&format!("image {r}"), &format!("{} entries", tree.len()));
     }
     for c in &cf.copies {
@@ -474,7 +474,7 @@ pub fn build(
                 line: c.pos.line,
                 source_path: c.source.clone(),
                 dest: c.dest.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
 
@@ -501,7 +501,7 @@ pub fn build(
         tree.insert_file(INIT_PATH, &init, 0o755)
             .map_err(|source| ContainerfileBuildError::Layer {
                 what: "init",
-                source,
+                source: Box::new(source),
             })?;
         if let Some(text) = init_config(cf, &tree, file)? {
             let p = scratch.path().join("urunit.conf");
@@ -512,7 +512,7 @@ pub fn build(
             tree.insert_file(INIT_CONFIG_PATH, &p, 0o644)
                 .map_err(|source| ContainerfileBuildError::Layer {
                     what: "init configuration",
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         entrypoint.insert(0, INIT_PATH.to_string());
@@ -528,7 +528,7 @@ pub fn build(
         progress.start("kernel");
         let kernel_err = |source| ContainerfileBuildError::Kernel {
             reference: reference.clone(),
-            source,
+            source: Box::new(source),
         };
         let (src_store, manifest) =
             crate::build::resolve_image(store, &reference, inputs.registry.as_ref(), false)
@@ -553,7 +553,7 @@ pub fn build(
             tree.add_from_context(&root, "lib/modules", "/lib/modules")
                 .map_err(|source| ContainerfileBuildError::Layer {
                     what: "kernel modules",
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         let layer = write_layer(
@@ -613,7 +613,7 @@ pub fn build(
                 )
                 .map_err(|source| ContainerfileBuildError::Layer {
                     what: "initrd",
-                    source,
+                    source: Box::new(source),
                 })?;
                 labels.insert(KEY_INITRD.into(), ROOTFS_PATH.into());
             } else {
@@ -628,7 +628,7 @@ pub fn build(
                 )
                 .map_err(|source| ContainerfileBuildError::Layer {
                     what: "block image",
-                    source,
+                    source: Box::new(source),
                 })?;
                 labels.insert(KEY_BLOCK.into(), ROOTFS_PATH.into());
                 labels.insert(KEY_BLK_MNT_POINT.into(), "/".into());

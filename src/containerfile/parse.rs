@@ -334,15 +334,17 @@ pub(super) fn parse(file: &str, text: &str) -> (Option<Containerfile>, Vec<Diagn
         let pos = l.pos;
         let rp = l.rest_pos;
         let rest = l.rest.as_str();
-        if from_seen.is_none() && word != "FROM" && word != "ARG" {
-            if INSTRUCTIONS.contains(&word.as_str()) {
-                cx.error(
-                    pos,
-                    format!("`{word}` before `FROM`"),
-                    "start with `FROM scratch` or `FROM IMAGE` (only `ARG` may come before it)",
-                );
-                continue;
-            }
+        if from_seen.is_none()
+            && word != "FROM"
+            && word != "ARG"
+            && INSTRUCTIONS.contains(&word.as_str())
+        {
+            cx.error(
+                pos,
+                format!("`{word}` before `FROM`"),
+                "start with `FROM scratch` or `FROM IMAGE` (only `ARG` may come before it)",
+            );
+            continue;
         }
         let needs_args = !matches!(word.as_str(), "CMD" | "ENTRYPOINT");
         if needs_args && rest.is_empty() && INSTRUCTIONS.contains(&word.as_str()) {
