@@ -67,4 +67,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+# Issue 11: bunny-init, the init Containerfile-built Linux guests run, must be
+# static (a guest has no loader). Only the glibc target exists here, so glibc
+# links statically; `--target` keeps the flag off build scripts and proc
+# macros. bunny finds it at target/bunny-init/... (or $BUNNY_INIT).
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p bunny-init --release \
+  --target x86_64-unknown-linux-gnu --target-dir "$here/target/bunny-init" \
+  --manifest-path "$here/Cargo.toml"
 echo "setup: ok (kernel at $kdir/vmlinuz)"

@@ -10,7 +10,9 @@
 
 pub mod build;
 pub mod bunnyfile;
+// Issue 11: Containerfile input (parser + image build).
 pub mod cli;
+pub mod containerfile;
 pub mod frameworks;
 pub mod layers;
 pub mod oci;

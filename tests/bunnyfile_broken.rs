@@ -239,8 +239,8 @@ const EXPECTED: &[Expect] = &[
         "containerfile",
         4,
         1,
-        "Containerfile input is not supported yet (issue 11)",
-        "write a BunnyFile",
+        "this is a Containerfile (it starts with `FROM`), not a BunnyFile",
+        "`bunny build` reads Containerfiles too",
     ),
     e(
         "unknown-tag",

@@ -126,8 +126,8 @@ pub(super) fn parse_text(file: &str, text: &str) -> Result<Parsed, BunnyFileErro
     if let Some(pos) = containerfile_start(text) {
         ctx.error(
             pos,
-            "this is a Containerfile (it starts with `FROM`); Containerfile input is not supported yet (issue 11)",
-            "write a BunnyFile (YAML, see docs/bunnyfile.md): `version: 0.1`, `platforms`, `kernel`, `rootfs`",
+            "this is a Containerfile (it starts with `FROM`), not a BunnyFile",
+            "`bunny build` reads Containerfiles too (see docs/containerfile.md); a BunnyFile is YAML: `version: 0.1`, `platforms`, `kernel`, `rootfs`",
         );
         return ctx.finish(None);
     }

@@ -24,7 +24,8 @@ use super::progress::{reporter, ProgressMode};
         bunny build -t hello --output type=oci,dest=out/hello --output type=docker,dest=hello.tar ."
 )]
 pub struct BuildArgs {
-    /// The BunnyFile (default: CONTEXT/BunnyFile, else CONTEXT/bunnyfile).
+    /// The BunnyFile or Containerfile (default: CONTEXT/BunnyFile, else
+    /// CONTEXT/bunnyfile, CONTEXT/Containerfile, CONTEXT/Dockerfile).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
 
@@ -162,10 +163,16 @@ fn default_file(context: &Path) -> PathBuf {
     }
     let lower = context.join("bunnyfile");
     if lower.exists() {
-        lower
-    } else {
-        upper
+        return lower;
     }
+    // Issue 11: a Containerfile (or Dockerfile) when there is no BunnyFile.
+    for name in ["Containerfile", "Dockerfile"] {
+        let p = context.join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    upper
 }
 
 /// SOURCE_DATE_EPOCH as reproducible-builds.org defines it; 0 when unset.
@@ -184,6 +191,12 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         .file
         .clone()
         .unwrap_or_else(|| default_file(&args.context));
+    // Issue 11: a Containerfile (told apart by its content) takes its own path.
+    if let Ok(head) = std::fs::read(&file) {
+        if bunnyfile::detect_format(&head) == bunnyfile::Format::Containerfile {
+            return run_containerfile(&args, globals, &file);
+        }
+    }
     let parsed = match bunnyfile::load(&file) {
         Ok(p) => p,
         Err(err) => {
@@ -316,6 +329,131 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// Issue 11: `bunny build` of a Containerfile.
+fn run_containerfile(
+    args: &BuildArgs,
+    globals: &super::Globals,
+    file: &Path,
+) -> anyhow::Result<ExitCode> {
+    let parsed = match crate::containerfile::load(file) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &parsed.warnings {
+        eprintln!("{w}");
+    }
+    if args.check {
+        println!("{}: ok", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs a destination: add -t REGISTRY/NAME:TAG");
+    }
+    let mut outputs = Vec::new();
+    let mut locals = Vec::new();
+    for o in &args.outputs {
+        match parse_output(o)? {
+            OutputSpec::Image(out) => outputs.push(out),
+            OutputSpec::Local(dir) => locals.push(dir),
+        }
+    }
+    let architecture = match args.platform.as_deref().map(parse_platform).transpose()? {
+        Some(a) => a,
+        None => Arch::host(),
+    };
+    let compression = match args.compression {
+        CompressionArg::Auto => CompressionChoice::Auto,
+        CompressionArg::Gzip => CompressionChoice::Fixed(Compression::Gzip),
+        CompressionArg::Zstd => CompressionChoice::Fixed(Compression::Zstd),
+        CompressionArg::None => CompressionChoice::Fixed(Compression::None),
+    };
+    let opts = BuildOptions {
+        tags: opts_tags(args),
+        compression,
+        epoch: source_date_epoch()?,
+        gzip_initrd: args.gzip_initrd,
+        outputs,
+    };
+    let mut kernel_image = None;
+    for t in &args.toolchains {
+        let (k, v) = crate::build::app::parse_layer_override(t).with_context(|| {
+            format!("--toolchain `{t}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
+        })?;
+        if k == "linux.kernel" {
+            kernel_image = Some(v);
+        }
+    }
+    let progress = reporter(args.progress);
+    let store = Store::open(&globals.root)
+        .with_context(|| format!("opening the store at {}", globals.root.display()))?;
+    let source = StoreSource {
+        store: &store,
+        opts: args
+            .registry
+            .options(super::transfer::renderer(args.progress)),
+        platform: crate::oci::registry::PlatformWanted {
+            arch: architecture,
+            os: None,
+        },
+        cache: globals.root.join("rootfs"),
+        pull: args.pull,
+    };
+    let inputs = crate::containerfile::BuildInputs {
+        file_name: file.display().to_string(),
+        context: &args.context,
+        images: &source,
+        kernel_image,
+        registry: Some(
+            args.registry
+                .options(super::transfer::renderer(args.progress)),
+        ),
+        init: None,
+        architecture,
+    };
+    let built = crate::containerfile::build(
+        &parsed.containerfile,
+        &inputs,
+        &store,
+        &opts,
+        progress.as_ref(),
+    )
+    .with_context(|| format!("building {}", file.display()))?;
+    for dir in &locals {
+        super::images::export_local(&store, &built.manifest, dir)
+            .with_context(|| format!("writing the local output {}", dir.display()))?;
+    }
+    let mut pushed = None;
+    if args.push {
+        let ropts = args
+            .registry
+            .options(super::transfer::renderer(args.progress));
+        for tag in &opts_tags(args) {
+            let result = crate::oci::registry::push(&store, tag, tag, &ropts)
+                .with_context(|| format!("pushing {tag}"))?;
+            pushed.get_or_insert(result);
+        }
+    }
+    if let Some(path) = &args.metadata_file {
+        let result = match pushed {
+            Some(r) => r,
+            None => crate::oci::registry::PushResult {
+                name: opts_tags(args).join(","),
+                digest: built.manifest.digest().to_string(),
+                descriptor: built.manifest.clone(),
+                uploaded: 0,
+                skipped: 0,
+            },
+        };
+        crate::oci::registry::write_metadata(path, &result)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", built.manifest.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn opts_tags(args: &BuildArgs) -> Vec<String> {
     args.tags.iter().map(|t| normalize_tag(t)).collect()
 }
@@ -332,6 +470,16 @@ struct StoreSource<'a> {
 
 impl pipeline::ImageSource for StoreSource<'_> {
     fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        // Issue 11: `oci:DIR[:TAG]` layouts too (e.g. `FROM oci:./img:tag`).
+        if reference.starts_with("oci:") {
+            let (layout, manifest) =
+                crate::build::resolve_image(self.store, reference, None, false)?;
+            return Ok(crate::layers::image_fs::unpacked_image(
+                &layout,
+                &manifest,
+                &self.cache,
+            )?);
+        }
         let local = if self.pull {
             None
         } else {

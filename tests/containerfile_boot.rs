@@ -1,0 +1,188 @@
+//! Containerfile images boot under qemu (TCG) with `bunny run`: an existing
+//! busybox image becomes a single-application VM that serves HTTP through a
+//! published port, and bunny-init as PID 1 gives the app its env, args and
+//! workdir, reaps an orphan, and hands the app's exit status to bunny run.
+
+#[path = "init_helper.rs"]
+mod init_helper;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn build(root: &Path, ctx: &Path, tag: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "build",
+            "--progress=quiet",
+            "-t",
+            tag,
+        ])
+        .args([
+            "--toolchain",
+            &format!("linux.kernel={}", init_helper::kernel_image()),
+        ])
+        .arg(ctx)
+        .env("BUNNY_INIT", init_helper::static_init())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run(root: &Path, args: &[&str], log: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "run",
+            "--rm",
+            "--accel",
+            "auto",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait(child: &mut std::process::Child, secs: u64, log: &Path) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the guest did not power off in {secs} s:\n{}",
+                std::fs::read_to_string(log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.").then_some(body)
+}
+
+#[test]
+fn a_busybox_image_becomes_a_vm_serving_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = init_helper::busybox_image(
+        tmp.path(),
+        "web",
+        &[("/www/index.html", "served by a Containerfile VM\n")],
+    );
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM {image}\nLABEL com.urunc.unikernel.hypervisor=qemu\n\
+             CMD [\"/bin/busybox\",\"httpd\",\"-f\",\"-p\",\"80\",\"-h\",\"/www\"]\n"
+        ),
+    )
+    .unwrap();
+    let root = tmp.path().join("store");
+    build(&root, &ctx, "web:test");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tmp.path().join("console.log");
+    let mut child = run(
+        &root,
+        &["-p", &format!("127.0.0.1:{port}:80"), "web:test"],
+        &log,
+    );
+    let t0 = Instant::now();
+    let page = loop {
+        if let Some(p) = http_get(port) {
+            break p;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "bunny run exited early ({st}): {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no HTTP answer in 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        page.contains("200 OK") && page.contains("served by a Containerfile VM"),
+        "{page}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(console.contains("Run /urunit as init process"), "{console}");
+    assert!(
+        console.contains("bunny-init: eth0 10.0.2.15/255.255.255.0 gw 10.0.2.2"),
+        "{console}"
+    );
+}
+
+#[test]
+fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = init_helper::busybox_image(tmp.path(), "app", &[("/srv/data/marker", "x")]);
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    // The orphan: the subshell backgrounds `sleep` and exits, so `sleep` is
+    // re-parented to PID 1, which must reap it while the app still runs.
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "ARG BASE={image}\nFROM $BASE\nENV GREETING=hello\nWORKDIR /srv/data\n\
+             ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo app: args=[$0 $1] pwd=$(/bin/busybox pwd) greeting=$GREETING; (/bin/busybox sleep 0.2 &); /bin/busybox sleep 2; exit 7\"]\n\
+             CMD [\"one\", \"two words\"]\n"
+        ),
+    )
+    .unwrap();
+    let root = tmp.path().join("store");
+    build(&root, &ctx, "app:test");
+    let log = tmp.path().join("console.log");
+    let mut child = run(&root, &["app:test"], &log);
+    let status = wait(&mut child, 60, &log);
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "bunny run's status is the app's:\n{console}"
+    );
+    assert!(
+        console.contains("app: args=[one two words] pwd=/srv/data greeting=hello"),
+        "{console}"
+    );
+    assert!(console.contains("bunny-init: reaped pid"), "{console}");
+    assert!(console.contains("exited with status 7"), "{console}");
+    assert!(console.contains("bunny-init: powering off"), "{console}");
+}

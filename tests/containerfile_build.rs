@@ -1,0 +1,199 @@
+//! The Go bunny's examples written as Containerfiles build into images that
+//! carry the urunc keys its docs promise, in all three places: manifest
+//! annotations and config labels (read back with skopeo) and /urunc.json
+//! (read back with umoci).
+
+#[path = "init_helper.rs"]
+mod init_helper;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+
+type Keys = BTreeMap<String, String>;
+
+fn bunny() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bunny"))
+}
+
+/// Builds `fixture` into an OCI layout and returns (annotations, labels,
+/// urunc.json decoded, config).
+fn build(fixture: &str, extra: &[&str]) -> (Keys, Keys, Keys, serde_json::Value) {
+    let ctx = init_helper::repo()
+        .join("tests/fixtures/containerfiles")
+        .join(fixture);
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = bunny()
+        .args([
+            "--root",
+            tmp.path().join("store").to_str().unwrap(),
+            "build",
+            "--progress=quiet",
+        ])
+        .args(["-t", "cf:test"])
+        .args(["-o", &format!("type=oci,dest={}", out_dir.display())])
+        .args(extra)
+        .arg(&ctx)
+        .env("BUNNY_INIT", init_helper::static_init())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{fixture}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layout = format!("oci:{}:test", out_dir.display());
+    let skopeo = |args: &[&str]| -> serde_json::Value {
+        let o = Command::new("skopeo")
+            .args(args)
+            .arg(&layout)
+            .output()
+            .expect("skopeo is missing: apt-get install skopeo");
+        assert!(
+            o.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let manifest = skopeo(&["inspect", "--raw"]);
+    let config = skopeo(&["inspect", "--config"]);
+    let map = |v: &serde_json::Value| -> BTreeMap<String, String> {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    };
+    let annotations = map(&manifest["annotations"]);
+    let labels = map(&config["config"]["Labels"]);
+    let bundle = tmp.path().join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:test", out_dir.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci is missing: apt-get install umoci");
+    assert!(
+        o.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let raw: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(bundle.join("rootfs/urunc.json")).unwrap()).unwrap();
+    let urunc = raw
+        .into_iter()
+        .map(|(k, v)| {
+            let d = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
+            (k, String::from_utf8(d).unwrap())
+        })
+        .collect();
+    (annotations, labels, urunc, config)
+}
+
+fn assert_key(maps: &[&BTreeMap<String, String>], key: &str, value: &str) {
+    for (i, m) in maps.iter().enumerate() {
+        assert_eq!(
+            m.get(key).map(String::as_str),
+            Some(value),
+            "{key} in copy {i} (annotations, labels, urunc.json): {m:?}"
+        );
+    }
+}
+
+#[test]
+fn unikraft_example_keeps_its_keys_and_files() {
+    let (a, l, u, _) = build("unikraft-nginx", &[]);
+    let all = [&a, &l, &u];
+    assert_key(&all, "com.urunc.unikernel.binary", "/unikernel/kernel");
+    assert_key(&all, "com.urunc.unikernel.unikernelType", "unikraft");
+    assert_key(&all, "com.urunc.unikernel.hypervisor", "qemu");
+    assert_key(&all, "com.urunc.unikernel.initrd", "/unikernel/initrd");
+    assert_key(
+        &all,
+        "com.urunc.unikernel.cmdline",
+        "nginx -c /nginx/conf/nginx.conf",
+    );
+    assert_key(&all, "com.urunc.unikernel.unikernelVersion", "0.17.0");
+    // Not linux: no init, no kernel layer of bunny's.
+    assert!(!a.values().any(|v| v.contains("/urunit")), "{a:?}");
+}
+
+#[test]
+fn rumprun_example_substitutes_args_and_follows_the_go_defaults() {
+    let (a, l, u, _) = build("rumprun-redis", &[]);
+    let all = [&a, &l, &u];
+    assert_key(&all, "com.urunc.unikernel.binary", "/unikernel/redis7.hvt");
+    assert_key(&all, "com.urunc.unikernel.hypervisor", "hvt");
+    assert_key(&all, "com.urunc.unikernel.block", "/unikernel/rootfs.ext2");
+    assert_key(&all, "com.urunc.unikernel.blkMntPoint", "/data");
+    // The Go bunny: no initrd and no block root -> the container rootfs.
+    assert_key(&all, "com.urunc.unikernel.mountRootfs", "true");
+}
+
+#[test]
+fn linux_from_scratch_gets_kernel_init_and_initrd() {
+    let kernel = format!("linux.kernel={}", init_helper::kernel_image());
+    let (a, l, u, config) = build("linux-scratch", &["--toolchain", &kernel]);
+    let all = [&a, &l, &u];
+    // Missing keys default to linux + qemu; the kernel comes from the
+    // framework's kernel image, the files go into an initrd.
+    assert_key(&all, "com.urunc.unikernel.unikernelType", "linux");
+    assert_key(&all, "com.urunc.unikernel.hypervisor", "qemu");
+    assert_key(&all, "com.urunc.unikernel.binary", "/.boot/kernel");
+    assert_key(&all, "com.urunc.unikernel.initrd", "/.boot/rootfs");
+    assert_key(
+        &[&a, &l],
+        "org.opencontainers.image.title",
+        "linux from scratch",
+    );
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/urunit", "/bin/busybox", "sh"])
+    );
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["/app/run.sh"]));
+}
+
+#[test]
+fn the_same_containerfile_builds_the_same_image() {
+    let digest = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = init_helper::repo().join("tests/fixtures/containerfiles/rumprun-redis");
+        let out = bunny()
+            .args([
+                "--root",
+                tmp.path().to_str().unwrap(),
+                "build",
+                "--progress=quiet",
+            ])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(digest(), digest());
+}
+
+#[test]
+fn check_mode_reads_containerfiles_by_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Named like a BunnyFile, but a Containerfile inside.
+    let f = tmp.path().join("BunnyFile");
+    std::fs::write(&f, "# comment\n\nARG X=1\nFROM scratch\nLABEL a=$X\n").unwrap();
+    let out = bunny()
+        .args(["build", "--check", "-f"])
+        .arg(&f)
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Path::new(&f).exists());
+}
