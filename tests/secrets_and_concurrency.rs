@@ -1,0 +1,265 @@
+//! Issue 12: no credential ever leaves the credential store (logs, errors,
+//! metadata, images), and two builds sharing one store both succeed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine;
+use common::registry::{Registry, TlsAuth};
+
+const USER: &str = "bunny-ci";
+const PASSWORD: &str = "S3cr3t-Pa55w0rd-never-printed";
+
+fn example() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
+    assert!(
+        dir.join("vmlinuz").exists(),
+        "run `bash scripts/setup.sh` first"
+    );
+    dir
+}
+
+fn bunny(
+    root: &Path,
+    docker_config: &Path,
+    certs: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("DOCKER_CONFIG", docker_config)
+        .env("BUNNY_CERTS_DIR", certs)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running bunny");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Every form the secret could leak in.
+fn secret_forms() -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        PASSWORD.to_string(),
+        b64.encode(format!("{USER}:{PASSWORD}")),
+        b64.encode(PASSWORD),
+    ]
+}
+
+fn assert_clean(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for s in secret_forms() {
+        assert!(!text.contains(&s), "the credential leaked into {what}");
+    }
+}
+
+fn assert_tree_clean(dir: &Path) {
+    for entry in walk(dir) {
+        if entry.is_file() {
+            assert_clean(
+                &entry.display().to_string(),
+                &std::fs::read(&entry).unwrap(),
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_credential_in_outputs_errors_metadata_or_images() {
+    let reg = Registry::start_tls(TlsAuth {
+        user: USER,
+        password: PASSWORD,
+    });
+    let host = reg.host();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let config = work.path().join("docker");
+    let certs = work.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(&host)).unwrap();
+    std::fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    let mut outputs: Vec<(String, Output)> = Vec::new();
+
+    // A wrong password, then the right one.
+    let wrong = bunny(
+        &root,
+        &config,
+        &certs,
+        &["login", "-u", USER, "--password-stdin", &host],
+        Some("nope\n"),
+    );
+    assert!(!wrong.status.success());
+    outputs.push(("failed login".into(), wrong));
+    let login = bunny(
+        &root,
+        &config,
+        &certs,
+        &["login", "-u", USER, "--password-stdin", &host],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    outputs.push(("login".into(), login));
+
+    // Build, push with plain progress and a metadata file, then pull back.
+    let reference = format!("{host}/secret/hello:1");
+    let meta = work.path().join("meta.json");
+    let built = bunny(
+        &root,
+        &config,
+        &certs,
+        &[
+            "build",
+            "--progress=plain",
+            "-t",
+            &reference,
+            "--push",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            example().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    outputs.push(("build --push".into(), built));
+    let other = work.path().join("store2");
+    let pulled = bunny(
+        &other,
+        &config,
+        &certs,
+        &["pull", "--progress=plain", &reference],
+        None,
+    );
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    outputs.push(("pull".into(), pulled));
+    // An error path with credentials in play: a tag that is not there.
+    let missing = bunny(
+        &other,
+        &config,
+        &certs,
+        &["pull", &format!("{host}/secret/hello:nope")],
+        None,
+    );
+    assert!(!missing.status.success());
+    outputs.push(("failed pull".into(), missing));
+
+    for (what, out) in &outputs {
+        assert_clean(&format!("{what} stdout"), &out.stdout);
+        assert_clean(&format!("{what} stderr"), &out.stderr);
+    }
+    assert_clean("the metadata file", &std::fs::read(&meta).unwrap());
+    // The images, the store's own files and the registry's copy.
+    assert_tree_clean(&root);
+    assert_tree_clean(&other);
+    assert_tree_clean(&reg.dir().join("data"));
+    // And it is in the credential store, where it belongs.
+    let cfg = std::fs::read_to_string(config.join("config.json")).unwrap();
+    assert!(cfg.contains(&host), "login stored nothing: {cfg}");
+}
+
+#[test]
+fn two_builds_on_one_store_both_succeed() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let none = work.path().join("none");
+    let ctx = example();
+    let spawn = |tag: &str, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bunny"));
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["build", "--progress=plain", "-t", tag]);
+        cmd.args(extra)
+            .arg(&ctx)
+            .env("DOCKER_CONFIG", &none)
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The same image twice and a different one, all at once.
+    let a = spawn("one:1", &[]);
+    let b = spawn("two:1", &[]);
+    let c = spawn("three:1", &["--compression", "none"]);
+    let mut digests = Vec::new();
+    for (name, child) in [("one", a), ("two", b), ("three", c)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    assert_eq!(digests[0], digests[1], "the same inputs, the same image");
+    let images = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .arg("--root")
+        .arg(&root)
+        .args(["images", "--quiet"])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&images.stdout);
+    for n in ["one:1", "two:1", "three:1"] {
+        assert!(names.contains(n), "{n} missing from {names}");
+    }
+    let verify = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .arg("--root")
+        .arg(&root)
+        .args(["store", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
