@@ -28,6 +28,10 @@ pub enum OciError {
     InvalidEntryPath { path: String, reason: &'static str },
     #[error("layer entry `{0}` appears twice")]
     DuplicateEntry(String),
+    #[error(
+        "a layer's input files changed while it was written (expected {diff_id}); build again"
+    )]
+    LayerInputsChanged { diff_id: String },
     #[error("{path} changed while it was being added to a layer (expected {expected} bytes)")]
     FileChanged { path: PathBuf, expected: u64 },
     #[error("invalid image reference `{reference}`: {reason}")]

@@ -102,36 +102,109 @@ pub fn write_layer(
         CompressionChoice::Fixed(c) => c,
         CompressionChoice::Auto => choose_auto(entries)?,
     };
-    let blob = store.blob_writer()?;
+    // A first pass only hashes the tar: when the store already holds this
+    // layer in this compression, the costly pass (gzip, or copying a kernel)
+    // is skipped. Rebuilds with unchanged inputs are then mostly hashing.
+    let mut hashing = tar::Builder::new(HashSink(Sha256::new()));
+    for (rel, item) in &plan {
+        append(&mut hashing, rel, item, opts.mtime)?;
+    }
     let tmp = store.root().join("tmp");
+    let sink = hashing
+        .into_inner()
+        .map_err(OciError::io("hash layer tar in", &tmp))?;
+    let diff_id = format!("sha256:{}", hex::encode(sink.0.finalize()));
+    if let Some(descriptor) = cached_layer(store, &diff_id, compression) {
+        return Ok(Layer {
+            descriptor,
+            diff_id,
+        });
+    }
+
+    let blob = store.blob_writer()?;
     let encoder =
         Encoder::new(compression, blob).map_err(OciError::io("start compressor in", &tmp))?;
-    // An uncompressed layer's diff_id is its digest, which the blob writer
-    // computes anyway: hashing it twice is most of the cost of a kernel layer.
-    let mut builder = tar::Builder::new(DiffIdWriter {
-        inner: encoder,
-        hasher: (compression != Compression::None).then(Sha256::new),
-    });
+    let mut builder = tar::Builder::new(encoder);
     for (rel, item) in &plan {
         append(&mut builder, rel, item, opts.mtime)?;
     }
-    let hashing = builder
+    let blob = builder
         .into_inner()
-        .map_err(OciError::io("finish layer tar in", &tmp))?;
-    let hasher = hashing.hasher;
-    let blob = hashing
-        .inner
+        .map_err(OciError::io("finish layer tar in", &tmp))?
         .finish()
         .map_err(OciError::io("finish compression in", &tmp))?;
     let descriptor = blob.commit(compression.media_type())?;
-    let diff_id = match hasher {
-        Some(h) => format!("sha256:{}", hex::encode(h.finalize())),
-        None => descriptor.digest().to_string(),
-    };
+    if compression == Compression::None && descriptor.digest().to_string() != diff_id {
+        // The inputs changed between the two passes.
+        return Err(OciError::LayerInputsChanged { diff_id });
+    }
+    remember_layer(store, &diff_id, compression, &descriptor);
     Ok(Layer {
         descriptor,
         diff_id,
     })
+}
+
+struct HashSink(Sha256);
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where the compressed form of an uncompressed layer is remembered.
+fn cache_entry(store: &Store, diff_id: &str, c: Compression) -> Option<std::path::PathBuf> {
+    let hex = diff_id.strip_prefix("sha256:")?;
+    let suffix = match c {
+        Compression::None => "tar",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+    };
+    Some(
+        store
+            .root()
+            .join("layer-cache")
+            .join(format!("{hex}.{suffix}")),
+    )
+}
+
+/// A layer built before from the same tar, if its blob is still stored.
+fn cached_layer(store: &Store, diff_id: &str, c: Compression) -> Option<Descriptor> {
+    if c == Compression::None {
+        // Uncompressed, the blob's digest is the diff_id itself.
+        let path = store.blob_path(diff_id).ok()?;
+        let size = std::fs::metadata(path).ok()?.len();
+        return crate::layers::store::descriptor(c.media_type(), size, diff_id).ok();
+    }
+    let bytes = std::fs::read(cache_entry(store, diff_id, c)?).ok()?;
+    let d: Descriptor = serde_json::from_slice(&bytes).ok()?;
+    (store.has_blob(d.digest().as_ref()) && d.media_type().to_string() == c.media_type())
+        .then_some(d)
+}
+
+/// Best effort: a lost entry only costs a recompression next time.
+fn remember_layer(store: &Store, diff_id: &str, c: Compression, d: &Descriptor) {
+    if c == Compression::None {
+        return;
+    }
+    let (Some(path), Ok(bytes)) = (cache_entry(store, diff_id, c), serde_json::to_vec(d)) else {
+        return;
+    };
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut f) = tempfile::NamedTempFile::new_in(dir) {
+        if f.write_all(&bytes).is_ok() {
+            let _ = f.persist(&path);
+        }
+    }
 }
 
 /// Normalises an absolute image path to its tar form (`a/b`), refusing
@@ -282,25 +355,6 @@ impl<R: Read> Read for ExactReader<R> {
         }
         self.remaining = self.remaining.saturating_sub(n as u64);
         Ok(n)
-    }
-}
-
-struct DiffIdWriter<W> {
-    inner: W,
-    hasher: Option<Sha256>,
-}
-
-impl<W: Write> Write for DiffIdWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
