@@ -109,7 +109,7 @@ fn text(o: &std::process::Output) -> String {
 
 #[test]
 fn docker_build_through_the_bunny_frontend_matches_bunny_build() {
-    common::require_tool("file");
+    common::require_tool("cpio");
     let bin = static_frontend();
     let reg = Registry::start_http();
     let work = tempfile::tempdir().unwrap();

@@ -56,6 +56,85 @@ pub struct Gateway {
     array_refs: bool,
 }
 
+/// A duplicate of stdin (fd 0) or stdout (fd 1) as a non-blocking pipe end.
+enum PipeEnd {
+    Read(tokio::net::unix::pipe::Receiver),
+    Write(tokio::net::unix::pipe::Sender),
+}
+
+fn pipe_end(fd: i32, read: bool) -> Result<PipeEnd, FrontendError> {
+    use std::os::fd::AsFd as _;
+    let what = if read { "stdin" } else { "stdout" };
+    let owned = if fd == 0 {
+        std::io::stdin().as_fd().try_clone_to_owned()
+    } else {
+        std::io::stdout().as_fd().try_clone_to_owned()
+    }
+    .map_err(FrontendError::io(format!("duplicating {what}")))?;
+    let file = std::fs::File::from(owned);
+    let ctx =
+        format!("{what} is not a pipe (BuildKit runs frontends with their API on stdin/stdout)");
+    Ok(if read {
+        PipeEnd::Read(
+            tokio::net::unix::pipe::Receiver::from_file(file).map_err(FrontendError::io(ctx))?,
+        )
+    } else {
+        PipeEnd::Write(
+            tokio::net::unix::pipe::Sender::from_file(file).map_err(FrontendError::io(ctx))?,
+        )
+    })
+}
+
+impl tokio::io::AsyncRead for PipeEnd {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PipeEnd::Read(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            PipeEnd::Write(_) => {
+                std::task::Poll::Ready(Err(std::io::Error::other("stdout is not read")))
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for PipeEnd {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PipeEnd::Write(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            PipeEnd::Read(_) => {
+                std::task::Poll::Ready(Err(std::io::Error::other("stdin is not written")))
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PipeEnd::Write(w) => std::pin::Pin::new(w).poll_flush(cx),
+            PipeEnd::Read(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PipeEnd::Write(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            PipeEnd::Read(_) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// `BUILDKIT_FRONTEND_OPT_*` values are `key=value`.
 pub fn opts_from_env() -> BTreeMap<String, String> {
     std::env::vars()
@@ -77,13 +156,18 @@ fn status(call: &'static str) -> impl FnOnce(tonic::Status) -> FrontendError {
 impl Gateway {
     /// Connects over stdin/stdout and asks BuildKit what it supports.
     pub fn connect() -> Result<Gateway, FrontendError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // A worker thread keeps the HTTP/2 connection served (pings, window
+        // updates) while the frontend works synchronously between calls.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(FrontendError::io("starting the async runtime"))?;
-        let io = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-        let slot = Arc::new(Mutex::new(Some(io)));
         let channel = rt.block_on(async {
+            // Non-blocking pipe ends on epoll: tokio's Stdin/Stdout go through
+            // blocking threads, which stalled the HTTP/2 connection.
+            let io = tokio::io::join(pipe_end(0, true)?, pipe_end(1, false)?);
+            let slot = Arc::new(Mutex::new(Some(io)));
             // The URI is never dialled: the connector hands out stdio once.
             Endpoint::from_static("http://buildkit.invalid")
                 .connect_with_connector(tower::service_fn(move |_| {
@@ -96,8 +180,8 @@ impl Gateway {
                     }
                 }))
                 .await
-        });
-        let channel = channel.map_err(FrontendError::Connect)?;
+                .map_err(FrontendError::Connect)
+        })?;
         let mut client = LlbBridgeClient::new(channel).max_decoding_message_size(64 << 20);
         let pong = rt
             .block_on(client.ping(gateway::PingRequest {}))
@@ -296,6 +380,7 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
         let mut files = GatewayFiles {
             gw: &mut *gw,
             refs: BTreeMap::new(),
+            context_paths: Vec::new(),
         };
         translate::translate(&filename, &bytes, &mut files, &opts)?
     };
@@ -316,6 +401,7 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
 struct GatewayFiles<'a> {
     gw: &'a mut Gateway,
     refs: BTreeMap<String, SolvedRef>,
+    context_paths: Vec<String>,
 }
 
 // Go's os.FileMode bits, as fsutil's Stat carries them.
@@ -334,7 +420,11 @@ impl GatewayFiles<'_> {
         let mut g = Graph::new(None);
         let out = match source {
             Source::Image(r) => g.image(r),
-            _ => g.local(CONTEXT_NAME, self.gw.session.as_deref(), &[]),
+            _ => g.local(
+                CONTEXT_NAME,
+                self.gw.session.as_deref(),
+                &self.context_paths,
+            ),
         };
         let r = self.gw.solve(g.definition(Some(&out)))?;
         self.refs.insert(key, r.clone());
@@ -395,6 +485,10 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), FrontendError> {
 }
 
 impl SourceFiles for GatewayFiles<'_> {
+    fn context_paths(&mut self, paths: &[String]) {
+        self.context_paths = paths.to_vec();
+    }
+
     fn fetch(&mut self, source: &Source, path: &Path, dest: &Path) -> Result<(), FrontendError> {
         let r = self.source_ref(source)?;
         let p = path.display().to_string();

@@ -36,8 +36,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--flag VALUE` pairs and positionals.
-fn parse(args: &[String], flags: &[&str]) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
+/// `--flag VALUE` pairs, and positionals.
+type Parsed = (Vec<(String, String)>, Vec<String>);
+
+fn parse(args: &[String], flags: &[&str]) -> anyhow::Result<Parsed> {
     let mut named = Vec::new();
     let mut positional = Vec::new();
     let mut it = args.iter();

@@ -31,6 +31,11 @@ pub trait SourceFiles {
     /// inside) of `source` (the context or an image) to `dest`, with contents,
     /// permission bits and symlinks.
     fn fetch(&mut self, source: &Source, path: &Path, dest: &Path) -> Result<(), FrontendError>;
+
+    /// The context paths the build's LLB sends (`local.followpaths`), told
+    /// before any fetch: a reader that solves the context should solve this
+    /// same source, so BuildKit transfers the context once.
+    fn context_paths(&mut self, _paths: &[String]) {}
 }
 
 #[derive(Debug, Clone, Default)]
@@ -233,6 +238,9 @@ pub fn translate_bunnyfile(
     }
     for inc in &bf.rootfs.include {
         note_local(&inc.from, &inc.source)?;
+    }
+    files.context_paths(&local_paths);
+    for inc in &bf.rootfs.include {
         if fetch_includes {
             let rel = clean(&inc.source)?;
             let dest = skeleton.dir(&inc.from).join(&rel);
