@@ -6,6 +6,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
+  # protoc: generates the BuildKit gateway client (frontend/build.rs, issue 10)
+  protobuf-compiler
   # image tools the tests use to read our output back independently
   skopeo umoci
   # real engines and registries the tests start themselves

@@ -65,6 +65,13 @@ pub struct BuildArgs {
     #[arg(long)]
     check: bool,
 
+    // Issue 10: the BuildKit frontend's LLB.
+    /// Print the LLB definition (protobuf, what `buildctl build` reads on
+    /// stdin) instead of building. Runs `bunny-frontend llb` ($BUNNY_FRONTEND,
+    /// else beside this binary, else in PATH).
+    #[arg(long)]
+    llb: bool,
+
     /// Layer compression (auto: gzip, except for data that is already compressed).
     #[arg(long, value_enum, default_value = "auto")]
     compression: CompressionArg,
@@ -191,6 +198,9 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         .file
         .clone()
         .unwrap_or_else(|| default_file(&args.context));
+    if args.llb {
+        return print_llb(&file, &args.context);
+    }
     // Issue 11: a Containerfile (told apart by its content) takes its own path.
     if let Ok(head) = std::fs::read(&file) {
         if bunnyfile::detect_format(&head) == bunnyfile::Format::Containerfile {
@@ -452,6 +462,37 @@ fn run_containerfile(
     }
     println!("{}", built.manifest.digest());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Issue 10: the LLB code lives in the `bunny-frontend` crate, which depends
+/// on this one (it reuses the parser and planner), so `bunny` cannot link it
+/// and runs its binary instead.
+fn print_llb(file: &Path, context: &Path) -> anyhow::Result<ExitCode> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("bunny-frontend")))
+        .filter(|p| p.is_file());
+    let bin = std::env::var_os("BUNNY_FRONTEND")
+        .map(PathBuf::from)
+        .or(beside)
+        .unwrap_or_else(|| PathBuf::from("bunny-frontend"));
+    let status = std::process::Command::new(&bin)
+        .arg("llb")
+        .arg("-f")
+        .arg(file)
+        .arg(context)
+        .status()
+        .with_context(|| {
+            format!(
+                "running {} (build it with `cargo build -p bunny-frontend`, or set BUNNY_FRONTEND)",
+                bin.display()
+            )
+        })?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn opts_tags(args: &BuildArgs) -> Vec<String> {

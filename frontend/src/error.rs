@@ -1,0 +1,46 @@
+use bunny::bunnyfile::BunnyFileError;
+use bunny::layers::error::LayerError;
+use bunny::pipeline::PipelineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// The file's own diagnostics (`file:line:col: error: ...`).
+    #[error("{0}")]
+    BunnyFile(#[from] BunnyFileError),
+    #[error("{file}: Containerfile syntax is not supported by this frontend yet (issue 11); write a BunnyFile")]
+    Containerfile { file: String },
+    #[error(transparent)]
+    Plan(#[from] PipelineError),
+    #[error("{what} is not supported by the BuildKit frontend: {why}")]
+    Unsupported { what: String, why: String },
+    #[error("writing the initrd")]
+    Initrd(#[source] LayerError),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to BuildKit over stdin/stdout")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("BuildKit's {call} call failed: {}", .status.message())]
+    Gateway {
+        call: &'static str,
+        #[source]
+        status: Box<tonic::Status>,
+    },
+    #[error("BuildKit answered {call} without {missing}")]
+    Protocol {
+        call: &'static str,
+        missing: &'static str,
+    },
+    #[error("{path}: {why}")]
+    BadPath { path: String, why: &'static str },
+}
+
+impl FrontendError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FrontendError {
+        let context = context.into();
+        move |source| FrontendError::Io { context, source }
+    }
+}

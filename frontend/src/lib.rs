@@ -1,0 +1,17 @@
+//! bunny as a BuildKit frontend (issue 10).
+//!
+//! - [`translate`]: a build file -> LLB + image config, through bunny's own
+//!   BunnyFile parser and planner (the seam a Containerfile plugs into).
+//! - [`llb`]: the LLB graph builder.
+//! - [`gateway`]: BuildKit's `LLBBridge` gRPC, spoken over stdin/stdout of the
+//!   frontend container, and the frontend's run loop.
+//! - [`image`]: assembles the frontend's own FROM-scratch image in bunny's store.
+
+pub mod error;
+pub mod gateway;
+pub mod image;
+pub mod llb;
+pub mod proto;
+pub mod translate;
+
+pub use error::FrontendError;
