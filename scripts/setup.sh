@@ -77,4 +77,9 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p bunny-init --release \
   --target x86_64-unknown-linux-gnu --target-dir "$here/target/bunny-init" \
   --manifest-path "$here/Cargo.toml"
+# Issue 10: the BuildKit frontend image holds a static bunny-frontend; built
+# here (minutes the first time) so the test suite only checks it is current.
+# Same flags and target dir as tests/frontend_buildkit.rs.
+CARGO_TARGET_DIR="$here/target/frontend-static" RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0" \
+  cargo build -q -p bunny-frontend --target x86_64-unknown-linux-gnu --manifest-path "$here/Cargo.toml"
 echo "setup: ok (kernel at $kdir/vmlinuz)"
