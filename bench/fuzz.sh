@@ -41,12 +41,15 @@ run_one() {
     local t=$1 corpus="$WORK/$1" log="$WORK/$1.log" start end rc=0
     rm -rf "$corpus" && mkdir -p "$corpus"
     cp "$FUZZ/corpus/$t/." "$corpus/" -r
+    # The unpack target makes its scratch directories under TMPDIR.
+    rm -rf "$corpus.tmp" && mkdir -p "$corpus.tmp"
     start=$(date +%s)
     # -timeout: an input taking 10 s is a hang; -rss_limit_mb: an OOM.
-    nice -n 10 cargo fuzz run "$t" "$corpus" -- \
+    TMPDIR="$corpus.tmp" nice -n 10 cargo fuzz run "$t" "$corpus" -- \
         -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1 || rc=$?
     end=$(date +%s)
+    rm -rf "$corpus.tmp"
     echo "$rc $((end - start))" >"$WORK/$t.result"
 }
 
