@@ -732,6 +732,33 @@ struct PlatformDoc {
     os: String,
 }
 
+/// What `pull` makes of a manifest response before fetching anything else.
+#[derive(Debug)]
+pub enum ManifestDoc {
+    /// An image index (OCI or Docker list): the `(digest, mediaType)` of the
+    /// entry `pull` would fetch for the platform, if any matches.
+    Index {
+        child: Option<(String, Option<String>)>,
+    },
+    Manifest(Box<ImageManifest>),
+}
+
+/// Parses a manifest or index exactly as `pull` does (media-type sniffing,
+/// the lenient `IndexDoc`, platform choice). Public so the fuzz targets and
+/// `tests/fuzz_corpus.rs` exercise the code a hostile registry reaches.
+pub fn parse_manifest_or_index(
+    bytes: &[u8],
+    platform: &PlatformWanted,
+) -> Result<ManifestDoc, serde_json::Error> {
+    if is_index(&media_type_of(bytes, None)) {
+        let index: IndexDoc = serde_json::from_slice(bytes)?;
+        let child = choose_platform(&index.manifests, platform)
+            .map(|e| (e.digest.clone(), e.media_type.clone()));
+        return Ok(ManifestDoc::Index { child });
+    }
+    serde_json::from_slice(bytes).map(|m| ManifestDoc::Manifest(Box::new(m)))
+}
+
 fn choose_platform<'a>(entries: &'a [IndexEntry], want: &PlatformWanted) -> Option<&'a IndexEntry> {
     let arch = want.arch.as_str();
     let matching = |e: &&IndexEntry| {
