@@ -29,6 +29,13 @@ use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 pub trait ImageSource {
     /// The image's files on disk, read-only.
     fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// The image's own config (Env, Cmd, Entrypoint, Labels), for inputs that
+    /// inherit it as `FROM` does; called after [`ImageSource::files`]. `None`
+    /// when it cannot be read.
+    fn config(&self, _reference: &str) -> Option<oci_spec::image::Config> {
+        None
+    }
 }
 
 /// Where the pipeline reports what it is doing; the CLI draws it.

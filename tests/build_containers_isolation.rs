@@ -45,13 +45,15 @@ impl Progress for Lines {
     }
 }
 
-/// One store with the toolchain unpacked, shared by the tests in this file.
-fn toolchain_rootfs() -> &'static (tempfile::TempDir, PathBuf) {
-    static ROOTFS: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+/// One store with the toolchain unpacked, shared by the tests in this file
+/// and kept under target/ between runs: a temporary directory held by a
+/// static is never dropped, and leaked a 270 MB rootfs on every run.
+fn toolchain_rootfs() -> &'static (PathBuf, PathBuf) {
+    static ROOTFS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     ROOTFS.get_or_init(|| {
         require_tool("runc");
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/isolation-toolchain");
+        let store = Store::open(&dir).unwrap();
         let reference = format!("oci:{}:gcc-bookworm", toolchains().display());
         let (image_store, manifest) = resolve_image(&store, &reference, None, false).unwrap();
         let image = ResolvedImage {
@@ -59,7 +61,8 @@ fn toolchain_rootfs() -> &'static (tempfile::TempDir, PathBuf) {
             store: image_store,
             manifest,
         };
-        let (rootfs, _) = unpacked_rootfs(dir.path(), &image).unwrap();
+        // Unpacked once per digest; a later run finds it in place.
+        let (rootfs, _) = unpacked_rootfs(&dir, &image).unwrap();
         (dir, rootfs)
     })
 }
@@ -79,7 +82,7 @@ fn step(script: &str, source: &Path, network: bool) -> Step {
 fn runtime() -> Runtime {
     Runtime {
         program: "runc".into(),
-        work_dir: toolchain_rootfs().0.path().join("tmp"),
+        work_dir: toolchain_rootfs().0.join("tmp"),
     }
 }
 

@@ -544,6 +544,25 @@ impl pipeline::ImageSource for StoreSource<'_> {
             &self.cache,
         )?)
     }
+
+    fn config(&self, reference: &str) -> Option<oci_spec::image::Config> {
+        let (store, manifest) = if reference.starts_with("oci:") {
+            crate::build::resolve_image(self.store, reference, None, false).ok()?
+        } else {
+            let name = if reference.contains('@') {
+                reference.to_string()
+            } else {
+                normalize_tag(reference)
+            };
+            (self.store.clone(), self.store.resolve(&name).ok()?)
+        };
+        let m = crate::layers::image_fs::read_manifest(&store, &manifest).ok()?;
+        let blob = store.open_blob(m.config().digest().as_ref()).ok()?;
+        oci_spec::image::ImageConfiguration::from_reader(std::io::BufReader::new(blob))
+            .ok()?
+            .config()
+            .clone()
+    }
 }
 
 /// `name` -> `name:latest`, as docker does; digests and tags are kept.

@@ -478,8 +478,20 @@ pub fn build(
             })?;
     }
 
+    // `FROM image` inherits the image's config as docker does: its Env
+    // (overridden key by key), Entrypoint and Cmd (a new ENTRYPOINT drops the
+    // old Cmd) and Labels (overridden by this file's).
+    let base_config = match &cf.base {
+        Base::Image(r) => inputs.images.config(r),
+        Base::Scratch => None,
+    };
     let linux = cf.unikernel_type() == "linux";
-    let mut labels = cf.labels.clone();
+    let mut labels = base_config
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .map(|l| l.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+        .unwrap_or_default();
+    labels.extend(cf.labels.clone());
     labels
         .entry(KEY_UNIKERNEL_TYPE.into())
         .or_insert_with(|| "linux".into());
@@ -487,8 +499,18 @@ pub fn build(
         .entry(KEY_HYPERVISOR.into())
         .or_insert_with(|| "qemu".into());
 
-    let mut entrypoint = cf.entrypoint.clone().unwrap_or_default();
-    let cmd = cf.cmd.clone().unwrap_or_default();
+    let base_entrypoint = base_config.as_ref().and_then(|c| c.entrypoint().clone());
+    let base_cmd = base_config.as_ref().and_then(|c| c.cmd().clone());
+    let mut entrypoint = cf
+        .entrypoint
+        .clone()
+        .or(base_entrypoint)
+        .unwrap_or_default();
+    let cmd = match (&cf.cmd, &cf.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => base_cmd.unwrap_or_default(),
+    };
     let with_init = cf.wants_init();
     if with_init {
         let init = match &inputs.init {
@@ -713,7 +735,17 @@ pub fn build(
             architecture: inputs.architecture,
             cmd,
             entrypoint,
-            env: cf.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: {
+                let mut env: Vec<String> = base_config
+                    .as_ref()
+                    .and_then(|c| c.env().clone())
+                    .unwrap_or_default();
+                for (k, v) in &cf.env {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+                env
+            },
             labels: annotations.clone(),
             created_epoch: opts.epoch,
         },
