@@ -15,6 +15,8 @@ packages=(
   apache2-utils openssl curl ca-certificates
   # rootfs writers: ext2/ext4 (mke2fs -d), UFS2 (makefs), cpio for cross-checks
   e2fsprogs makefs cpio
+  # `file` checks the static binaries (bunny-init, bunny-frontend) are static
+  file
   # what the examples boot
   qemu-system-x86 busybox-static
   # the linux framework's toolchain image (scripts/toolchain-image.sh)

@@ -231,28 +231,8 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         bail!("--push needs a destination: add -t REGISTRY/NAME:TAG");
     }
 
-    let mut outputs = Vec::new();
-    let mut locals = Vec::new();
-    for o in &args.outputs {
-        match parse_output(o)? {
-            OutputSpec::Image(out) => outputs.push(out),
-            OutputSpec::Local(dir) => locals.push(dir),
-        }
-    }
+    let (opts, locals) = build_options(&args)?;
     let architecture = args.platform.as_deref().map(parse_platform).transpose()?;
-    let compression = match args.compression {
-        CompressionArg::Auto => CompressionChoice::Auto,
-        CompressionArg::Gzip => CompressionChoice::Fixed(Compression::Gzip),
-        CompressionArg::Zstd => CompressionChoice::Fixed(Compression::Zstd),
-        CompressionArg::None => CompressionChoice::Fixed(Compression::None),
-    };
-    let opts = BuildOptions {
-        tags: args.tags.iter().map(|t| normalize_tag(t)).collect(),
-        compression,
-        epoch: source_date_epoch()?,
-        gzip_initrd: args.gzip_initrd,
-        outputs,
-    };
 
     let progress = reporter(args.progress);
     if !parsed.bunnyfile.platforms.framework.value.is_empty()
@@ -306,37 +286,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     };
     let _app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
-    for dir in &locals {
-        super::images::export_local(&store, &built.manifest, dir)
-            .with_context(|| format!("writing the local output {}", dir.display()))?;
-    }
-    let mut pushed = None;
-    if args.push {
-        let opts = args
-            .registry
-            .options(super::transfer::renderer(args.progress));
-        for tag in &opts_tags(&args) {
-            let result = crate::oci::registry::push(&store, tag, tag, &opts)
-                .with_context(|| format!("pushing {tag}"))?;
-            pushed.get_or_insert(result);
-        }
-    }
-    if let Some(path) = &args.metadata_file {
-        let result = match pushed {
-            Some(r) => r,
-            None => crate::oci::registry::PushResult {
-                name: opts_tags(&args).join(","),
-                digest: built.manifest.digest().to_string(),
-                descriptor: built.manifest.clone(),
-                uploaded: 0,
-                skipped: 0,
-            },
-        };
-        crate::oci::registry::write_metadata(path, &result)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    println!("{}", built.manifest.digest());
-    Ok(ExitCode::SUCCESS)
+    finish(&args, &store, &built.manifest, &locals)
 }
 
 /// Issue 11: `bunny build` of a Containerfile.
@@ -362,30 +312,10 @@ fn run_containerfile(
     if args.push && args.tags.is_empty() {
         bail!("--push needs a destination: add -t REGISTRY/NAME:TAG");
     }
-    let mut outputs = Vec::new();
-    let mut locals = Vec::new();
-    for o in &args.outputs {
-        match parse_output(o)? {
-            OutputSpec::Image(out) => outputs.push(out),
-            OutputSpec::Local(dir) => locals.push(dir),
-        }
-    }
+    let (opts, locals) = build_options(args)?;
     let architecture = match args.platform.as_deref().map(parse_platform).transpose()? {
         Some(a) => a,
         None => Arch::host(),
-    };
-    let compression = match args.compression {
-        CompressionArg::Auto => CompressionChoice::Auto,
-        CompressionArg::Gzip => CompressionChoice::Fixed(Compression::Gzip),
-        CompressionArg::Zstd => CompressionChoice::Fixed(Compression::Zstd),
-        CompressionArg::None => CompressionChoice::Fixed(Compression::None),
-    };
-    let opts = BuildOptions {
-        tags: opts_tags(args),
-        compression,
-        epoch: source_date_epoch()?,
-        gzip_initrd: args.gzip_initrd,
-        outputs,
     };
     let mut kernel_image = None;
     for t in &args.toolchains {
@@ -431,8 +361,45 @@ fn run_containerfile(
         progress.as_ref(),
     )
     .with_context(|| format!("building {}", file.display()))?;
-    for dir in &locals {
-        super::images::export_local(&store, &built.manifest, dir)
+    finish(args, &store, &built.manifest, &locals)
+}
+
+/// The build settings both input formats share: outputs (and `local`
+/// directories, written after the build), compression, tags, epoch.
+fn build_options(args: &BuildArgs) -> anyhow::Result<(BuildOptions, Vec<PathBuf>)> {
+    let mut outputs = Vec::new();
+    let mut locals = Vec::new();
+    for o in &args.outputs {
+        match parse_output(o)? {
+            OutputSpec::Image(out) => outputs.push(out),
+            OutputSpec::Local(dir) => locals.push(dir),
+        }
+    }
+    let compression = match args.compression {
+        CompressionArg::Auto => CompressionChoice::Auto,
+        CompressionArg::Gzip => CompressionChoice::Fixed(Compression::Gzip),
+        CompressionArg::Zstd => CompressionChoice::Fixed(Compression::Zstd),
+        CompressionArg::None => CompressionChoice::Fixed(Compression::None),
+    };
+    let opts = BuildOptions {
+        tags: opts_tags(args),
+        compression,
+        epoch: source_date_epoch()?,
+        gzip_initrd: args.gzip_initrd,
+        outputs,
+    };
+    Ok((opts, locals))
+}
+
+/// After a build: `local` outputs, `--push`, `--metadata-file`, the digest.
+fn finish(
+    args: &BuildArgs,
+    store: &Store,
+    manifest: &oci_spec::image::Descriptor,
+    locals: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    for dir in locals {
+        super::images::export_local(store, manifest, dir)
             .with_context(|| format!("writing the local output {}", dir.display()))?;
     }
     let mut pushed = None;
@@ -441,7 +408,7 @@ fn run_containerfile(
             .registry
             .options(super::transfer::renderer(args.progress));
         for tag in &opts_tags(args) {
-            let result = crate::oci::registry::push(&store, tag, tag, &ropts)
+            let result = crate::oci::registry::push(store, tag, tag, &ropts)
                 .with_context(|| format!("pushing {tag}"))?;
             pushed.get_or_insert(result);
         }
@@ -451,8 +418,8 @@ fn run_containerfile(
             Some(r) => r,
             None => crate::oci::registry::PushResult {
                 name: opts_tags(args).join(","),
-                digest: built.manifest.digest().to_string(),
-                descriptor: built.manifest.clone(),
+                digest: manifest.digest().to_string(),
+                descriptor: manifest.clone(),
                 uploaded: 0,
                 skipped: 0,
             },
@@ -460,7 +427,7 @@ fn run_containerfile(
         crate::oci::registry::write_metadata(path, &result)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("{}", built.manifest.digest());
+    println!("{}", manifest.digest());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -524,12 +491,7 @@ impl pipeline::ImageSource for StoreSource<'_> {
         let local = if self.pull {
             None
         } else {
-            let name = if reference.contains('@') {
-                reference.to_string()
-            } else {
-                normalize_tag(reference)
-            };
-            self.store.resolve(&name).ok()
+            self.store.resolve(&store_name(reference)).ok()
         };
         let manifest = match local {
             Some(d) => d,
@@ -549,12 +511,10 @@ impl pipeline::ImageSource for StoreSource<'_> {
         let (store, manifest) = if reference.starts_with("oci:") {
             crate::build::resolve_image(self.store, reference, None, false).ok()?
         } else {
-            let name = if reference.contains('@') {
-                reference.to_string()
-            } else {
-                normalize_tag(reference)
-            };
-            (self.store.clone(), self.store.resolve(&name).ok()?)
+            (
+                self.store.clone(),
+                self.store.resolve(&store_name(reference)).ok()?,
+            )
         };
         let m = crate::layers::image_fs::read_manifest(&store, &manifest).ok()?;
         let blob = store.open_blob(m.config().digest().as_ref()).ok()?;
@@ -562,6 +522,15 @@ impl pipeline::ImageSource for StoreSource<'_> {
             .ok()?
             .config()
             .clone()
+    }
+}
+
+/// The name a reference has in the store (as `bunny pull` names it).
+fn store_name(reference: &str) -> String {
+    if reference.contains('@') {
+        reference.to_string()
+    } else {
+        normalize_tag(reference)
     }
 }
 
