@@ -60,8 +60,6 @@ pub enum PipelineError {
     },
     #[error("{what} is not supported; {hint}")]
     Unsupported { what: String, hint: &'static str },
-    #[error("building from source (`app`) runs the framework's toolchain in build containers, which arrives with issue {issue}; use a prebuilt `kernel` for now")]
-    NeedsBuildContainers { issue: u32 },
     #[error("kernel `{path}`")]
     Kernel {
         path: String,
@@ -227,7 +225,13 @@ pub fn plan(
         },
         // Issue 7: the framework builds the kernel side from `app`.
         None if bf.app.is_some() => KernelInput::App,
-        None => return Err(PipelineError::NeedsBuildContainers { issue: 7 }),
+        // The validator already refuses this; kept as an error, not a panic.
+        None => {
+            return Err(PipelineError::Unsupported {
+                what: "a BunnyFile with neither `kernel` nor `app`".into(),
+                hint: "add `kernel:` (a prebuilt kernel) or `app:` (build from source)",
+            })
+        }
     };
 
     let kind = bf

@@ -4,9 +4,6 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
-    #[error("{what} is not implemented yet (tracked as issue {issue}); nothing was started")]
-    NotImplemented { what: &'static str, issue: u32 },
-
     #[error("the image has no {key}: looked in the image annotations and in {}", urunc_json.display())]
     MissingKey {
         key: &'static str,
