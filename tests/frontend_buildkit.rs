@@ -3,7 +3,10 @@
 //! FROM-scratch image by `bunny-frontend image`, pushed with `bunny push` to a
 //! local registry, and named by a `#syntax=` line; `docker build` must give
 //! the same kernel, initrd and /urunc.json as `bunny build`, the urunc keys as
-//! image labels, and a broken BunnyFile's line:column in its output.
+//! image labels, and a broken BunnyFile's line:column in its output. With the
+//! linux toolchain, kernel and tools images (scripts/toolchain-image.sh)
+//! pushed too, an `app` built from source by exec ops, a block rootfs and a
+//! Containerfile must also come out byte for byte as `bunny build` makes them.
 
 mod common;
 
@@ -42,6 +45,28 @@ fn static_frontend() -> PathBuf {
         "{file}"
     );
     bin
+}
+
+/// The static bunny-init `scripts/setup.sh` builds.
+fn init_binary() -> PathBuf {
+    let p = Path::new(ROOT).join("target/bunny-init/x86_64-unknown-linux-gnu/release/bunny-init");
+    assert!(p.is_file(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
+/// The frontend image, built and pushed by bunny.
+fn push_frontend(bin: &Path, store: &Path, frontend: &str, tools: Option<&str>) {
+    let mut c = Command::new(bin);
+    c.env("BUNNY_ROOT", store)
+        .args(["image", "-t", frontend, "--binary"])
+        .arg(bin)
+        .arg("--init")
+        .arg(init_binary());
+    if let Some(t) = tools {
+        c.args(["--tools-image", t]);
+    }
+    run(&mut c);
+    run(bunny(store).args(["push", frontend, "--progress", "plain"]));
 }
 
 fn bunny(root: &Path) -> Command {
@@ -116,12 +141,7 @@ fn docker_build_through_the_bunny_frontend_matches_bunny_build() {
     let store = work.path().join("store");
     let frontend = format!("{}/bunny-frontend:test", reg.host());
 
-    // The frontend image, built and pushed by bunny.
-    run(Command::new(&bin)
-        .env("BUNNY_ROOT", &store)
-        .args(["image", "-t", &frontend, "--binary"])
-        .arg(&bin));
-    run(bunny(&store).args(["push", &frontend, "--progress", "plain"]));
+    push_frontend(&bin, &store, &frontend, None);
 
     let ctx = work.path().join("ctx");
     context(&ctx);
@@ -314,24 +334,34 @@ fn llb_output_is_a_reproducible_definition() {
     let work = tempfile::tempdir().unwrap();
     let ctx = work.path().join("ctx");
     context(&ctx);
-    let bin = Path::new(ROOT)
-        .join("target/frontend-static/x86_64-unknown-linux-gnu/debug/bunny-frontend");
-    let bin = if bin.is_file() {
-        bin
-    } else {
-        static_frontend()
+    // Always through cargo: a stale binary would test old code (cargo's
+    // lock makes a parallel test's build wait, not race).
+    let bin = static_frontend();
+    let llb_with = |c: &Path, image: Option<&str>| {
+        let mut cmd = bunny(&work.path().join("store"));
+        cmd.env("BUNNY_FRONTEND", &bin)
+            .env_remove("BUNNY_FRONTEND_IMAGE")
+            .args(["build", "--llb", "-f"])
+            .arg(c.join("BunnyFile"))
+            .arg(c);
+        if let Some(i) = image {
+            cmd.env("BUNNY_FRONTEND_IMAGE", i);
+        }
+        output(&mut cmd)
     };
     let llb = |c: &Path| {
-        let o = output(
-            bunny(&work.path().join("store"))
-                .env("BUNNY_FRONTEND", &bin)
-                .args(["build", "--llb", "-f"])
-                .arg(c.join("BunnyFile"))
-                .arg(c),
-        );
+        let o = llb_with(c, Some("registry.example/bunny-frontend:1"));
         assert!(o.status.success(), "{}", text(&o));
         o.stdout
     };
+    // The build runs from the frontend image: without one, a clear error.
+    let o = llb_with(&ctx, None);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--frontend-image") && text(&o).contains("BUNNY_FRONTEND_IMAGE"),
+        "{}",
+        text(&o)
+    );
     let a = llb(&ctx);
     let other = work.path().join("other");
     context(&other);
@@ -342,14 +372,17 @@ fn llb_output_is_a_reproducible_definition() {
     let has = |needle: &[u8]| a.windows(needle.len()).any(|w| w == needle);
     for s in [
         "local://context",
-        "/.boot/kernel",
-        "/.boot/rootfs",
-        "/urunc.json",
+        "docker-image://registry.example/bunny-frontend:1",
+        "/.bunny/bin/bunny-frontend",
+        "pack.json",
+        "rootfs/etc",
         "llb.customname",
     ] {
         assert!(has(s.as_bytes()), "LLB lacks {s}");
     }
-    // A different file changes the definition.
-    fs::write(other.join("rootfs/etc/motd"), "changed\n").unwrap();
+    // The files travel as files, not inside the definition.
+    assert!(!has(b"hello from the frontend"));
+    // A different BunnyFile changes the definition.
+    fs::write(other.join("BunnyFile"), BUNNYFILE.replace("quiet", "loud")).unwrap();
     assert!(a != llb(&other));
 }

@@ -1,5 +1,5 @@
 use bunny::bunnyfile::BunnyFileError;
-use bunny::layers::error::LayerError;
+use bunny::containerfile::ContainerfileError;
 use bunny::pipeline::PipelineError;
 
 #[derive(Debug, thiserror::Error)]
@@ -7,14 +7,18 @@ pub enum FrontendError {
     /// The file's own diagnostics (`file:line:col: error: ...`).
     #[error("{0}")]
     BunnyFile(#[from] BunnyFileError),
-    #[error("{file}: Containerfile syntax is not supported by this frontend yet (issue 11); write a BunnyFile")]
-    Containerfile { file: String },
+    /// A Containerfile's diagnostics, as for BunnyFiles.
+    #[error("{0}")]
+    Containerfile(#[from] ContainerfileError),
     #[error(transparent)]
     Plan(#[from] PipelineError),
     #[error("{what} is not supported by the BuildKit frontend: {why}")]
     Unsupported { what: String, why: String },
-    #[error("writing the initrd")]
-    Initrd(#[source] LayerError),
+    /// The pack step (bunny's build inside BuildKit) failed.
+    #[error("{file}: {message}")]
+    Pack { file: String, message: String },
+    #[error("{what}: {why}")]
+    Needs { what: String, why: String },
     #[error("{context}")]
     Io {
         context: String,

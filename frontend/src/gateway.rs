@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bunny::bunnyfile::Source;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
@@ -18,7 +17,7 @@ use crate::proto::fsutil::types::Stat;
 use crate::proto::gateway::{self, llb_bridge_client::LlbBridgeClient};
 use crate::proto::google::rpc::Status;
 use crate::proto::pb;
-use crate::translate::{self, SourceFiles, TranslateOptions, CONTEXT_NAME};
+use crate::translate::{self, TranslateOptions, CONTEXT_NAME};
 
 /// The client directory the build file is read from, and the option naming it.
 pub const DOCKERFILE_NAME: &str = "dockerfile";
@@ -28,7 +27,6 @@ pub const FILENAME_OPT: &str = "filename";
 pub const IMAGE_CONFIG_KEY: &str = "containerimage.config";
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
-const CHUNK: i64 = 1 << 20;
 
 /// A solved result, in the wire form the server used for it.
 #[derive(Debug, Clone)]
@@ -245,18 +243,23 @@ impl Gateway {
             .data)
     }
 
-    pub fn read_dir(&mut self, r: &SolvedRef, path: &str) -> Result<Vec<Stat>, FrontendError> {
-        let req = gateway::ReadDirRequest {
-            r#ref: r.id().to_string(),
-            dir_path: path.to_string(),
-            include_pattern: String::new(),
+    /// The image's digest and config, as BuildKit resolves them.
+    pub fn resolve_image_config(
+        &mut self,
+        reference: &str,
+    ) -> Result<(String, Vec<u8>), FrontendError> {
+        let req = gateway::ResolveImageConfigRequest {
+            r#ref: reference.to_string(),
+            platform: None,
+            resolve_mode: String::new(),
+            log_name: format!("[bunny] resolve {reference}"),
         };
-        Ok(self
+        let resp = self
             .rt
-            .block_on(self.client.read_dir(req))
-            .map_err(status("ReadDir"))?
-            .into_inner()
-            .entries)
+            .block_on(self.client.resolve_image_config(req))
+            .map_err(status("ResolveImageConfig"))?
+            .into_inner();
+        Ok((resp.digest, resp.config))
     }
 
     pub fn stat(&mut self, r: &SolvedRef, path: &str) -> Result<Stat, FrontendError> {
@@ -355,144 +358,162 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
         .filter(|f| !f.is_empty())
         .cloned()
         .unwrap_or_else(|| "Dockerfile".to_string());
-    let epoch = match gw.opts.get("build-arg:SOURCE_DATE_EPOCH") {
-        Some(v) if !v.trim().is_empty() => {
-            v.trim().parse().map_err(|_| FrontendError::BadPath {
-                path: format!("SOURCE_DATE_EPOCH={v}"),
-                why: "is not a number of seconds",
-            })?
-        }
-        _ => 0,
+    let build_arg = |gw: &Gateway, name: &str| {
+        gw.opts
+            .get(&format!("build-arg:{name}"))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let epoch = match build_arg(gw, "SOURCE_DATE_EPOCH") {
+        Some(v) => v.parse().map_err(|_| FrontendError::BadPath {
+            path: format!("SOURCE_DATE_EPOCH={v}"),
+            why: "is not a number of seconds",
+        })?,
+        None => 0,
     };
     let session = gw.session.clone();
+    // The build file and the lock file beside it.
+    let lock_name = match Path::new(&filename).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            format!("{}/{}", dir.display(), bunny::build::lock::LOCK_FILE)
+        }
+        _ => bunny::build::lock::LOCK_FILE.to_string(),
+    };
     let mut g = Graph::new(None);
     let src = g.local(
         DOCKERFILE_NAME,
         session.as_deref(),
-        std::slice::from_ref(&filename),
+        &[filename.clone(), lock_name.clone()],
     );
-    let def = g.definition(Some(&src));
-    let r = gw.solve(def)?;
+    let r = gw.solve(g.definition(Some(&src)))?;
     let bytes = gw.read_file(&r, &filename, None)?;
+    let lock = match gw.read_file(&r, &lock_name, None) {
+        Ok(b) => Some(
+            bunny::build::lock::LockFile::parse(Path::new(&lock_name), &b).map_err(|e| {
+                FrontendError::Io {
+                    context: format!("reading {lock_name}"),
+                    source: std::io::Error::other(chain(&e)),
+                }
+            })?,
+        ),
+        Err(_) => None,
+    };
 
-    let opts = TranslateOptions { session, epoch };
+    // The frontend's own image runs the pack step: pin it to the digest
+    // BuildKit resolves now, so every step of this build uses one binary.
+    let frontend_image = gw.opts.get("source").cloned().map(|source| {
+        let full = crate::llb::normalize_reference(&source);
+        match gw.resolve_image_config(&full) {
+            Ok((digest, _)) if !digest.is_empty() && !full.contains('@') => {
+                format!("{full}@{digest}")
+            }
+            _ => full,
+        }
+    });
+    let tools_image = build_arg(gw, translate::TOOLS_ARG).or_else(|| {
+        std::env::var(translate::TOOLS_ARG)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    });
+    let mut layer_overrides = BTreeMap::new();
+    if let Some(specs) = build_arg(gw, translate::TOOLCHAIN_ARG) {
+        for spec in specs.split([' ', ',', '\n']).filter(|s| !s.is_empty()) {
+            let (k, v) = bunny::build::app::parse_layer_override(spec).ok_or_else(|| {
+                FrontendError::BadPath {
+                    path: format!("{}={spec}", translate::TOOLCHAIN_ARG),
+                    why: "write FRAMEWORK=REF or FRAMEWORK.LAYER=REF",
+                }
+            })?;
+            layer_overrides.insert(k, v);
+        }
+    }
+
+    let opts = TranslateOptions {
+        session,
+        epoch,
+        frontend_image,
+        tools_image,
+        layer_overrides,
+        lock,
+    };
     let t = {
-        let mut files = GatewayFiles {
+        let mut resolver = GatewayResolver {
             gw: &mut *gw,
-            refs: BTreeMap::new(),
-            context_paths: Vec::new(),
+            context: None,
         };
-        translate::translate(&filename, &bytes, &mut files, &opts)?
+        translate::translate(&filename, &bytes, &mut resolver, &opts)?
     };
     for w in &t.warnings {
         eprintln!("{w}");
     }
     let r = gw.solve(t.definition)?;
+    let meta = gw.solve(t.meta)?;
+    let config = gw.read_file(&meta, crate::pack::META_CONFIG, None)?;
+    let annotations = gw.read_file(&meta, crate::pack::META_ANNOTATIONS, None)?;
+    let bad = |what: &str, e: serde_json::Error| FrontendError::Io {
+        context: format!("reading the pack step's {what}"),
+        source: std::io::Error::other(e),
+    };
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&config).map_err(|e| bad("config", e))?;
+    // BuildKit fills in the layers and history of the image it exports.
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("history");
+        obj.insert(
+            "rootfs".into(),
+            serde_json::json!({"type": "layers", "diff_ids": []}),
+        );
+    }
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_slice(&annotations).map_err(|e| bad("annotations", e))?;
     let mut metadata = BTreeMap::new();
-    metadata.insert(IMAGE_CONFIG_KEY.to_string(), t.image_config);
-    for (k, v) in t.annotations {
+    metadata.insert(
+        IMAGE_CONFIG_KEY.to_string(),
+        serde_json::to_vec(&config).map_err(|e| bad("config", e))?,
+    );
+    for (k, v) in annotations {
         metadata.insert(format!("annotation-manifest.{k}"), v.into_bytes());
     }
     Ok((r, metadata))
 }
 
-/// Reads the context and images through the gateway: each source is solved
-/// once, then walked with StatFile/ReadDir and read in chunks with ReadFile.
-struct GatewayFiles<'a> {
+/// Answers the translator's questions through the gateway.
+struct GatewayResolver<'a> {
     gw: &'a mut Gateway,
-    refs: BTreeMap<String, SolvedRef>,
-    context_paths: Vec<String>,
+    /// The whole context, solved on the first question about it.
+    context: Option<SolvedRef>,
 }
 
-// Go's os.FileMode bits, as fsutil's Stat carries them.
-const GO_MODE_DIR: u32 = 1 << 31;
-const GO_MODE_SYMLINK: u32 = 1 << 27;
+impl translate::Resolver for GatewayResolver<'_> {
+    fn image_config(&mut self, reference: &str) -> Option<serde_json::Value> {
+        let full = crate::llb::normalize_reference(reference);
+        let (_, config) = self.gw.resolve_image_config(&full).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&config).ok()?;
+        value.get("config").cloned()
+    }
 
-impl GatewayFiles<'_> {
-    fn source_ref(&mut self, source: &Source) -> Result<SolvedRef, FrontendError> {
-        let key = match source {
-            Source::Image(r) => format!("image:{r}"),
-            _ => "context".to_string(),
-        };
-        if let Some(r) = self.refs.get(&key) {
-            return Ok(r.clone());
-        }
-        let mut g = Graph::new(None);
-        let out = match source {
-            Source::Image(r) => g.image(r),
-            _ => g.local(
+    fn is_context_dir(&mut self, path: &str) -> bool {
+        if self.context.is_none() {
+            let mut g = Graph::new(None);
+            let out = g.local(
                 CONTEXT_NAME,
                 self.gw.session.as_deref(),
-                &self.context_paths,
-            ),
-        };
-        let r = self.gw.solve(g.definition(Some(&out)))?;
-        self.refs.insert(key, r.clone());
-        Ok(r)
-    }
-
-    fn walk(
-        &mut self,
-        r: &SolvedRef,
-        path: &str,
-        st: &Stat,
-        dest: &Path,
-    ) -> Result<(), FrontendError> {
-        let perm = st.mode & 0o777;
-        let is_dir = st.mode & GO_MODE_DIR != 0 || st.mode & 0o170000 == 0o040000;
-        let is_link = st.mode & GO_MODE_SYMLINK != 0 || st.mode & 0o170000 == 0o120000;
-        let ctx = |what: &str| format!("{what} {}", dest.display());
-        if is_link {
-            std::os::unix::fs::symlink(&st.linkname, dest)
-                .map_err(FrontendError::io(ctx("creating")))?;
-        } else if is_dir {
-            std::fs::create_dir_all(dest).map_err(FrontendError::io(ctx("creating")))?;
-            for entry in self.gw.read_dir(r, path)? {
-                let name = Path::new(&entry.path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if name.is_empty() || name == ".." {
-                    continue;
-                }
-                let child = format!("{}/{name}", path.trim_end_matches('/'));
-                self.walk(r, &child, &entry, &dest.join(&name))?;
-            }
-            set_mode(dest, perm)?;
-        } else {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(dest).map_err(FrontendError::io(ctx("creating")))?;
-            let mut offset = 0;
-            loop {
-                let data = self.gw.read_file(r, path, Some((offset, CHUNK)))?;
-                f.write_all(&data)
-                    .map_err(FrontendError::io(ctx("writing")))?;
-                offset += data.len() as i64;
-                if (data.len() as i64) < CHUNK || offset >= st.size {
-                    break;
-                }
-            }
-            set_mode(dest, perm)?;
+                &[path.to_string()],
+            );
+            self.context = self.gw.solve(g.definition(Some(&out))).ok();
         }
-        Ok(())
+        match &self.context {
+            Some(r) => {
+                let r = r.clone();
+                self.gw
+                    .stat(&r, path)
+                    .map(|st| st.mode & GO_MODE_DIR != 0 || st.mode & 0o170000 == 0o040000)
+                    .unwrap_or(false)
+            }
+            None => false,
+        }
     }
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), FrontendError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(FrontendError::io(format!("chmod {}", path.display())))
-}
-
-impl SourceFiles for GatewayFiles<'_> {
-    fn context_paths(&mut self, paths: &[String]) {
-        self.context_paths = paths.to_vec();
-    }
-
-    fn fetch(&mut self, source: &Source, path: &Path, dest: &Path) -> Result<(), FrontendError> {
-        let r = self.source_ref(source)?;
-        let p = path.display().to_string();
-        let st = self.gw.stat(&r, &p)?;
-        self.walk(&r, &p, &st, dest)
-    }
-}
+// Go's os.FileMode directory bit, as fsutil's Stat carries it.
+const GO_MODE_DIR: u32 = 1 << 31;

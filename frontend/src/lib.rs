@@ -1,7 +1,8 @@
 //! bunny as a BuildKit frontend (issue 10).
 //!
-//! - [`translate`]: a build file -> LLB + image config, through bunny's own
-//!   BunnyFile parser and planner (the seam a Containerfile plugs into).
+//! - [`translate`]: a build file (BunnyFile or Containerfile) -> LLB: sources,
+//!   one exec op per toolchain step, and the pack op.
+//! - [`pack`]: the pack op's side: bunny's own build inside BuildKit.
 //! - [`llb`]: the LLB graph builder.
 //! - [`gateway`]: BuildKit's `LLBBridge` gRPC, spoken over stdin/stdout of the
 //!   frontend container, and the frontend's run loop.
@@ -11,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub mod image;
 pub mod llb;
+pub mod pack;
 pub mod proto;
 pub mod translate;
 

@@ -1,5 +1,6 @@
-//! A small LLB graph builder: source ops (local context, images) and file ops
-//! (copy, mkfile, mkdir), serialised into the `pb.Definition` BuildKit solves
+//! A small LLB graph builder: source ops (local context, images), exec ops
+//! (a command in an image, with mounts) and file ops (copy, mkfile, mkdir),
+//! serialised into the `pb.Definition` BuildKit solves
 //! and `buildctl build` reads on stdin.
 //!
 //! Ops are content-addressed: an op's digest is the sha256 of its protobuf
@@ -24,6 +25,33 @@ impl Output {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+}
+
+/// What an exec op mounts at `dest`.
+#[derive(Debug, Clone)]
+pub enum MountSource {
+    /// An earlier op's output, `selector` (a path inside it, or "") bound
+    /// read-only.
+    ReadOnly { from: Output, selector: String },
+    /// An empty directory whose contents become an output of the op.
+    Output,
+    /// A tmpfs, thrown away.
+    Tmpfs,
+}
+
+/// A command in a container: `root` is the image it runs in.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub root: Output,
+    /// A writable rootfs (its changes are thrown away); BuildKit mounts a
+    /// rootfs that is no output read-only.
+    pub writable_root: bool,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub mounts: Vec<(String, MountSource)>,
+    /// False: only loopback (BuildKit's `NetMode_NONE`).
+    pub network: bool,
 }
 
 /// One step of a file op. Each step works on the result of the previous one
@@ -149,6 +177,93 @@ impl Graph {
         )
     }
 
+    /// An exec op; returns one output per [`MountSource::Output`] mount, in
+    /// the order they were given.
+    pub fn exec(&mut self, exec: &Exec, name: &str) -> Vec<Output> {
+        let mut inputs: Vec<Output> = vec![exec.root.clone()];
+        let mut index_of = |o: &Output| -> i64 {
+            match inputs.iter().position(|i| i == o) {
+                Some(p) => p as i64,
+                None => {
+                    inputs.push(o.clone());
+                    inputs.len() as i64 - 1
+                }
+            }
+        };
+        // A writable rootfs must be an output (BuildKit's output 0); it is
+        // not returned, so the outputs are exactly the `Output` mounts.
+        let first_output = i64::from(exec.writable_root);
+        let mut mounts = vec![pb::Mount {
+            input: 0,
+            dest: "/".into(),
+            output: if exec.writable_root { 0 } else { -1 },
+            readonly: !exec.writable_root,
+            ..Default::default()
+        }];
+        let mut outputs = first_output;
+        for (dest, source) in &exec.mounts {
+            mounts.push(match source {
+                MountSource::ReadOnly { from, selector } => pb::Mount {
+                    input: index_of(from),
+                    selector: selector.clone(),
+                    dest: dest.clone(),
+                    output: -1,
+                    readonly: true,
+                    ..Default::default()
+                },
+                MountSource::Output => {
+                    outputs += 1;
+                    pb::Mount {
+                        input: -1,
+                        dest: dest.clone(),
+                        output: outputs - 1,
+                        ..Default::default()
+                    }
+                }
+                MountSource::Tmpfs => pb::Mount {
+                    input: -1,
+                    dest: dest.clone(),
+                    output: -1,
+                    mount_type: pb::MountType::Tmpfs as i32,
+                    ..Default::default()
+                },
+            });
+        }
+        let op = pb::Op {
+            inputs: inputs
+                .iter()
+                .map(|o| pb::Input {
+                    digest: o.digest.clone(),
+                    index: o.index,
+                })
+                .collect(),
+            op: Some(pb::op::Op::Exec(pb::ExecOp {
+                meta: Some(pb::Meta {
+                    args: exec.args.clone(),
+                    env: exec.env.clone(),
+                    cwd: exec.cwd.clone(),
+                    user: String::new(),
+                    hostname: String::new(),
+                }),
+                mounts,
+                network: if exec.network {
+                    pb::NetMode::Unset as i32
+                } else {
+                    pb::NetMode::None as i32
+                },
+                security: pb::SecurityMode::Sandbox as i32,
+            })),
+            platform: self.platform.clone(),
+        };
+        let first = self.add(op, name);
+        (first_output..outputs)
+            .map(|index| Output {
+                digest: first.digest.clone(),
+                index,
+            })
+            .collect()
+    }
+
     /// A file op: `steps` applied in order on `base` (None: an empty
     /// filesystem). Returns the filesystem after the last step.
     pub fn file(
@@ -246,7 +361,9 @@ impl Graph {
     }
 
     /// The definition whose result is `result` (None: an empty filesystem).
-    pub fn definition(mut self, result: Option<&Output>) -> pb::Definition {
+    /// The graph stays usable: one graph can give several definitions that
+    /// share ops (BuildKit solves the shared ops once).
+    pub fn definition(&self, result: Option<&Output>) -> pb::Definition {
         // The last op names the result and has no body, as BuildKit expects.
         let terminal = pb::Op {
             inputs: result
@@ -259,10 +376,11 @@ impl Graph {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        self.ops.push(terminal.encode_to_vec());
+        let mut def = self.ops.clone();
+        def.push(terminal.encode_to_vec());
         pb::Definition {
-            def: self.ops,
-            metadata: self.metadata,
+            def,
+            metadata: self.metadata.clone(),
         }
     }
 }

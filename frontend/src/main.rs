@@ -1,15 +1,19 @@
 //! `bunny-frontend`: with no arguments, the BuildKit frontend (BuildKit starts
 //! it in the frontend image and talks gRPC over its stdin/stdout). Also:
-//!   bunny-frontend llb [-f FILE] [CONTEXT]   print the LLB definition (protobuf)
-//!   bunny-frontend image -t TAG [--binary PATH] [--root DIR]
+//!   bunny-frontend llb [-f FILE] [--frontend-image REF] [--tools-image REF]
+//!                      [--toolchain FRAMEWORK[.LAYER]=REF]... [CONTEXT]
+//!                                            print the LLB definition (protobuf)
+//!   bunny-frontend image -t TAG [--binary PATH] [--init PATH]
+//!                        [--tools-image REF] [--root DIR]
 //!                                            put the frontend image in bunny's store
+//!   bunny-frontend pack SPEC                 the pack step (run by BuildKit)
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use bunny_frontend::translate::{self, LocalFiles, TranslateOptions};
+use bunny_frontend::translate::{self, TranslateOptions};
 use prost::Message as _;
 
 fn main() -> ExitCode {
@@ -18,8 +22,14 @@ fn main() -> ExitCode {
         None => bunny_frontend::gateway::run().map_err(anyhow::Error::from),
         Some("llb") => llb(&args[1..]),
         Some("image") => image(&args[1..]),
+        Some("pack") => match args.get(1) {
+            Some(spec) => {
+                bunny_frontend::pack::run(std::path::Path::new(spec)).map_err(anyhow::Error::from)
+            }
+            None => Err(anyhow::anyhow!("pack needs the spec file")),
+        },
         Some("-h" | "--help") => {
-            println!("usage: bunny-frontend                          (run by BuildKit)\n       bunny-frontend llb [-f FILE] [CONTEXT]\n       bunny-frontend image -t TAG [--binary PATH] [--root DIR]");
+            println!("usage: bunny-frontend                          (run by BuildKit)\n       bunny-frontend llb [-f FILE] [--frontend-image REF] [--tools-image REF] [--toolchain SPEC]... [CONTEXT]\n       bunny-frontend image -t TAG [--binary PATH] [--init PATH] [--tools-image REF] [--root DIR]");
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown command `{other}`; see --help")),
@@ -67,7 +77,16 @@ fn get<'a>(named: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
 }
 
 fn llb(args: &[String]) -> anyhow::Result<()> {
-    let (named, positional) = parse(args, &["-f", "--file"])?;
+    let (named, positional) = parse(
+        args,
+        &[
+            "-f",
+            "--file",
+            "--frontend-image",
+            "--tools-image",
+            "--toolchain",
+        ],
+    )?;
     let context = PathBuf::from(positional.first().map(String::as_str).unwrap_or("."));
     let file = match get(&named, &["-f", "--file"]) {
         Some(f) => PathBuf::from(f),
@@ -82,16 +101,43 @@ fn llb(args: &[String]) -> anyhow::Result<()> {
             .with_context(|| format!("SOURCE_DATE_EPOCH=`{v}`"))?,
         _ => 0,
     };
-    let mut files = LocalFiles { context };
-    let t = translate::translate(
-        &file.display().to_string(),
-        &bytes,
-        &mut files,
-        &TranslateOptions {
-            session: None,
-            epoch,
-        },
-    )?;
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut layer_overrides = std::collections::BTreeMap::new();
+    for (k, v) in &named {
+        if k == "--toolchain" {
+            let (key, reference) =
+                bunny::build::app::parse_layer_override(v).with_context(|| {
+                    format!("--toolchain `{v}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
+                })?;
+            layer_overrides.insert(key, reference);
+        }
+    }
+    let lock_path = bunny::build::lock::lock_path(&file);
+    let lock = if lock_path.is_file() {
+        Some(bunny::build::lock::LockFile::load(&lock_path)?)
+    } else {
+        None
+    };
+    let opts = TranslateOptions {
+        session: None,
+        epoch,
+        frontend_image: get(&named, &["--frontend-image"])
+            .map(str::to_string)
+            .or_else(|| from_env("BUNNY_FRONTEND_IMAGE")),
+        tools_image: get(&named, &["--tools-image"])
+            .map(str::to_string)
+            .or_else(|| from_env(translate::TOOLS_ARG)),
+        layer_overrides,
+        lock,
+    };
+    let mut resolver = LocalResolver { context };
+    // The name the definition carries (errors in the pack step cite it): the
+    // file's name, so the same files give the same LLB wherever they are.
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string());
+    let t = translate::translate(&name, &bytes, &mut resolver, &opts)?;
     for w in &t.warnings {
         eprintln!("{w}");
     }
@@ -101,8 +147,35 @@ fn llb(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--llb` answers from the disk: the context is a directory here, and no
+/// registry is asked for image configs.
+struct LocalResolver {
+    context: PathBuf,
+}
+
+impl translate::Resolver for LocalResolver {
+    fn image_config(&mut self, _reference: &str) -> Option<serde_json::Value> {
+        None
+    }
+    fn is_context_dir(&mut self, path: &str) -> bool {
+        bunny::layers::tree::resolve_in_context(&self.context, path)
+            .map(|p| p.is_dir())
+            .unwrap_or(false)
+    }
+}
+
 fn image(args: &[String]) -> anyhow::Result<()> {
-    let (named, _) = parse(args, &["-t", "--tag", "--binary", "--root"])?;
+    let (named, _) = parse(
+        args,
+        &[
+            "-t",
+            "--tag",
+            "--binary",
+            "--root",
+            "--init",
+            "--tools-image",
+        ],
+    )?;
     let Some(tag) = get(&named, &["-t", "--tag"]) else {
         bail!("image needs -t TAG")
     };
@@ -110,6 +183,15 @@ fn image(args: &[String]) -> anyhow::Result<()> {
         Some(b) => PathBuf::from(b),
         None => std::env::current_exe().context("finding this binary")?,
     };
+    let init = match get(&named, &["--init"]) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => bunny::containerfile::find_init().ok(),
+    };
+    if let Some(p) = &init {
+        bunny::containerfile::check_static(p).with_context(|| format!("--init {}", p.display()))?;
+    } else {
+        eprintln!("bunny-frontend: no static bunny-init found (--init PATH); Containerfile builds of linux guests will fail");
+    }
     let root = get(&named, &["--root"])
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("BUNNY_ROOT").map(PathBuf::from))
@@ -121,7 +203,16 @@ fn image(args: &[String]) -> anyhow::Result<()> {
     } else {
         format!("{tag}:latest")
     };
-    let digest = bunny_frontend::image::build_image(&store, &binary, &tag, 0)?;
+    let digest = bunny_frontend::image::build_image(
+        &store,
+        &bunny_frontend::image::ImageInputs {
+            binary: &binary,
+            init: init.as_deref(),
+            tools_image: get(&named, &["--tools-image"]),
+        },
+        &tag,
+        0,
+    )?;
     println!("{digest}");
     Ok(())
 }

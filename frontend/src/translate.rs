@@ -1,41 +1,65 @@
-//! A build file -> LLB + image config. The BunnyFile goes through bunny's
-//! own parser and planner (so the urunc keys, Cmd, Env and initrd are the
-//! ones `bunny build` writes); only where the bytes come from differs.
+//! A build file (BunnyFile or Containerfile) -> LLB.
 //!
-//! The planner resolves paths on disk, so the frontend gives it a skeleton
-//! context: files that LLB copies straight from the context or an image
-//! (kernels, prebuilt rootfs files, raw-rootfs includes) are empty
-//! placeholders there, and only the files the frontend itself must read (an
-//! initrd's includes) are fetched for real through [`SourceFiles`].
+//! The frontend parses the file itself (so errors keep their line:column)
+//! and emits:
+//! - sources: the context (only the paths the file reads), each image it
+//!   names, the framework's layers (toolchain, kernel) pinned by `bunny.lock`
+//!   when the context has one;
+//! - one exec op per toolchain step of an `app`, in the framework's image,
+//!   with the sources read-only at `/src`, `/out` as its output, a tmpfs at
+//!   `/tmp` and no network unless the step asks for it (as `bunny build`'s
+//!   build containers);
+//! - the pack op ([`crate::pack`]): bunny's own build, run from the frontend
+//!   image's binary, in the tools image when it needs mke2fs, makefs or
+//!   busybox. Its two outputs are the image's files and its config.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use bunny::bunnyfile::{self, BunnyFile, Source};
-use bunny::layers::initrd::{write_initrd, InitrdOptions};
-use bunny::oci::annotations::{KERNEL_PATH, ROOTFS_PATH, URUNC_JSON_PATH};
-use bunny::pipeline::{self, ImageSource, KernelInput, RootfsPlan};
+use bunny::build::lock::LockFile;
+use bunny::bunnyfile::{self, BunnyFile, Source, FROM_PACKAGES};
+use bunny::containerfile::{self, Base, Containerfile, LABEL_ROOTFS};
+use bunny::frameworks::StepInput;
+use bunny::oci::annotations::KEY_BINARY;
 use bunny::platform::RootfsType;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::FrontendError;
-use crate::llb::{FileStep, Graph, Output};
+use crate::llb::{Exec, FileStep, Graph, MountSource, Output};
+use crate::pack::{self, PackImage, PackSpec};
 use crate::proto::pb;
 
 /// The name of the client directory holding the build context.
 pub const CONTEXT_NAME: &str = "context";
+/// The build-arg naming the tools image (mke2fs, debugfs, makefs, busybox).
+pub const TOOLS_ARG: &str = "BUNNY_TOOLS_IMAGE";
+/// The build-arg overriding framework layers, as `bunny build --toolchain`:
+/// `FRAMEWORK[.LAYER]=REF`, several separated by spaces or commas.
+pub const TOOLCHAIN_ARG: &str = "BUNNY_TOOLCHAIN";
 
-/// Where the frontend reads the files it must see itself.
-pub trait SourceFiles {
-    /// Writes the file or directory `path` (relative, already checked to stay
-    /// inside) of `source` (the context or an image) to `dest`, with contents,
-    /// permission bits and symlinks.
-    fn fetch(&mut self, source: &Source, path: &Path, dest: &Path) -> Result<(), FrontendError>;
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const CONTEXT_MOUNT: &str = "/.bunny/context";
 
-    /// The context paths the build's LLB sends (`local.followpaths`), told
-    /// before any fetch: a reader that solves the context should solve this
-    /// same source, so BuildKit transfers the context once.
-    fn context_paths(&mut self, _paths: &[String]) {}
+/// What the frontend asks BuildKit (or, for `--llb`, the disk) while
+/// translating.
+pub trait Resolver {
+    /// The image's config object (`Env`, `Cmd`, `Labels`, ...), for inputs
+    /// that inherit it as `FROM` does; None when it cannot be had.
+    fn image_config(&mut self, reference: &str) -> Option<serde_json::Value>;
+
+    /// Whether the context holds a directory at `path` (an `app.from` that
+    /// names a directory, not an image).
+    fn is_context_dir(&mut self, path: &str) -> bool;
+}
+
+/// A resolver that knows nothing: no configs, no context.
+pub struct NoResolver;
+
+impl Resolver for NoResolver {
+    fn image_config(&mut self, _reference: &str) -> Option<serde_json::Value> {
+        None
+    }
+    fn is_context_dir(&mut self, _path: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,17 +68,25 @@ pub struct TranslateOptions {
     pub session: Option<String>,
     /// SOURCE_DATE_EPOCH for every file written.
     pub epoch: u64,
+    /// The frontend image, whose binary runs the pack step (BuildKit's
+    /// `source` option; `--frontend-image` for `--llb`).
+    pub frontend_image: Option<String>,
+    /// The image the pack step runs in when it needs filesystem tools.
+    pub tools_image: Option<String>,
+    /// `FRAMEWORK.LAYER` -> reference.
+    pub layer_overrides: BTreeMap<String, String>,
+    /// `bunny.lock` beside the build file: pins layers by digest.
+    pub lock: Option<LockFile>,
 }
 
 /// What the frontend solves and returns.
 #[derive(Debug)]
 pub struct Translation {
+    /// The image's files.
     pub definition: pb::Definition,
-    /// The image config (`containerimage.config`): Cmd, Entrypoint, Env and
-    /// the urunc keys as labels.
-    pub image_config: Vec<u8>,
-    /// The urunc keys, also offered as manifest annotations.
-    pub annotations: BTreeMap<String, String>,
+    /// The image's config and annotations ([`pack::META_CONFIG`],
+    /// [`pack::META_ANNOTATIONS`]); shares every op with `definition`.
+    pub meta: pb::Definition,
     /// Warnings the parser raised, for the build log.
     pub warnings: Vec<String>,
 }
@@ -63,56 +95,51 @@ pub struct Translation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
     BunnyFile,
-    /// Dockerfile-style instructions (issue 11).
     Containerfile,
 }
 
-/// Tells the two syntaxes apart by the first line that is not blank or a
-/// comment: a Containerfile starts with an instruction (`FROM`, `ARG`), a
-/// BunnyFile with a YAML key.
+/// Tells the two syntaxes apart by content, as `bunny build` does.
 pub fn detect(text: &str) -> Syntax {
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'));
-    let Some(line) = first else {
-        return Syntax::BunnyFile;
-    };
-    let word = line.split_whitespace().next().unwrap_or("");
-    if !word.ends_with(':')
-        && (word.eq_ignore_ascii_case("FROM") || word.eq_ignore_ascii_case("ARG"))
-    {
+    if containerfile::is_containerfile(text) {
         Syntax::Containerfile
     } else {
         Syntax::BunnyFile
     }
 }
 
-/// Any build file -> LLB. The seam for issue 11: a Containerfile gets its own
-/// translation here, sharing [`SourceFiles`] and [`Translation`].
+/// Any build file -> LLB.
 pub fn translate(
     file_name: &str,
     bytes: &[u8],
-    files: &mut dyn SourceFiles,
+    resolver: &mut dyn Resolver,
     opts: &TranslateOptions,
 ) -> Result<Translation, FrontendError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| FrontendError::BadPath {
+        path: file_name.to_string(),
+        why: "is not UTF-8 text",
+    });
     match detect(&String::from_utf8_lossy(bytes)) {
-        Syntax::Containerfile => Err(FrontendError::Containerfile {
-            file: file_name.to_string(),
-        }),
+        Syntax::Containerfile => {
+            let parsed = containerfile::parse_bytes(file_name, bytes)?;
+            let mut t =
+                translate_containerfile(&parsed.containerfile, file_name, text?, resolver, opts)?;
+            t.warnings = parsed.warnings.iter().map(|w| w.to_string()).collect();
+            Ok(t)
+        }
         Syntax::BunnyFile => {
             let parsed = bunnyfile::parse_bytes(file_name, bytes)?;
-            let mut t = translate_bunnyfile(&parsed.bunnyfile, files, opts)?;
+            let mut t = translate_bunnyfile(&parsed.bunnyfile, file_name, text?, resolver, opts)?;
             t.warnings = parsed.warnings.iter().map(|w| w.to_string()).collect();
             Ok(t)
         }
     }
 }
 
-/// `path` as a clean relative path; `..` and absolute paths are refused (the
-/// planner says so with the BunnyFile's words, this only guards the skeleton).
-fn clean(path: &str) -> Result<PathBuf, FrontendError> {
-    let mut rel = PathBuf::new();
+/// `path` as a clean relative path (`""` for the root); `..` is refused (the
+/// pack step refuses it too, with the file's words; this guards what the
+/// frontend asks BuildKit to send).
+fn clean(path: &str) -> Result<String, FrontendError> {
+    let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
             "" | "." => {}
@@ -122,309 +149,472 @@ fn clean(path: &str) -> Result<PathBuf, FrontendError> {
                     why: "leaves the build context (`..`)",
                 })
             }
-            p => rel.push(p),
+            p => parts.push(p),
         }
     }
-    Ok(rel)
+    Ok(parts.join("/"))
 }
 
-/// `/`-rooted form of a relative path, as LLB copies name sources.
-fn rooted(rel: &Path) -> String {
-    format!("/{}", rel.display())
+/// A mount selector: "" for the whole source, else `/path`.
+fn rooted(rel: &str) -> String {
+    if rel.is_empty() {
+        String::new()
+    } else {
+        format!("/{rel}")
+    }
 }
 
-struct Skeleton {
-    root: tempfile::TempDir,
+/// The graph and the pack step's inputs, gathered while walking the file.
+struct Builder<'a> {
+    g: Graph,
+    opts: &'a TranslateOptions,
+    /// Context paths read; None once the whole context is needed.
+    context_paths: Option<Vec<String>>,
+    uses_context: bool,
+    images: BTreeMap<String, (Output, PackImage)>,
+    /// Extra read-only mounts of the pack step.
+    mounts: Vec<(String, MountSource)>,
+    needs_tools: bool,
+    network: bool,
+    spec: PackSpec,
 }
 
-impl Skeleton {
-    fn dir(&self, source: &Source) -> PathBuf {
-        match source {
-            Source::Image(r) => {
-                let h = hex::encode(Sha256::digest(r.as_bytes()));
-                self.root.path().join("images").join(&h[..16])
-            }
-            _ => self.root.path().join(CONTEXT_NAME),
+impl<'a> Builder<'a> {
+    fn new(opts: &'a TranslateOptions, file_name: &str, text: &str) -> Builder<'a> {
+        Builder {
+            g: Graph::new(Some(opts.epoch)),
+            opts,
+            context_paths: Some(Vec::new()),
+            uses_context: false,
+            images: BTreeMap::new(),
+            mounts: Vec::new(),
+            needs_tools: false,
+            network: false,
+            spec: PackSpec {
+                file_name: file_name.to_string(),
+                file: text.to_string(),
+                epoch: opts.epoch,
+                context: CONTEXT_MOUNT.into(),
+                out: pack::OUT_DIR.into(),
+                meta: pack::META_DIR.into(),
+                ..PackSpec::default()
+            },
         }
     }
 
-    fn placeholder(&self, source: &Source, path: &str) -> Result<(), FrontendError> {
+    /// Notes that the build reads `path` of the context ("" for all of it).
+    fn context_path(&mut self, path: &str) -> Result<(), FrontendError> {
+        self.uses_context = true;
         let rel = clean(path)?;
-        let full = self.dir(source).join(&rel);
-        if full.symlink_metadata().is_ok() {
-            return Ok(());
+        match (&mut self.context_paths, rel.is_empty()) {
+            (_, true) => self.context_paths = None,
+            (Some(paths), false) => paths.push(rel),
+            (None, false) => {}
         }
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(FrontendError::io(format!("creating {}", parent.display())))?;
-        }
-        std::fs::File::create(&full)
-            .map_err(FrontendError::io(format!("creating {}", full.display())))?;
         Ok(())
     }
-}
 
-impl ImageSource for Skeleton {
-    fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
-        let dir = self.dir(&Source::Image(reference.to_string()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(dir)
+    fn context(&mut self) -> Output {
+        let paths = self.context_paths.clone().unwrap_or_default();
+        self.g
+            .local(CONTEXT_NAME, self.opts.session.as_deref(), &paths)
+    }
+
+    /// Mounts image `reference` for the pack step (once).
+    fn image(&mut self, reference: &str, resolver: &mut dyn Resolver) -> Output {
+        if let Some((out, _)) = self.images.get(reference) {
+            return out.clone();
+        }
+        let out = self.g.image(reference);
+        let dir = format!("/.bunny/images/{}", self.images.len());
+        let config = resolver.image_config(reference);
+        self.images.insert(
+            reference.to_string(),
+            (
+                out.clone(),
+                PackImage {
+                    reference: reference.to_string(),
+                    dir,
+                    config,
+                },
+            ),
+        );
+        out
+    }
+
+    fn source(
+        &mut self,
+        source: &Source,
+        path: &str,
+        r: &mut dyn Resolver,
+    ) -> Result<(), FrontendError> {
+        match source {
+            Source::Local => self.context_path(path),
+            Source::Image(reference) => {
+                self.image(reference, r);
+                Ok(())
+            }
+            Source::Scratch => Ok(()),
+        }
+    }
+
+    /// A framework layer's reference: overridden, else the default; pinned
+    /// to the locked digest when `bunny.lock` locks the same reference.
+    fn layer_reference(&self, framework: &str, name: &str, default: &str) -> String {
+        let key = format!("{framework}.{name}");
+        let reference = self
+            .opts
+            .layer_overrides
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| default.to_string());
+        match self.opts.lock.as_ref().and_then(|l| l.layers.get(&key)) {
+            Some(locked) if locked.reference == reference && !reference.contains('@') => {
+                format!("{reference}@{}", locked.digest)
+            }
+            _ => reference,
+        }
+    }
+
+    /// The pack op and the two definitions.
+    fn finish(mut self) -> Result<Translation, FrontendError> {
+        let frontend_ref = self.opts.frontend_image.clone().ok_or_else(|| FrontendError::Needs {
+            what: "the frontend image".into(),
+            why: "bunny's build runs inside BuildKit from the frontend image's binary; name it with --frontend-image REF (or BUNNY_FRONTEND_IMAGE)".into(),
+        })?;
+        let frontend = self.g.image(&frontend_ref);
+        let root = if self.needs_tools {
+            let tools = self.opts.tools_image.clone().ok_or_else(|| FrontendError::Needs {
+                what: "a tools image".into(),
+                why: format!("this build writes a filesystem image or packs an app, which needs mke2fs, debugfs, makefs and busybox; pass --build-arg {TOOLS_ARG}=REF (an image with e2fsprogs, makefs and busybox-static, see docs/buildkit.md)"),
+            })?;
+            self.g.image(&tools)
+        } else {
+            frontend.clone()
+        };
+        if self.spec.init.is_some() {
+            self.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
+        }
+        let mut mounts = vec![(
+            pack::BIN_DIR.to_string(),
+            MountSource::ReadOnly {
+                from: frontend,
+                selector: String::new(),
+            },
+        )];
+        if self.uses_context {
+            let ctx = self.context();
+            mounts.push((
+                CONTEXT_MOUNT.into(),
+                MountSource::ReadOnly {
+                    from: ctx,
+                    selector: String::new(),
+                },
+            ));
+        } else {
+            self.spec.context = "/".into();
+        }
+        for (out, image) in self.images.values() {
+            mounts.push((
+                image.dir.clone(),
+                MountSource::ReadOnly {
+                    from: out.clone(),
+                    selector: String::new(),
+                },
+            ));
+        }
+        self.spec.images = self
+            .images
+            .values()
+            .map(|(_, i)| (i.reference.clone(), i.clone()))
+            .collect();
+        mounts.append(&mut self.mounts);
+        let spec_json = serde_json::to_vec_pretty(&self.spec).map_err(|e| FrontendError::Io {
+            context: "encoding the pack spec".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let spec_file = self.g.file(
+            None,
+            &[FileStep::MkFile {
+                path: format!("/{}", pack::SPEC_FILE),
+                data: spec_json,
+                mode: 0o644,
+            }],
+            "[bunny] pack spec",
+        );
+        if let Some(spec_file) = spec_file {
+            mounts.push((
+                pack::SPEC_DIR.into(),
+                MountSource::ReadOnly {
+                    from: spec_file,
+                    selector: String::new(),
+                },
+            ));
+        }
+        mounts.push((pack::OUT_DIR.into(), MountSource::Output));
+        mounts.push((pack::META_DIR.into(), MountSource::Output));
+        let outs = self.g.exec(
+            &Exec {
+                root,
+                writable_root: true,
+                args: vec![
+                    format!("{}/{}", pack::BIN_DIR, crate::image::BINARY_NAME),
+                    "pack".into(),
+                    format!("{}/{}", pack::SPEC_DIR, pack::SPEC_FILE),
+                ],
+                env: vec![PATH_ENV.into(), "TMPDIR=/tmp".into()],
+                cwd: "/".into(),
+                mounts,
+                network: self.network,
+            },
+            &format!("[bunny] pack {}", self.spec.file_name),
+        );
+        Ok(Translation {
+            definition: self.g.definition(outs.first()),
+            meta: self.g.definition(outs.get(1)),
+            warnings: Vec::new(),
+        })
     }
 }
 
-/// A BunnyFile -> LLB: the kernel at /.boot/kernel, the rootfs at
-/// /.boot/rootfs (or as files, for `type: raw`), and /urunc.json.
+/// A BunnyFile -> LLB.
 pub fn translate_bunnyfile(
     bf: &BunnyFile,
-    files: &mut dyn SourceFiles,
+    file_name: &str,
+    text: &str,
+    resolver: &mut dyn Resolver,
     opts: &TranslateOptions,
 ) -> Result<Translation, FrontendError> {
+    let mut b = Builder::new(opts, file_name, text);
     let framework = bunny::frameworks::resolve(&bf.platforms.framework.value);
+    let arch = bf.platforms.architecture.value;
+    b.g.set_platform("linux", &bunny::oci::image::oci_arch(arch).to_string());
+
+    if let Some(k) = &bf.kernel {
+        b.source(&k.from.value, &k.path.value, resolver)?;
+    }
+    match (&bf.rootfs.from.value, &bf.rootfs.path) {
+        (source, Some(p)) => b.source(source, &p.value, resolver)?,
+        (Source::Image(r), None) => {
+            b.image(r, resolver);
+        }
+        _ => {}
+    }
+    for inc in &bf.rootfs.include {
+        b.source(&inc.from, &inc.source, resolver)?;
+    }
     let kind = bf
         .rootfs
         .kind
         .as_ref()
         .map(|k| k.value)
         .unwrap_or_else(|| framework.default_rootfs_type());
-    if bf.app.is_some() && bf.kernel.is_none() {
-        return Err(FrontendError::Unsupported {
-            what: "building an `app` from source".into(),
-            why: "it runs the framework's toolchain in bunny's build containers; run `bunny build`, or give a prebuilt `kernel`".into(),
-        });
-    }
-    let built_from_files =
-        bf.rootfs.path.is_none() && !matches!(bf.rootfs.from.value, Source::Local);
-    if built_from_files
-        && kind == RootfsType::Block
-        && !(bf.rootfs.include.is_empty() && bf.rootfs.from.value == Source::Scratch)
-    {
-        return Err(FrontendError::Unsupported {
-            what: "a block rootfs built from files".into(),
-            why: "it needs mke2fs/makefs, which the frontend image (FROM scratch) does not carry; build it with `bunny build`, or name a prebuilt image with `rootfs.path`".into(),
-        });
-    }
-    if let (Source::Image(r), true, RootfsType::Initrd) =
-        (&bf.rootfs.from.value, built_from_files, kind)
-    {
-        return Err(FrontendError::Unsupported {
-            what: format!("an initrd made of image {r}'s files"),
-            why: "the frontend would have to read the whole image through the gateway; use `type: raw`, or `bunny build`".into(),
-        });
-    }
-    let fetch_includes = built_from_files && kind == RootfsType::Initrd;
+    let built_from_files = bf.rootfs.path.is_none()
+        && match &bf.rootfs.from.value {
+            Source::Local => false,
+            Source::Scratch => !bf.rootfs.include.is_empty(),
+            Source::Image(_) => true,
+        };
+    b.needs_tools = built_from_files && kind == RootfsType::Block;
 
-    let skeleton = Skeleton {
-        root: tempfile::Builder::new()
-            .prefix("bunny-frontend-")
-            .tempdir()
-            .map_err(FrontendError::io("creating a scratch directory"))?,
-    };
-    std::fs::create_dir_all(skeleton.dir(&Source::Local))
-        .map_err(FrontendError::io("creating the skeleton context"))?;
-    let mut local_paths: Vec<String> = Vec::new();
-    let mut note_local = |source: &Source, path: &str| -> Result<(), FrontendError> {
-        if matches!(source, Source::Local) {
-            local_paths.push(clean(path)?.display().to_string());
-        }
-        Ok(())
-    };
-    if let Some(k) = &bf.kernel {
-        skeleton.placeholder(&k.from.value, &k.path.value)?;
-        note_local(&k.from.value, &k.path.value)?;
-    }
-    if let Some(p) = &bf.rootfs.path {
-        skeleton.placeholder(&bf.rootfs.from.value, &p.value)?;
-        note_local(&bf.rootfs.from.value, &p.value)?;
-    }
-    for inc in &bf.rootfs.include {
-        note_local(&inc.from, &inc.source)?;
-    }
-    files.context_paths(&local_paths);
-    for inc in &bf.rootfs.include {
-        if fetch_includes {
-            let rel = clean(&inc.source)?;
-            let dest = skeleton.dir(&inc.from).join(&rel);
-            if dest.symlink_metadata().is_err() {
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(FrontendError::io(format!("creating {}", parent.display())))?;
-                }
-                files.fetch(&inc.from, &rel, &dest)?;
-            }
-        } else {
-            skeleton.placeholder(&inc.from, &inc.source)?;
-        }
-    }
-
-    let plan = pipeline::plan(bf, &skeleton.dir(&Source::Local), None, &skeleton)?;
-    let urunc = plan.urunc();
-    let arch = bunny::oci::image::oci_arch(plan.architecture).to_string();
-
-    let mut g = Graph::new(Some(opts.epoch));
-    g.set_platform("linux", &arch);
-    let mut local: Option<Output> = None;
-    let mut source_output = |g: &mut Graph, source: &Source| -> Output {
-        match source {
-            Source::Image(r) => g.image(r),
-            _ => local
-                .get_or_insert_with(|| g.local(CONTEXT_NAME, opts.session.as_deref(), &local_paths))
-                .clone(),
-        }
-    };
-
-    let mut base = None;
-    let mut steps = vec![FileStep::MkDir {
-        path: "/.boot".into(),
-        mode: 0o755,
-    }];
-    match &plan.kernel {
-        KernelInput::Local(_) => {
-            if let Some(k) = &bf.kernel {
-                steps.push(FileStep::Copy {
-                    from: source_output(&mut g, &k.from.value),
-                    src: rooted(&clean(&k.path.value)?),
-                    dest: KERNEL_PATH.into(),
-                    mode: Some(0o755),
-                });
-            }
-        }
-        KernelInput::App => {
-            return Err(FrontendError::Unsupported {
-                what: "building an `app` from source".into(),
-                why: "run `bunny build`".into(),
-            })
-        }
-    }
-    match &plan.rootfs {
-        RootfsPlan::None => {}
-        RootfsPlan::Prebuilt { .. } => {
-            if let Some(p) = &bf.rootfs.path {
-                steps.push(FileStep::Copy {
-                    from: source_output(&mut g, &bf.rootfs.from.value),
-                    src: rooted(&clean(&p.value)?),
-                    dest: ROOTFS_PATH.into(),
-                    mode: Some(0o644),
-                });
-            }
-        }
-        RootfsPlan::Initrd(tree) => {
-            let mut data = Vec::new();
-            write_initrd(
-                tree,
-                &mut data,
-                &InitrdOptions {
-                    mtime: opts.epoch,
-                    gzip: false,
+    if let Some(app) = &bf.app {
+        // Packing an app runs framework code that writes filesystems (ext2
+        // data disks) and copies busybox: the tools image has both.
+        b.needs_tools = true;
+        b.network = !app.packages.is_empty();
+        let fw_err = |e: bunny::frameworks::FrameworkError| FrontendError::Needs {
+            what: format!("building app `{}`", app.name.value),
+            why: e.to_string(),
+        };
+        let info = bunny::build::app_info(app, Some(bf.platforms.monitor.value), Some(arch));
+        let steps = framework.app_steps(&info).map_err(fw_err)?;
+        let mut layers = BTreeMap::new();
+        for dep in framework.layers() {
+            let reference = b.layer_reference(framework.name(), dep.name, dep.reference);
+            let out = b.g.image(&reference);
+            let dir = format!("/.bunny/layers/{}", dep.name);
+            b.spec.layers.insert(dep.name.to_string(), dir.clone());
+            b.mounts.push((
+                dir,
+                MountSource::ReadOnly {
+                    from: out.clone(),
+                    selector: String::new(),
                 },
-            )
-            .map_err(FrontendError::Initrd)?;
-            steps.push(FileStep::MkFile {
-                path: ROOTFS_PATH.into(),
-                data,
-                mode: 0o644,
-            });
+            ));
+            layers.insert(dep.name, out);
         }
-        RootfsPlan::Block(..) => {
+        let sub = match &app.path {
+            Some(p) => clean(&p.value)?,
+            None => String::new(),
+        };
+        let from = app.from.value.as_str();
+        // Where the sources are read from: (image, path in it), the context
+        // (a path in it), or nowhere.
+        let image_source: Option<(Output, String)>;
+        let context_source: Option<String>;
+        if from == FROM_PACKAGES {
+            (image_source, context_source) = (None, None);
+        } else if from.contains("://") || from.starts_with("git@") || from.ends_with(".git") {
             return Err(FrontendError::Unsupported {
-                what: "a block rootfs built from files".into(),
-                why: "build it with `bunny build`".into(),
-            })
+                what: format!("app `{}` from git ({from})", app.name.value),
+                why: "the frontend reads sources from the context or an image; check the repository out into the context, or use `bunny build`".into(),
+            });
+        } else if from == "local" {
+            (image_source, context_source) = (None, Some(sub.clone()));
+        } else if resolver.is_context_dir(&clean(from)?) {
+            let dir = clean(from)?;
+            let joined = if sub.is_empty() {
+                dir
+            } else {
+                format!("{dir}/{sub}")
+            };
+            (image_source, context_source) = (None, Some(joined));
+        } else {
+            (image_source, context_source) = (Some((b.g.image(from), sub.clone())), None);
         }
-        RootfsPlan::Raw(_) => {
-            // The image's files are the base; includes go on top.
-            if let Source::Image(r) = &bf.rootfs.from.value {
-                base = Some(g.image(r));
+        // The context source is made once every path it sends is known: the
+        // steps and the pack op then share one transfer.
+        let sources = match (image_source, context_source) {
+            (Some((image, path)), _) => Some((image, rooted(&path))),
+            (None, Some(path)) => {
+                b.context_path(&path)?;
+                Some((b.context(), rooted(&path)))
             }
-            for inc in &bf.rootfs.include {
-                steps.push(FileStep::Copy {
-                    from: source_output(&mut g, &inc.from),
-                    src: rooted(&clean(&inc.source)?),
-                    dest: inc.destination.clone(),
-                    mode: None,
-                });
+            (None, None) => None,
+        };
+
+        let mut outputs: BTreeMap<String, Output> = BTreeMap::new();
+        let mut last = sources.clone();
+        for step in &steps {
+            let root = layers
+                .get(step.image)
+                .cloned()
+                .ok_or_else(|| FrontendError::Needs {
+                    what: format!("step `{}`", step.name),
+                    why: format!(
+                        "it runs in layer `{}`, which the framework does not declare",
+                        step.image
+                    ),
+                })?;
+            let input = match &step.input {
+                StepInput::Source => sources.clone(),
+                StepInput::Step(name) => Some((
+                    outputs
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| FrontendError::Needs {
+                            what: format!("step `{}`", step.name),
+                            why: format!(
+                                "it reads the output of `{name}`, which has not run before it"
+                            ),
+                        })?,
+                    String::new(),
+                )),
+            };
+            let src = match input {
+                Some((from, selector)) => MountSource::ReadOnly { from, selector },
+                None => MountSource::Tmpfs,
+            };
+            let mut env = step.env.clone();
+            if !env.iter().any(|e| e.starts_with("PATH=")) {
+                env.push(PATH_ENV.into());
+            }
+            let outs = b.g.exec(
+                &Exec {
+                    root,
+                    // As `bunny build`'s overlay rootfs.
+                    writable_root: true,
+                    args: step.command.clone(),
+                    env,
+                    cwd: step.workdir.clone(),
+                    mounts: vec![
+                        ("/src".into(), src),
+                        ("/out".into(), MountSource::Output),
+                        ("/tmp".into(), MountSource::Tmpfs),
+                    ],
+                    network: step.network,
+                },
+                &format!("[bunny] {}", step.name),
+            );
+            let out = outs.into_iter().next().ok_or(FrontendError::Protocol {
+                call: "exec",
+                missing: "an output",
+            })?;
+            outputs.insert(step.name.clone(), out.clone());
+            last = Some((out, String::new()));
+        }
+        if let Some((out, selector)) = last {
+            b.spec.app_output = Some("/.bunny/app".into());
+            b.mounts.push((
+                "/.bunny/app".into(),
+                MountSource::ReadOnly {
+                    from: out,
+                    selector,
+                },
+            ));
+        }
+    }
+    b.finish()
+}
+
+/// A Containerfile -> LLB.
+pub fn translate_containerfile(
+    cf: &Containerfile,
+    file_name: &str,
+    text: &str,
+    resolver: &mut dyn Resolver,
+    opts: &TranslateOptions,
+) -> Result<Translation, FrontendError> {
+    let mut b = Builder::new(opts, file_name, text);
+    let arch = bunny::platform::Arch::host();
+    b.g.set_platform("linux", &bunny::oci::image::oci_arch(arch).to_string());
+    let mut base_labels = BTreeMap::new();
+    if let Base::Image(r) = &cf.base {
+        b.image(r, resolver);
+        if let Some(labels) = b
+            .images
+            .get(r)
+            .and_then(|(_, i)| i.config.as_ref())
+            .and_then(|c| c.get("Labels"))
+            .and_then(|l| l.as_object())
+        {
+            for (k, v) in labels {
+                base_labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
             }
         }
     }
-    steps.push(FileStep::MkFile {
-        path: URUNC_JSON_PATH.into(),
-        data: urunc.urunc_json(),
-        mode: 0o644,
-    });
-    let result = g.file(
-        base.as_ref(),
-        &steps,
-        "[bunny] pack kernel, rootfs and urunc.json",
-    );
-    let definition = g.definition(result.as_ref());
-
-    let annotations = urunc.to_annotations();
-    let config = serde_json::json!({
-        "architecture": arch,
-        "os": "linux",
-        "config": {
-            "Cmd": non_empty(&plan.cmd),
-            "Entrypoint": non_empty(&plan.entrypoint),
-            "Env": non_empty(&plan.env),
-            "Labels": annotations,
-            "WorkingDir": "/",
-        },
-        "rootfs": {"type": "layers", "diff_ids": []},
-    });
-    let image_config = serde_json::to_vec(&config).map_err(|e| FrontendError::Io {
-        context: "encoding the image config".into(),
-        source: e.into(),
-    })?;
-    Ok(Translation {
-        definition,
-        image_config,
-        annotations,
-        warnings: Vec::new(),
-    })
-}
-
-fn non_empty(v: &[String]) -> Option<&[String]> {
-    (!v.is_empty()).then_some(v)
-}
-
-/// Reads sources from disk: the context directory (for `bunny build --llb`
-/// and tests). Images are not read here.
-pub struct LocalFiles {
-    pub context: PathBuf,
-}
-
-impl SourceFiles for LocalFiles {
-    fn fetch(&mut self, source: &Source, path: &Path, dest: &Path) -> Result<(), FrontendError> {
-        match source {
-            Source::Image(r) => Err(FrontendError::Unsupported {
-                what: format!("an initrd including files of image {r}, printed as LLB"),
-                why: "`--llb` reads only the context; use `bunny build` or the frontend".into(),
-            }),
-            _ => copy_tree(&self.context.join(path), dest),
+    for c in &cf.copies {
+        match &c.from {
+            None => b.context_path(&c.source)?,
+            Some(r) => {
+                b.image(r, resolver);
+            }
         }
     }
-}
-
-fn copy_tree(src: &Path, dest: &Path) -> Result<(), FrontendError> {
-    let meta = src
-        .symlink_metadata()
-        .map_err(FrontendError::io(format!("reading {}", src.display())))?;
-    let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(src).map_err(FrontendError::io(ctx("reading", src)))?;
-        std::os::unix::fs::symlink(target, dest)
-            .map_err(FrontendError::io(ctx("creating", dest)))?;
-    } else if meta.is_dir() {
-        std::fs::create_dir_all(dest).map_err(FrontendError::io(ctx("creating", dest)))?;
-        for entry in std::fs::read_dir(src).map_err(FrontendError::io(ctx("reading", src)))? {
-            let entry = entry.map_err(FrontendError::io(ctx("reading", src)))?;
-            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
-        }
-        std::fs::set_permissions(dest, meta.permissions())
-            .map_err(FrontendError::io(ctx("chmod", dest)))?;
-    } else {
-        std::fs::copy(src, dest).map_err(FrontendError::io(ctx("copying to", dest)))?;
+    let has_binary = cf.labels.contains_key(KEY_BINARY) || base_labels.contains_key(KEY_BINARY);
+    if cf.unikernel_type() == "linux" && !has_binary {
+        let reference =
+            b.layer_reference("linux", "kernel", &containerfile::default_kernel_image());
+        let out = b.g.image(&reference);
+        let dir = "/.bunny/kernel".to_string();
+        b.spec.kernel = Some(PackImage {
+            reference,
+            dir: dir.clone(),
+            config: None,
+        });
+        b.mounts.push((
+            dir,
+            MountSource::ReadOnly {
+                from: out,
+                selector: String::new(),
+            },
+        ));
     }
-    Ok(())
+    if cf.wants_init() {
+        b.spec.init = Some(String::new());
+    }
+    b.needs_tools = cf.labels.get(LABEL_ROOTFS).map(String::as_str) == Some("block");
+    b.finish()
 }
 
 #[cfg(test)]
@@ -438,7 +628,13 @@ mod tests {
             detect("# c\n\nFROM scratch\nCOPY a /a\n"),
             Syntax::Containerfile
         );
-        assert_eq!(detect("arg X=1\nFROM a\n"), Syntax::Containerfile);
         assert_eq!(detect("from: local\n"), Syntax::BunnyFile);
+    }
+
+    #[test]
+    fn paths_are_cleaned_and_dotdot_refused() {
+        assert_eq!(clean("./a//b/").unwrap(), "a/b");
+        assert_eq!(clean(".").unwrap(), "");
+        assert!(clean("a/../../b").is_err());
     }
 }

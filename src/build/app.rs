@@ -43,6 +43,19 @@ pub struct AppOptions {
     /// in from the plan. The architecture defaults to the host's.
     pub monitor: Option<crate::platform::Monitor>,
     pub architecture: Option<crate::platform::Arch>,
+    /// The steps already ran elsewhere (the BuildKit frontend runs them as
+    /// exec ops): only the packing is left, on these directories.
+    pub prebuilt: Option<PrebuiltSteps>,
+}
+
+/// The outputs of steps that ran outside bunny, and the framework's layers
+/// as directories.
+#[derive(Debug, Clone, Default)]
+pub struct PrebuiltSteps {
+    /// The last step's `/out`.
+    pub output: PathBuf,
+    /// A layer's files, by [`crate::frameworks::LayerDep::name`].
+    pub layers: BTreeMap<String, PathBuf>,
 }
 
 /// A built app: what the pipeline packs.
@@ -126,24 +139,41 @@ pub fn build_app(
         framework: fw.clone(),
         message: e.to_string(),
     };
-    let info = AppInfo {
-        name: app.name.value.clone(),
-        language: app.language.as_ref().map(|l| l.value.clone()),
-        monitor: opts.monitor,
-        architecture: opts
-            .architecture
-            .unwrap_or_else(crate::platform::Arch::host),
-        packages: app.packages.clone(),
-        repository: app.repository.clone(),
-    };
+    let info = app_info(app, opts.monitor, opts.architecture);
     // Ask for the steps first: a framework that cannot build says so before
     // anything is resolved or fetched.
     let steps = framework.app_steps(&info).map_err(fw_err)?;
-    let images = resolve_layers(framework, store, opts, progress)?;
     let scratch = tempfile::Builder::new()
         .prefix("bunny-app-")
         .tempdir()
         .map_err(io_ctx("creating a scratch directory"))?;
+    if let Some(done) = &opts.prebuilt {
+        let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
+            done.layers
+                .get(name)
+                .cloned()
+                .ok_or_else(|| FrameworkError::UnknownLayer(name.to_string()))
+        };
+        let package = pack_app(
+            framework,
+            &info,
+            &done.output,
+            &layer,
+            &scratch,
+            store,
+            progress,
+        )
+        .map_err(fw_err)?;
+        return Ok(BuiltApp {
+            kernel: package.kernel,
+            rootfs: package.rootfs,
+            steps_run: 0,
+            steps_cached: 0,
+            layers: BTreeMap::new(),
+            _scratch: scratch,
+        });
+    }
+    let images = resolve_layers(framework, store, opts, progress)?;
     let source = if app.from.value == crate::bunnyfile::FROM_PACKAGES {
         // Made only of packages: the framework fetches them when packing.
         let empty = scratch.path().join("no-sources");
@@ -248,18 +278,8 @@ pub fn build_app(
             .map(|(p, _)| p)
             .map_err(|e| FrameworkError::Build(e.to_string()))
     };
-    progress.start("pack app");
-    let package = framework
-        .package_app(&PackInputs {
-            app: &info,
-            output: &output,
-            layer: &layer,
-            scratch: scratch.path(),
-            store,
-            progress,
-        })
-        .map_err(fw_err)?;
-    progress.finish("pack app", &format!("{} files", package.rootfs.len()));
+    let package =
+        pack_app(framework, &info, &output, &layer, &scratch, store, progress).map_err(fw_err)?;
     Ok(BuiltApp {
         kernel: package.kernel,
         rootfs: package.rootfs,
@@ -271,6 +291,45 @@ pub fn build_app(
             .collect(),
         _scratch: scratch,
     })
+}
+
+/// The BunnyFile's `app` as frameworks see it; the architecture defaults to
+/// the host's.
+pub fn app_info(
+    app: &App,
+    monitor: Option<crate::platform::Monitor>,
+    architecture: Option<crate::platform::Arch>,
+) -> AppInfo {
+    AppInfo {
+        name: app.name.value.clone(),
+        language: app.language.as_ref().map(|l| l.value.clone()),
+        monitor,
+        architecture: architecture.unwrap_or_else(crate::platform::Arch::host),
+        packages: app.packages.clone(),
+        repository: app.repository.clone(),
+    }
+}
+
+fn pack_app(
+    framework: &dyn Framework,
+    info: &AppInfo,
+    output: &Path,
+    layer: &dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
+    scratch: &tempfile::TempDir,
+    store: &Store,
+    progress: &dyn Progress,
+) -> Result<crate::frameworks::AppPackage, FrameworkError> {
+    progress.start("pack app");
+    let package = framework.package_app(&PackInputs {
+        app: info,
+        output,
+        layer,
+        scratch: scratch.path(),
+        store,
+        progress,
+    })?;
+    progress.finish("pack app", &format!("{} files", package.rootfs.len()));
+    Ok(package)
 }
 
 /// Every layer the framework declares, as the lock file pins it. A layer not

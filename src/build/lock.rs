@@ -66,7 +66,12 @@ impl LockFile {
                 })
             }
         };
-        let lock: LockFile = serde_json::from_slice(&bytes).map_err(|e| BuildError::Lock {
+        LockFile::parse(path, &bytes)
+    }
+
+    /// Reads a lock file's bytes; `path` names it in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<LockFile, BuildError> {
+        let lock: LockFile = serde_json::from_slice(bytes).map_err(|e| BuildError::Lock {
             path: path.to_path_buf(),
             message: format!("{e}; delete it or rebuild with --update-lock"),
         })?;

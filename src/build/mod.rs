@@ -39,7 +39,7 @@ use thiserror::Error;
 use crate::layers::store::{Store, StoreError};
 use crate::layers::unpack::UnpackError;
 
-pub use app::{build_app, AppOptions, BuiltApp};
+pub use app::{app_info, build_app, AppOptions, BuiltApp, PrebuiltSteps};
 pub use runner::{Step, StepOutcome};
 
 #[derive(Debug, Error)]

@@ -68,7 +68,9 @@ pub struct BuildArgs {
     // Issue 10: the BuildKit frontend's LLB.
     /// Print the LLB definition (protobuf, what `buildctl build` reads on
     /// stdin) instead of building. Runs `bunny-frontend llb` ($BUNNY_FRONTEND,
-    /// else beside this binary, else in PATH).
+    /// else beside this binary, else in PATH). The build runs inside BuildKit
+    /// from the frontend image: name it with $BUNNY_FRONTEND_IMAGE (and the
+    /// tools image, when needed, with $BUNNY_TOOLS_IMAGE).
     #[arg(long)]
     llb: bool,
 
@@ -199,7 +201,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         .clone()
         .unwrap_or_else(|| default_file(&args.context));
     if args.llb {
-        return print_llb(&file, &args.context);
+        return print_llb(&file, &args.context, &args.toolchains);
     }
     // Issue 11: a Containerfile (told apart by its content) takes its own path.
     if let Ok(head) = std::fs::read(&file) {
@@ -346,6 +348,7 @@ fn run_containerfile(
         context: &args.context,
         images: &source,
         kernel_image,
+        kernel_files: None,
         registry: Some(
             args.registry
                 .options(super::transfer::renderer(args.progress)),
@@ -434,7 +437,7 @@ fn finish(
 /// Issue 10: the LLB code lives in the `bunny-frontend` crate, which depends
 /// on this one (it reuses the parser and planner), so `bunny` cannot link it
 /// and runs its binary instead.
-fn print_llb(file: &Path, context: &Path) -> anyhow::Result<ExitCode> {
+fn print_llb(file: &Path, context: &Path, toolchains: &[String]) -> anyhow::Result<ExitCode> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("bunny-frontend")))
@@ -443,18 +446,17 @@ fn print_llb(file: &Path, context: &Path) -> anyhow::Result<ExitCode> {
         .map(PathBuf::from)
         .or(beside)
         .unwrap_or_else(|| PathBuf::from("bunny-frontend"));
-    let status = std::process::Command::new(&bin)
-        .arg("llb")
-        .arg("-f")
-        .arg(file)
-        .arg(context)
-        .status()
-        .with_context(|| {
-            format!(
-                "running {} (build it with `cargo build -p bunny-frontend`, or set BUNNY_FRONTEND)",
-                bin.display()
-            )
-        })?;
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg("llb").arg("-f").arg(file);
+    for t in toolchains {
+        cmd.arg("--toolchain").arg(t);
+    }
+    let status = cmd.arg(context).status().with_context(|| {
+        format!(
+            "running {} (build it with `cargo build -p bunny-frontend`, or set BUNNY_FRONTEND)",
+            bin.display()
+        )
+    })?;
     Ok(if status.success() {
         ExitCode::SUCCESS
     } else {

@@ -252,6 +252,9 @@ pub struct BuildInputs<'a> {
     /// The kernel image for Linux guests without a binary (default: the
     /// linux framework's `kernel` layer, `bunny/linux-kernel:bookworm`).
     pub kernel_image: Option<String>,
+    /// The kernel image's files, already at hand (the BuildKit frontend
+    /// mounts the image); when set, `kernel_image` is only its name.
+    pub kernel_files: Option<PathBuf>,
     pub registry: Option<crate::oci::registry::RegistryOptions>,
     /// The static bunny-init binary (default: [`find_init`]).
     pub init: Option<PathBuf>,
@@ -552,16 +555,22 @@ pub fn build(
             reference: reference.clone(),
             source: Box::new(source),
         };
-        let (src_store, manifest) =
-            crate::build::resolve_image(store, &reference, inputs.registry.as_ref(), false)
-                .map_err(kernel_err)?;
-        let resolved = crate::build::ResolvedImage {
-            reference: reference.clone(),
-            store: src_store,
-            manifest,
+        let root = match &inputs.kernel_files {
+            Some(dir) => dir.clone(),
+            None => {
+                let (src_store, manifest) =
+                    crate::build::resolve_image(store, &reference, inputs.registry.as_ref(), false)
+                        .map_err(kernel_err)?;
+                let resolved = crate::build::ResolvedImage {
+                    reference: reference.clone(),
+                    store: src_store,
+                    manifest,
+                };
+                crate::build::rootfs::unpacked_rootfs(store.root(), &resolved)
+                    .map_err(kernel_err)?
+                    .0
+            }
         };
-        let (root, _) =
-            crate::build::rootfs::unpacked_rootfs(store.root(), &resolved).map_err(kernel_err)?;
         let kernel = root.join(KERNEL_PATH.trim_start_matches('/'));
         if !kernel.is_file() {
             return Err(ContainerfileBuildError::Invalid(format!(
