@@ -386,3 +386,264 @@ fn llb_output_is_a_reproducible_definition() {
     fs::write(other.join("BunnyFile"), BUNNYFILE.replace("quiet", "loud")).unwrap();
     assert!(a != llb(&other));
 }
+
+/// The linux framework's images (`scripts/toolchain-image.sh`, cached under
+/// target/toolchains).
+fn toolchains() -> PathBuf {
+    let layout = Path::new(ROOT).join("target/toolchains/layout");
+    run(&mut Command::new(
+        Path::new(ROOT).join("scripts/toolchain-image.sh"),
+    ));
+    layout
+}
+
+/// Copies `oci:LAYOUT:TAG` to the registry with skopeo.
+fn push_layout(layout: &Path, tag: &str, dest: &str) {
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{dest}"),
+    ]));
+}
+
+fn same_files(via_docker: &Path, via_bunny: &Path, files: &[&str]) {
+    for f in files {
+        let a = fs::read(via_docker.join(f))
+            .unwrap_or_else(|e| panic!("{f} missing from docker's output: {e}"));
+        let b = fs::read(via_bunny.join(f))
+            .unwrap_or_else(|e| panic!("{f} missing from bunny's output: {e}"));
+        assert_eq!(a.len(), b.len(), "{f}: sizes differ");
+        assert!(
+            a == b,
+            "{f}: contents differ between docker build and bunny build"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
+    common::require_tool("skopeo");
+    let bin = static_frontend();
+    let layout = toolchains();
+    let reg = Registry::start_http();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let host = reg.host();
+    let tools = format!("{host}/bunny-tools:bookworm");
+    let toolchain = format!("{host}/linux-toolchain:gcc-bookworm");
+    let kernel = format!("{host}/linux-kernel:bookworm");
+    push_layout(&layout, "tools-bookworm", &tools);
+    push_layout(&layout, "gcc-bookworm", &toolchain);
+    push_layout(&layout, "kernel-bookworm", &kernel);
+    // The tools image is baked into the frontend image's Env.
+    let frontend = format!("{host}/bunny-frontend:exec");
+    push_frontend(&bin, &store, &frontend, Some(&tools));
+    let d = Dockerd::start_with(DockerdOptions {
+        insecure_registries: vec![host.clone()],
+        ..Default::default()
+    });
+    let layers_arg = format!("BUNNY_TOOLCHAIN=linux.toolchain={toolchain} linux.kernel={kernel}");
+    let local_toolchain = [
+        "--toolchain".to_string(),
+        format!("linux=oci:{}:gcc-bookworm", layout.display()),
+        "--toolchain".to_string(),
+        format!("linux.kernel=oci:{}:kernel-bookworm", layout.display()),
+    ];
+    let both = |name: &str, ctx: &Path, file: &str, docker_extra: &[&str]| -> (PathBuf, PathBuf) {
+        fs::write(
+            ctx.join(format!("{file}.docker")),
+            format!(
+                "#syntax={frontend}\n{}",
+                fs::read_to_string(ctx.join(file)).unwrap()
+            ),
+        )
+        .unwrap();
+        let tar = work.path().join(format!("{name}.tar"));
+        let t = Instant::now();
+        let mut extra = vec![
+            "--output".to_string(),
+            format!("type=tar,dest={}", tar.display()),
+        ];
+        extra.extend(docker_extra.iter().map(|s| s.to_string()));
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let o = docker_build(&d, ctx, &format!("{file}.docker"), &extra);
+        assert!(
+            o.status.success(),
+            "{name}: docker build failed:\n{}\ndockerd log:\n{}",
+            text(&o),
+            d.log()
+        );
+        eprintln!("{name}: docker build {:?}", t.elapsed());
+        // bunny's build ran inside BuildKit, as the pack step.
+        assert!(
+            text(&o).contains(&format!("[bunny] pack {file}.docker")),
+            "{name}: no pack step in docker's output:\n{}",
+            text(&o)
+        );
+        if name == "app" {
+            // `make` ran as its own exec op in the toolchain image.
+            assert!(
+                text(&o).contains("[bunny] make hello-server"),
+                "no make step in docker's output:\n{}",
+                text(&o)
+            );
+        }
+        let via_docker = work.path().join(format!("{name}-docker"));
+        unpack_tar(&tar, &via_docker);
+        let via_bunny = work.path().join(format!("{name}-bunny"));
+        run(bunny(&store)
+            .args(["build", "--progress", "plain", "-f"])
+            .arg(ctx.join(file))
+            .args(&local_toolchain)
+            .arg("-o")
+            .arg(format!("type=local,dest={}", via_bunny.display()))
+            .arg(ctx));
+        (via_docker, via_bunny)
+    };
+
+    // 1. An app built from source: `make` runs as an exec op in the
+    // toolchain image, the pack step in the tools image.
+    let app_ctx = work.path().join("app");
+    copy_dir(&Path::new(ROOT).join("examples/hello-linux-src"), &app_ctx);
+    let (docker_out, bunny_out) = both("app", &app_ctx, "BunnyFile", &["--build-arg", &layers_arg]);
+    same_files(
+        &docker_out,
+        &bunny_out,
+        &[".boot/kernel", ".boot/rootfs", "urunc.json"],
+    );
+    let cpio = run(Command::new("sh").arg("-c").arg(format!(
+        "cpio -it < {}",
+        docker_out.join(".boot/rootfs").display()
+    )));
+    assert!(
+        cpio.lines()
+            .any(|l| l.trim_start_matches("./") == "bin/hello-server"),
+        "the built app is not in the initrd:\n{cpio}"
+    );
+    assert_eq!(
+        fs::read(docker_out.join(".boot/kernel")).unwrap(),
+        fs::read(
+            layout
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("linux-kernel/vmlinuz")
+        )
+        .unwrap(),
+        "the kernel is not the kernel layer's"
+    );
+
+    // 2. A block rootfs written from the context (mke2fs in the tools image).
+    let block_ctx = work.path().join("block");
+    context(&block_ctx);
+    fs::write(
+        block_ctx.join("BunnyFile"),
+        BUNNYFILE.replace("type: initrd", "type: block"),
+    )
+    .unwrap();
+    let (docker_out, bunny_out) = both("block", &block_ctx, "BunnyFile", &[]);
+    same_files(
+        &docker_out,
+        &bunny_out,
+        &[".boot/kernel", ".boot/rootfs", "urunc.json"],
+    );
+    let fsck = output(
+        Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(docker_out.join(".boot/rootfs")),
+    );
+    assert!(fsck.status.success(), "{}", text(&fsck));
+
+    // 3. A Containerfile: bunny-init from the frontend image, the kernel
+    // from the kernel layer, the files as an initrd.
+    let cf_ctx = work.path().join("cf");
+    context(&cf_ctx);
+    fs::write(
+        cf_ctx.join("Containerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nLABEL com.urunc.unikernel.cmdline=\"console=ttyS0\"\nENV GREETING=hello\nWORKDIR /etc\nCMD [\"/init\"]\n",
+    )
+    .unwrap();
+    let (docker_out, bunny_out) = both(
+        "containerfile",
+        &cf_ctx,
+        "Containerfile",
+        &["--build-arg", &layers_arg],
+    );
+    same_files(
+        &docker_out,
+        &bunny_out,
+        &[".boot/kernel", ".boot/rootfs", "urunc.json"],
+    );
+    let o = docker_build(
+        &d,
+        &cf_ctx,
+        "Containerfile.docker",
+        &["--build-arg", &layers_arg, "-t", "bunny-cf:1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&run(d.docker().args(["image", "inspect", "bunny-cf:1"]))).unwrap();
+    let config = &inspect[0]["Config"];
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/urunit"]),
+        "{config}"
+    );
+    assert_eq!(config["Cmd"], serde_json::json!(["/init"]), "{config}");
+    assert_eq!(
+        config["Labels"]["com.urunc.unikernel.initrd"].as_str(),
+        Some("/.boot/rootfs"),
+        "{config}"
+    );
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello"),
+        "{config}"
+    );
+
+    // 4. Without a tools image, a block rootfs says what to pass.
+    let plain = format!("{host}/bunny-frontend:plain");
+    push_frontend(&bin, &store, &plain, None);
+    fs::write(
+        block_ctx.join("NoTools.docker"),
+        format!(
+            "#syntax={plain}\n{}",
+            fs::read_to_string(block_ctx.join("BunnyFile")).unwrap()
+        ),
+    )
+    .unwrap();
+    let o = docker_build(
+        &d,
+        &block_ctx,
+        "NoTools.docker",
+        &[
+            "--output",
+            &format!("type=tar,dest={}", work.path().join("x.tar").display()),
+        ],
+    );
+    assert!(!o.status.success());
+    eprintln!("without a tools image:\n{}", text(&o));
+    assert!(
+        text(&o).contains("BUNNY_TOOLS_IMAGE"),
+        "no hint about the tools image:\n{}",
+        text(&o)
+    );
+}
