@@ -619,7 +619,71 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         "{config}"
     );
 
-    // 4. Without a tools image, a block rootfs says what to pass.
+    // 4. `FROM IMAGE` inherits the image's config (Env, Labels, ...), as
+    // BuildKit resolves it, the same way `bunny build` does from its store.
+    let base = format!("{host}/bunny-base:1");
+    let base_ctx = work.path().join("base");
+    context(&base_ctx);
+    fs::write(
+        base_ctx.join("BunnyFile"),
+        BUNNYFILE
+            .replace("type: initrd", "type: raw")
+            .replace("GREETING=hello", "BASE=1"),
+    )
+    .unwrap();
+    run(bunny(&store)
+        .args(["build", "--progress", "plain", "-t", &base])
+        .arg(&base_ctx));
+    run(bunny(&store).args(["push", &base, "--progress", "plain"]));
+    fs::write(
+        cf_ctx.join("FromBase"),
+        format!("FROM {base}\nCOPY rootfs/etc/motd /etc/motd2\nENV X=2\n"),
+    )
+    .unwrap();
+    fs::write(
+        cf_ctx.join("FromBase.docker"),
+        format!(
+            "#syntax={frontend}\n{}",
+            fs::read_to_string(cf_ctx.join("FromBase")).unwrap()
+        ),
+    )
+    .unwrap();
+    let o = docker_build(&d, &cf_ctx, "FromBase.docker", &["-t", "bunny-from-base:1"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), d.log());
+    let inspect: serde_json::Value = serde_json::from_str(&run(d.docker().args([
+        "image",
+        "inspect",
+        "bunny-from-base:1",
+    ])))
+    .unwrap();
+    let docker_config = &inspect[0]["Config"];
+    let digest = run(bunny(&store)
+        .args(["build", "--progress", "plain", "-t", "from-base:1", "-f"])
+        .arg(cf_ctx.join("FromBase"))
+        .arg(&cf_ctx));
+    let ours: serde_json::Value = serde_json::from_str(&run(bunny(&store).args([
+        "inspect",
+        "--json",
+        digest.trim(),
+    ])))
+    .unwrap();
+    let ours = &ours["config"];
+    assert!(
+        ours["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "BASE=1"),
+        "bunny build did not inherit the base's Env: {ours}"
+    );
+    assert_eq!(docker_config["Env"], ours["env"], "{docker_config}");
+    assert_eq!(docker_config["Labels"], ours["labels"], "{docker_config}");
+    assert_eq!(
+        docker_config["Entrypoint"], ours["entrypoint"],
+        "{docker_config}"
+    );
+
+    // 5. Without a tools image, a block rootfs says what to pass.
     let plain = format!("{host}/bunny-frontend:plain");
     push_frontend(&bin, &store, &plain, None);
     fs::write(
