@@ -422,6 +422,15 @@ fn same_files(via_docker: &Path, via_bunny: &Path, files: &[&str]) {
     }
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
@@ -494,7 +503,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
             "{name}: no pack step in docker's output:\n{}",
             text(&o)
         );
-        if name == "app" {
+        if name == "app" || name == "git" {
             // `make` ran as its own exec op in the toolchain image.
             assert!(
                 text(&o).contains("[bunny] make hello-server"),
@@ -546,6 +555,71 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         )
         .unwrap(),
         "the kernel is not the kernel layer's"
+    );
+
+    // 1b. The same app from a git remote over HTTP (busybox httpd serving a
+    // bare repository): BuildKit fetches it, `bunny build` clones it.
+    let repo = work.path().join("git/src");
+    copy_dir(&Path::new(ROOT).join("examples/hello-linux-src"), &repo);
+    fs::remove_file(repo.join("BunnyFile")).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        run(Command::new(common::require_tool("git"))
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .args(args));
+    };
+    git(&repo, &["init", "-q", "-b", "demo"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "sources"]);
+    let served = work.path().join("git/www");
+    fs::create_dir_all(&served).unwrap();
+    git(
+        &served,
+        &["clone", "-q", "--bare", repo.to_str().unwrap(), "hello.git"],
+    );
+    git(&served.join("hello.git"), &["update-server-info"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _httpd = KillOnDrop(
+        Command::new(common::require_tool("busybox"))
+            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+            .arg(&served)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let git_ctx = work.path().join("git/ctx");
+    fs::create_dir_all(&git_ctx).unwrap();
+    fs::write(
+        git_ctx.join("BunnyFile"),
+        fs::read_to_string(app_ctx.join("BunnyFile"))
+            .unwrap()
+            .replace(
+                "  from: local",
+                &format!("  from: http://127.0.0.1:{port}/hello.git\n  branch: demo"),
+            ),
+    )
+    .unwrap();
+    let (git_docker, git_bunny) = both("git", &git_ctx, "BunnyFile", &["--build-arg", &layers_arg]);
+    same_files(
+        &git_docker,
+        &git_bunny,
+        &[".boot/kernel", ".boot/rootfs", "urunc.json"],
+    );
+    // The same sources from git as from the context: the same image.
+    same_files(
+        &git_docker,
+        &docker_out,
+        &[".boot/kernel", ".boot/rootfs", "urunc.json"],
     );
 
     // 2. A block rootfs written from the context (mke2fs in the tools image).

@@ -159,6 +159,34 @@ impl Graph {
         )
     }
 
+    /// A git repository's checkout at `reference` (a branch or tag; the
+    /// default branch when None), fetched by BuildKit. The identifier is
+    /// the URL without its scheme, as BuildKit's own client writes it; the
+    /// full URL goes in `git.fullurl` so http(s), ssh and file remotes are
+    /// fetched as written.
+    pub fn git(&mut self, url: &str, reference: Option<&str>) -> Output {
+        let bare = url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(url)
+            .trim_start_matches("git@")
+            .replacen(':', "/", usize::from(url.starts_with("git@")));
+        let mut identifier = format!("git://{bare}");
+        if let Some(r) = reference.filter(|r| !r.is_empty()) {
+            identifier.push('#');
+            identifier.push_str(r);
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert("git.fullurl".to_string(), url.to_string());
+        self.add(
+            pb::Op {
+                op: Some(pb::op::Op::Source(pb::SourceOp { identifier, attrs })),
+                ..Default::default()
+            },
+            &format!("[bunny] git {url}"),
+        )
+    }
+
     /// An image's filesystem; `reference` is normalised as docker does
     /// (`alpine` -> `docker.io/library/alpine:latest`).
     pub fn image(&mut self, reference: &str) -> Output {

@@ -454,11 +454,9 @@ pub fn translate_bunnyfile(
         let context_source: Option<String>;
         if from == FROM_PACKAGES {
             (image_source, context_source) = (None, None);
-        } else if from.contains("://") || from.starts_with("git@") || from.ends_with(".git") {
-            return Err(FrontendError::Unsupported {
-                what: format!("app `{}` from git ({from})", app.name.value),
-                why: "the frontend reads sources from the context or an image; check the repository out into the context, or use `bunny build`".into(),
-            });
+        } else if bunny::build::app::is_git_url(from) {
+            let branch = app.branch.as_ref().map(|b| b.value.as_str());
+            (image_source, context_source) = (Some((b.g.git(from, branch), sub.clone())), None);
         } else if from == "local" {
             (image_source, context_source) = (None, Some(sub.clone()));
         } else if resolver.is_context_dir(&clean(from)?) {

@@ -421,7 +421,8 @@ fn resolve_layers(
     Ok(out)
 }
 
-fn is_git_url(from: &str) -> bool {
+/// Whether `app.from` names a git remote rather than a directory or an image.
+pub fn is_git_url(from: &str) -> bool {
     from.contains("://") || from.starts_with("git@") || from.ends_with(".git")
 }
 
@@ -499,13 +500,33 @@ fn git_clone(
             sources.display()
         )))?;
     let checkout = tmp.path().join("src");
-    let mut cmd = Command::new("git");
-    cmd.args(["clone", "--quiet", "--depth", "1"]);
-    if let Some(b) = branch {
-        cmd.args(["--branch", b]);
+    let clone = |depth: bool| {
+        let mut cmd = Command::new("git");
+        cmd.args(["clone", "--quiet"]);
+        if depth {
+            cmd.args(["--depth", "1"]);
+        }
+        if let Some(b) = branch {
+            cmd.args(["--branch", b]);
+        }
+        cmd.arg("--").arg(url).arg(&checkout);
+        run_tool(&mut cmd, &step)
+    };
+    match clone(true) {
+        // A shallow clone is the cheap one, but dumb HTTP remotes (a static
+        // web server) cannot serve it: take the whole history there.
+        Err(BuildError::Tool { stderr, .. }) if stderr.contains("shallow") => {
+            let _ = std::fs::remove_dir_all(&checkout);
+            progress.log(
+                &step,
+                "the remote cannot serve a shallow clone; cloning in full",
+            );
+            clone(false)?;
+        }
+        other => {
+            other?;
+        }
     }
-    cmd.arg("--").arg(url).arg(&checkout);
-    run_tool(&mut cmd, &step)?;
     let mut rev = Command::new("git");
     rev.arg("-C").arg(&checkout).args(["rev-parse", "HEAD"]);
     let commit = run_tool(&mut rev, "git rev-parse HEAD")?;
