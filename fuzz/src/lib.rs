@@ -81,15 +81,15 @@ pub fn manifest(data: &[u8]) {
         let Some(want) = PlatformWanted::parse(p) else {
             panic!("PlatformWanted::parse({p}) failed");
         };
-        match parse_manifest_or_index(data, &want) {
+        match parse_manifest_or_index(data, None, &want) {
             Ok(ManifestDoc::Manifest(m)) => {
                 let _ = m.config().digest().to_string();
                 for l in m.layers() {
                     let _ = (l.digest().to_string(), l.size(), l.media_type().to_string());
                 }
             }
-            Ok(ManifestDoc::Index { child }) => {
-                let _ = child;
+            Ok(ManifestDoc::Index { child, available }) => {
+                let _ = (child, available);
             }
             Err(e) => {
                 let _ = e.to_string();

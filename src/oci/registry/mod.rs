@@ -736,25 +736,37 @@ struct PlatformDoc {
 #[derive(Debug)]
 pub enum ManifestDoc {
     /// An image index (OCI or Docker list): the `(digest, mediaType)` of the
-    /// entry `pull` would fetch for the platform, if any matches.
+    /// entry `pull` fetches for the platform, if any matches, and the
+    /// platforms it offers (`os/arch`), for the error when none does.
     Index {
         child: Option<(String, Option<String>)>,
+        available: Vec<String>,
     },
     Manifest(Box<ImageManifest>),
 }
 
-/// Parses a manifest or index exactly as `pull` does (media-type sniffing,
-/// the lenient `IndexDoc`, platform choice). Public so the fuzz targets and
-/// `tests/fuzz_corpus.rs` exercise the code a hostile registry reaches.
+/// Parses a manifest or index: the media type is sniffed from the document
+/// (else `declared`, the index entry's), an index is read leniently and its
+/// entry for `platform` chosen. `pull` reads every registry answer through
+/// this; the fuzz targets and `tests/fuzz_corpus.rs` drive it directly.
 pub fn parse_manifest_or_index(
     bytes: &[u8],
+    declared: Option<&str>,
     platform: &PlatformWanted,
 ) -> Result<ManifestDoc, serde_json::Error> {
-    if is_index(&media_type_of(bytes, None)) {
+    if is_index(&media_type_of(bytes, declared)) {
         let index: IndexDoc = serde_json::from_slice(bytes)?;
         let child = choose_platform(&index.manifests, platform)
             .map(|e| (e.digest.clone(), e.media_type.clone()));
-        return Ok(ManifestDoc::Index { child });
+        let available = index
+            .manifests
+            .iter()
+            .map(|e| match &e.platform {
+                Some(p) => format!("{}/{}", p.os, p.architecture),
+                None => "(no platform)".into(),
+            })
+            .collect();
+        return Ok(ManifestDoc::Index { child, available });
     }
     serde_json::from_slice(bytes).map(|m| ManifestDoc::Manifest(Box::new(m)))
 }
@@ -946,20 +958,26 @@ pub fn pull(
         downloaded: 0,
         cached: 0,
     };
-    let (mut bytes, mut digest) = p.fetch_manifest(&r)?;
-    let mut media_type = media_type_of(&bytes, None);
-    if is_index(&media_type) {
-        let index: IndexDoc = serde_json::from_slice(&bytes)
-            .map_err(|e| spec_error(&session.host, &format!("index {digest}"), e))?;
-        let Some(entry) = choose_platform(&index.manifests, platform) else {
-            let available: Vec<String> = index
-                .manifests
-                .iter()
-                .map(|e| match &e.platform {
-                    Some(p) => format!("{}/{}", p.os, p.architecture),
-                    None => "(no platform)".into(),
-                })
-                .collect();
+    let (bytes, digest) = p.fetch_manifest(&r)?;
+    let parse = |bytes: &[u8], declared: Option<&str>, digest: &str, what: &str| {
+        parse_manifest_or_index(bytes, declared, platform)
+            .map_err(|e| spec_error(&session.host, &format!("{what} {digest}"), e))
+    };
+    // The manifest, its bytes and digest as fetched, and its media type.
+    let (manifest, bytes, digest, media_type) = match parse(
+        &bytes,
+        None,
+        &digest,
+        "manifest or index",
+    )? {
+        ManifestDoc::Manifest(m) => {
+            let media_type = media_type_of(&bytes, None);
+            (*m, bytes, digest, media_type)
+        }
+        ManifestDoc::Index {
+            child: None,
+            available,
+        } => {
             return Err(RegistryError::NoPlatform {
                 reference: reference.to_string(),
                 wanted: platform.to_string(),
@@ -969,22 +987,27 @@ pub fn pull(
                     available.join(", ")
                 },
             });
-        };
-        let child_type = entry.media_type.clone();
-        let child = r.clone_with_digest(entry.digest.clone());
-        (bytes, digest) = p.fetch_manifest(&child)?;
-        media_type = media_type_of(&bytes, child_type.as_deref());
-        if is_index(&media_type) {
-            return Err(RegistryError::Protocol {
-                host: session.host.clone(),
-                message: format!(
-                    "index entry {digest} is itself an index; nested indexes are not supported"
-                ),
-            });
         }
-    }
-    let manifest: ImageManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| spec_error(&session.host, &format!("manifest {digest}"), e))?;
+        ManifestDoc::Index {
+            child: Some((child_digest, child_type)),
+            ..
+        } => {
+            let child = r.clone_with_digest(child_digest);
+            let (bytes, digest) = p.fetch_manifest(&child)?;
+            match parse(&bytes, child_type.as_deref(), &digest, "manifest")? {
+                ManifestDoc::Manifest(m) => {
+                    let media_type = media_type_of(&bytes, child_type.as_deref());
+                    (*m, bytes, digest, media_type)
+                }
+                ManifestDoc::Index { .. } => return Err(RegistryError::Protocol {
+                    host: session.host.clone(),
+                    message: format!(
+                        "index entry {digest} is itself an index; nested indexes are not supported"
+                    ),
+                }),
+            }
+        }
+    };
     let config = manifest.config();
     p.pull_blob(
         config.digest().as_ref(),
