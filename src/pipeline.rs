@@ -473,13 +473,7 @@ pub fn build(
         mtime: opts.epoch,
         compression: opts.compression,
     };
-    let scratch = tempfile::Builder::new()
-        .prefix("bunny-build-")
-        .tempdir()
-        .map_err(|source| PipelineError::Io {
-            context: "creating a scratch directory".into(),
-            source,
-        })?;
+    let scratch = store.scratch("build")?;
 
     // The kernel layer and the rootfs are independent: build them side by
     // side (hashing and compression are the whole cost of packing).

@@ -4,6 +4,7 @@ mod common;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -266,4 +267,80 @@ fn default_root_follows_env() {
         "/b/bunny"
     );
     assert_eq!(root_with(&[("HOME", "/c")]), "/c/.local/share/bunny");
+}
+
+/// What a process killed mid-build leaves in `tmp/` is removed by the next
+/// `Store::open`, but only once no live process holds its lock: a real
+/// `flock(1)` process stands in for a running bunny, then is killed -9.
+#[test]
+fn stale_scratch_of_dead_processes_is_removed_live_scratch_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let tmp = root.join("tmp");
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+
+    // A scratch dir whose owner (another process) is alive.
+    let held = tmp.join("scratch-build-held");
+    fs::create_dir_all(&held).unwrap();
+    let lock = held.join(".owner.lock");
+    fs::write(&lock, "").unwrap();
+    // `-o`: only flock itself holds the lock, not the command it runs.
+    let mut owner = Command::new(require_tool("flock"))
+        .args(["-x", "-o"])
+        .arg(&lock)
+        .args(["sleep", "120"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Wait until flock holds it.
+    let probe = fs::File::open(&lock).unwrap();
+    let t = std::time::Instant::now();
+    while fs4::fs_std::FileExt::try_lock_exclusive(&probe).unwrap() {
+        fs4::fs_std::FileExt::unlock(&probe).unwrap();
+        assert!(t.elapsed().as_secs() < 10, "flock never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(probe);
+    filetime::set_file_mtime(&held, old).unwrap();
+
+    // This process's own live scratch.
+    let mine = store.scratch("build").unwrap();
+    fs::write(mine.path().join("rootfs.cpio"), b"x").unwrap();
+
+    // Lockless scratch: fresh (its owner may be about to lock it) and old.
+    let fresh = tmp.join("scratch-app-fresh");
+    let abandoned = tmp.join("scratch-app-abandoned");
+    fs::create_dir_all(&fresh).unwrap();
+    fs::create_dir_all(&abandoned).unwrap();
+    filetime::set_file_mtime(&abandoned, old).unwrap();
+    // Blob temp files: an old unlocked one, and a build step's bundle dir,
+    // which is never touched (it may hold mounts).
+    let blob = tmp.join("blob-abandoned");
+    fs::write(&blob, vec![0u8; 4096]).unwrap();
+    filetime::set_file_mtime(&blob, old).unwrap();
+    let step = tmp.join("step-xyz");
+    fs::create_dir_all(&step).unwrap();
+    filetime::set_file_mtime(&step, old).unwrap();
+
+    let _ = Store::open(&root).unwrap();
+    assert!(held.exists(), "removed scratch a live process holds");
+    assert!(mine.path().exists(), "removed this process's own scratch");
+    assert!(fresh.exists(), "removed a fresh scratch dir");
+    assert!(step.exists(), "touched a step bundle");
+    assert!(
+        !abandoned.exists(),
+        "kept an abandoned lockless scratch dir"
+    );
+    assert!(!blob.exists(), "kept an abandoned blob temp file");
+
+    // The owner dies without cleaning up (kill -9, with its sleep).
+    run(Command::new("kill").args(["-9", "--", &format!("-{}", owner.id())]));
+    owner.wait().unwrap();
+    let _ = Store::open(&root).unwrap();
+    assert!(!held.exists(), "kept the scratch of a killed process");
+    assert!(mine.path().exists());
+    let path = mine.path().to_path_buf();
+    drop(mine);
+    assert!(!path.exists(), "a dropped scratch stays behind");
 }

@@ -68,7 +68,7 @@ pub struct BuiltApp {
     /// Digest of every layer used, as locked.
     pub layers: BTreeMap<String, String>,
     /// Holds generated files the rootfs points at until the image is written.
-    _scratch: tempfile::TempDir,
+    _scratch: crate::layers::store::Scratch,
 }
 
 /// `$XDG_CONFIG_HOME/bunny/config.json` (else `~/.config/bunny/config.json`).
@@ -143,10 +143,7 @@ pub fn build_app(
     // Ask for the steps first: a framework that cannot build says so before
     // anything is resolved or fetched.
     let steps = framework.app_steps(&info).map_err(fw_err)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("bunny-app-")
-        .tempdir()
-        .map_err(io_ctx("creating a scratch directory"))?;
+    let scratch = store.scratch("app")?;
     if let Some(done) = &opts.prebuilt {
         let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
             done.layers
@@ -315,7 +312,7 @@ fn pack_app(
     info: &AppInfo,
     output: &Path,
     layer: &dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
-    scratch: &tempfile::TempDir,
+    scratch: &crate::layers::store::Scratch,
     store: &Store,
     progress: &dyn Progress,
 ) -> Result<crate::frameworks::AppPackage, FrameworkError> {

@@ -44,6 +44,8 @@ pub use runner::{Step, StepOutcome};
 
 #[derive(Debug, Error)]
 pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("image `{reference}`: {message}")]
     Image { reference: String, message: String },
     #[error("image `{reference}`: {source}")]

@@ -439,13 +439,7 @@ pub fn build(
         mtime: opts.epoch,
         compression: opts.compression,
     };
-    let scratch = tempfile::Builder::new()
-        .prefix("bunny-containerfile-")
-        .tempdir()
-        .map_err(|source| ContainerfileBuildError::Io {
-            context: "creating a scratch directory".into(),
-            source,
-        })?;
+    let scratch = store.scratch("containerfile")?;
 
     // The files: the base image's, then each COPY in order.
     let mut tree = Tree::new();

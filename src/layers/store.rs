@@ -119,6 +119,7 @@ impl Store {
         if !layout.exists() {
             store.write_atomic(&layout, OCI_LAYOUT_JSON)?;
         }
+        store.clean_stale_tmp();
         let index = store.index_path();
         if !index.exists() {
             let _lock = store.lock(true)?;
@@ -163,10 +164,78 @@ impl Store {
         self.root.join("index.json")
     }
 
+    /// A scratch directory under `tmp/`, removed when dropped. Its owner
+    /// holds a lock inside it, so a later [`Store::open`] can tell the
+    /// scratch of a process that died (kill -9 mid-build) from a live one's
+    /// and remove it.
+    pub fn scratch(&self, what: &str) -> Result<Scratch, StoreError> {
+        let tmp = self.tmp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{SCRATCH_PREFIX}{what}-"))
+            .tempdir_in(&tmp)
+            .map_err(io_err("create a scratch directory in", &tmp))?;
+        let lock_path = dir.path().join(OWNER_LOCK);
+        let lock = File::create(&lock_path).map_err(io_err("create", &lock_path))?;
+        FileExt::lock_exclusive(&lock).map_err(io_err("lock", &lock_path))?;
+        Ok(Scratch { dir, _lock: lock })
+    }
+
+    /// Removes what dead processes left in `tmp/`: scratch directories and
+    /// blob temp files whose owner's lock nobody holds. Entries younger than
+    /// a minute are left alone (their owner may not have locked them yet);
+    /// anything else in `tmp/` (build steps' bundles, which may hold mounts)
+    /// is never touched. Best effort: a failure only leaves files behind.
+    fn clean_stale_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        let settled = |meta: &fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER)
+        };
+        let unowned = |lock: &Path| {
+            File::open(lock)
+                .ok()
+                // Ok(false): someone holds it.
+                .is_some_and(|f| matches!(FileExt::try_lock_exclusive(&f), Ok(true)))
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if name.starts_with(SCRATCH_PREFIX) && meta.is_dir() {
+                let lock = path.join(OWNER_LOCK);
+                let dead = if lock.exists() {
+                    unowned(&lock)
+                } else {
+                    // Killed between making the directory and locking it.
+                    settled(&meta)
+                };
+                if dead {
+                    let _ = fs::remove_dir_all(&path);
+                }
+            } else if name.starts_with(BLOB_PREFIX)
+                && meta.is_file()
+                && settled(&meta)
+                && unowned(&path)
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Starts a new blob; nothing is visible under a digest until `commit`.
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
         let tmp = self.tmp_dir();
-        let file = NamedTempFile::new_in(&tmp).map_err(io_err("create temp file in", &tmp))?;
+        let file = tempfile::Builder::new()
+            .prefix(BLOB_PREFIX)
+            .tempfile_in(&tmp)
+            .map_err(io_err("create temp file in", &tmp))?;
+        // Held until the writer is dropped: the mark of a live writer.
+        FileExt::lock_exclusive(file.as_file()).map_err(io_err("lock", file.path()))?;
         Ok(BlobWriter {
             out: BufWriter::with_capacity(256 * 1024, file),
             hasher: Sha256::new(),
@@ -420,6 +489,25 @@ impl Store {
             source: e.error,
         })?;
         Ok(())
+    }
+}
+
+/// Names in `tmp/` the stale-file cleaner knows.
+const SCRATCH_PREFIX: &str = "scratch-";
+const BLOB_PREFIX: &str = "blob-";
+const OWNER_LOCK: &str = ".owner.lock";
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A scratch directory in the store; see [`Store::scratch`].
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 }
 

@@ -964,50 +964,48 @@ pub fn pull(
             .map_err(|e| spec_error(&session.host, &format!("{what} {digest}"), e))
     };
     // The manifest, its bytes and digest as fetched, and its media type.
-    let (manifest, bytes, digest, media_type) = match parse(
-        &bytes,
-        None,
-        &digest,
-        "manifest or index",
-    )? {
-        ManifestDoc::Manifest(m) => {
-            let media_type = media_type_of(&bytes, None);
-            (*m, bytes, digest, media_type)
-        }
-        ManifestDoc::Index {
-            child: None,
-            available,
-        } => {
-            return Err(RegistryError::NoPlatform {
-                reference: reference.to_string(),
-                wanted: platform.to_string(),
-                available: if available.is_empty() {
-                    "nothing".into()
-                } else {
-                    available.join(", ")
-                },
-            });
-        }
-        ManifestDoc::Index {
-            child: Some((child_digest, child_type)),
-            ..
-        } => {
-            let child = r.clone_with_digest(child_digest);
-            let (bytes, digest) = p.fetch_manifest(&child)?;
-            match parse(&bytes, child_type.as_deref(), &digest, "manifest")? {
-                ManifestDoc::Manifest(m) => {
-                    let media_type = media_type_of(&bytes, child_type.as_deref());
-                    (*m, bytes, digest, media_type)
-                }
-                ManifestDoc::Index { .. } => return Err(RegistryError::Protocol {
-                    host: session.host.clone(),
-                    message: format!(
+    let (manifest, bytes, digest, media_type) =
+        match parse(&bytes, None, &digest, "manifest or index")? {
+            ManifestDoc::Manifest(m) => {
+                let media_type = media_type_of(&bytes, None);
+                (*m, bytes, digest, media_type)
+            }
+            ManifestDoc::Index {
+                child: None,
+                available,
+            } => {
+                return Err(RegistryError::NoPlatform {
+                    reference: reference.to_string(),
+                    wanted: platform.to_string(),
+                    available: if available.is_empty() {
+                        "nothing".into()
+                    } else {
+                        available.join(", ")
+                    },
+                });
+            }
+            ManifestDoc::Index {
+                child: Some((child_digest, child_type)),
+                ..
+            } => {
+                let child = r.clone_with_digest(child_digest);
+                let (bytes, digest) = p.fetch_manifest(&child)?;
+                match parse(&bytes, child_type.as_deref(), &digest, "manifest")? {
+                    ManifestDoc::Manifest(m) => {
+                        let media_type = media_type_of(&bytes, child_type.as_deref());
+                        (*m, bytes, digest, media_type)
+                    }
+                    ManifestDoc::Index { .. } => {
+                        return Err(RegistryError::Protocol {
+                            host: session.host.clone(),
+                            message: format!(
                         "index entry {digest} is itself an index; nested indexes are not supported"
                     ),
-                }),
+                        })
+                    }
+                }
             }
-        }
-    };
+        };
     let config = manifest.config();
     p.pull_blob(
         config.digest().as_ref(),
