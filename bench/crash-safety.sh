@@ -66,6 +66,16 @@ done
 "$bunny" --root "$store" pull --progress=quiet "$ref" >/dev/null
 "$bunny" --root "$store" push --progress=quiet after "127.0.0.1:$port/crash/after:1" >/dev/null
 "$bunny" --root "$store" store verify >/dev/null
+# What killed processes left in tmp/: scratch dirs are removed by the next
+# command that opens the store (their owner's lock is free); blob temp files
+# once they are a minute old. Nothing goes to /tmp.
+scratch_left=$(find "$store/tmp" -maxdepth 1 -name 'scratch-*' | wc -l)
+blobs_left=$(find "$store/tmp" -maxdepth 1 -name 'blob-*' | wc -l)
+old_blobs_left=$(find "$store/tmp" -maxdepth 1 -name 'blob-*' -mmin +1 | wc -l)
+echo "left in the store's tmp/: $scratch_left scratch dirs, $blobs_left blob temp files ($old_blobs_left older than a minute)"
+if [[ $scratch_left -ne 0 || $old_blobs_left -ne 0 ]]; then
+  echo "stale scratch survived a store open" >&2; exit 1
+fi
 if [[ $kills -lt $target ]]; then
   echo "only $kills of $target kills landed mid-operation in $rounds rounds" >&2; exit 1
 fi
