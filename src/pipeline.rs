@@ -512,6 +512,8 @@ pub fn build(
             entrypoint: plan.entrypoint.clone(),
             env: plan.env.clone(),
             labels: annotations.clone(),
+            working_dir: None,
+            user: None,
             created_epoch: opts.epoch,
         },
         annotations,

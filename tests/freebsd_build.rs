@@ -250,6 +250,8 @@ fn layout(dir: &Path, tag: &str, files: &[(&str, &Path, u32)]) -> String {
             entrypoint: vec![],
             env: vec![],
             labels: BTreeMap::new(),
+            working_dir: None,
+            user: None,
             created_epoch: 0,
         },
         annotations: BTreeMap::new(),

@@ -264,6 +264,8 @@ fn build_for(store: &Store, dir: &Path, arch: Arch, os: &str) -> oci_spec::image
             entrypoint: vec![],
             env: vec![],
             labels: BTreeMap::new(),
+            working_dir: None,
+            user: None,
             created_epoch: EPOCH,
         },
         annotations: BTreeMap::new(),

@@ -94,6 +94,8 @@ pub fn build_image(
                 )
                 .collect(),
             labels,
+            working_dir: None,
+            user: None,
             created_epoch: epoch,
         },
         annotations: BTreeMap::new(),

@@ -352,43 +352,52 @@ pub fn check_static(path: &Path) -> Result<(), ContainerfileBuildError> {
 }
 
 /// urunit's `UCS` block for WORKDIR and USER.
-fn init_config(
+/// USER as numbers: a name is looked up in the image's /etc/passwd; the
+/// group defaults to the user's (or the uid).
+fn resolve_user(
     cf: &Containerfile,
     tree: &Tree,
     file: &str,
-) -> Result<Option<String>, ContainerfileBuildError> {
-    if cf.workdir.is_none() && cf.user.is_none() {
+) -> Result<Option<(u32, u32)>, ContainerfileBuildError> {
+    let Some(user) = &cf.user else {
         return Ok(None);
+    };
+    let (u, g) = user.split_once(':').unwrap_or((user.as_str(), ""));
+    let (uid, pw_gid) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => lookup_user(tree, u).ok_or_else(|| {
+            ContainerfileBuildError::Invalid(format!(
+                "{file}:{}: USER `{u}` is not a number and not in the image's /etc/passwd",
+                cf.user_pos.line
+            ))
+        })?,
+    };
+    let gid = if g.is_empty() {
+        pw_gid.unwrap_or(uid)
+    } else {
+        g.parse::<u32>().map_err(|_| {
+            ContainerfileBuildError::Invalid(format!(
+                "{file}:{}: USER group `{g}` must be a number",
+                cf.user_pos.line
+            ))
+        })?
+    };
+    Ok(Some((uid, gid)))
+}
+
+fn init_config(cf: &Containerfile, user: Option<(u32, u32)>) -> Option<String> {
+    if cf.workdir.is_none() && user.is_none() {
+        return None;
     }
     let mut s = String::from("UCS\n");
-    if let Some(user) = &cf.user {
-        let (u, g) = user.split_once(':').unwrap_or((user.as_str(), ""));
-        let (uid, pw_gid) = match u.parse::<u32>() {
-            Ok(n) => (n, None),
-            Err(_) => lookup_user(tree, u).ok_or_else(|| {
-                ContainerfileBuildError::Invalid(format!(
-                    "{file}:{}: USER `{u}` is not a number and not in the image's /etc/passwd",
-                    cf.user_pos.line
-                ))
-            })?,
-        };
-        let gid = if g.is_empty() {
-            pw_gid.unwrap_or(uid)
-        } else {
-            g.parse::<u32>().map_err(|_| {
-                ContainerfileBuildError::Invalid(format!(
-                    "{file}:{}: USER group `{g}` must be a number",
-                    cf.user_pos.line
-                ))
-            })?
-        };
+    if let Some((uid, gid)) = user {
         s.push_str(&format!("UID: {uid}\nGID: {gid}\n"));
     }
     if let Some(w) = &cf.workdir {
         s.push_str(&format!("WD: {w}\n"));
     }
     s.push_str("UCE\n");
-    Ok(Some(s))
+    Some(s)
 }
 
 fn lookup_user(tree: &Tree, name: &str) -> Option<(u32, Option<u32>)> {
@@ -508,6 +517,7 @@ pub fn build(
         (None, Some(_)) => Vec::new(),
         (None, None) => base_cmd.unwrap_or_default(),
     };
+    let user = resolve_user(cf, &tree, file)?;
     let with_init = cf.wants_init();
     if with_init {
         let init = match &inputs.init {
@@ -522,7 +532,7 @@ pub fn build(
                 what: "init",
                 source: Box::new(source),
             })?;
-        if let Some(text) = init_config(cf, &tree, file)? {
+        if let Some(text) = init_config(cf, user) {
             let p = scratch.path().join("urunit.conf");
             std::fs::write(&p, text).map_err(|source| ContainerfileBuildError::Io {
                 context: format!("writing {}", p.display()),
@@ -750,6 +760,16 @@ pub fn build(
                 env
             },
             labels: annotations.clone(),
+            // Numbers, not names: docker resolves a name against the
+            // container's own /etc/passwd, which a unikernel image lacks.
+            working_dir: cf
+                .workdir
+                .clone()
+                .or_else(|| base_config.as_ref().and_then(|c| c.working_dir().clone())),
+            user: match user {
+                Some((uid, gid)) => Some(format!("{uid}:{gid}")),
+                None => base_config.as_ref().and_then(|c| c.user().clone()),
+            },
             created_epoch: opts.epoch,
         },
         annotations,

@@ -24,6 +24,10 @@ pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// `WorkingDir` and `User`: docker, ctr and nerdctl put them in the
+    /// runtime spec's process, and urunc hands them to urunit.
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
     /// SOURCE_DATE_EPOCH: `created` of the image and of every history entry.
     pub created_epoch: u64,
 }
@@ -79,6 +83,12 @@ pub fn assemble(spec: &ImageSpec, store: &Store) -> Result<Descriptor, OciError>
     }
     if !c.labels.is_empty() {
         runtime = runtime.labels(c.labels.clone().into_iter().collect::<HashMap<_, _>>());
+    }
+    if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {
+        runtime = runtime.working_dir(w.clone());
+    }
+    if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
+        runtime = runtime.user(u.clone());
     }
     let runtime = runtime.build().map_err(spec_err("image config"))?;
     let rootfs = RootFsBuilder::default()

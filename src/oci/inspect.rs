@@ -25,6 +25,8 @@ pub struct ConfigReport {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub diff_ids: Vec<String>,
 }
@@ -100,6 +102,8 @@ pub fn inspect(store: &Store, reference: &str) -> Result<ImageReport, OciError> 
         entrypoint: runtime.entrypoint().clone().unwrap_or_default(),
         cmd: runtime.cmd().clone().unwrap_or_default(),
         env: runtime.env().clone().unwrap_or_default(),
+        working_dir: runtime.working_dir().clone(),
+        user: runtime.user().clone(),
         labels: runtime
             .labels()
             .clone()
@@ -218,6 +222,12 @@ impl fmt::Display for ImageReport {
         }
         for e in &self.config.env {
             writeln!(f, "Env:       {e}")?;
+        }
+        if let Some(w) = &self.config.working_dir {
+            writeln!(f, "WorkingDir: {w}")?;
+        }
+        if let Some(u) = &self.config.user {
+            writeln!(f, "User:      {u}")?;
         }
         writeln!(f, "urunc (manifest annotations):")?;
         if self.urunc.is_empty() {

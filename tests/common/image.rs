@@ -99,6 +99,8 @@ pub fn build_sample(store: &Store, src: &Path, kernel_bytes: &[u8]) -> Sample {
             entrypoint: vec![],
             env: vec!["PATH=/bin:/usr/bin".into()],
             labels: labels.clone(),
+            working_dir: None,
+            user: None,
             created_epoch: EPOCH,
         },
         annotations: urunc.to_annotations(),
