@@ -557,6 +557,40 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         "the kernel is not the kernel layer's"
     );
 
+    // 1a. A compile error: docker shows the step and the compiler's message,
+    // and the build fails.
+    let broken_ctx = work.path().join("broken-app");
+    copy_dir(&app_ctx, &broken_ctx);
+    let c = fs::read_to_string(broken_ctx.join("hello.c")).unwrap();
+    fs::write(broken_ctx.join("hello.c"), format!("{c}\nint broken( {{\n")).unwrap();
+    fs::write(
+        broken_ctx.join("BunnyFile.docker"),
+        format!(
+            "#syntax={frontend}\n{}",
+            fs::read_to_string(broken_ctx.join("BunnyFile")).unwrap()
+        ),
+    )
+    .unwrap();
+    let o = docker_build(
+        &d,
+        &broken_ctx,
+        "BunnyFile.docker",
+        &[
+            "--build-arg",
+            &layers_arg,
+            "--output",
+            &format!("type=tar,dest={}", work.path().join("broken.tar").display()),
+        ],
+    );
+    assert!(!o.status.success(), "a broken app built:\n{}", text(&o));
+    for needle in ["[bunny] make hello-server", "hello.c", "error"] {
+        assert!(
+            text(&o).contains(needle),
+            "docker's output lacks `{needle}`:\n{}",
+            text(&o)
+        );
+    }
+
     // 1b. The same app from a git remote over HTTP (busybox httpd serving a
     // bare repository): BuildKit fetches it, `bunny build` clones it.
     let repo = work.path().join("git/src");
