@@ -591,6 +591,62 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         );
     }
 
+    // 1c. bunny.lock beside the file pins a layer by digest: the locked
+    // digest is pulled, and one the registry lacks fails the build.
+    let pinned_ctx = work.path().join("pinned-app");
+    copy_dir(&app_ctx, &pinned_ctx);
+    let inspect = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{toolchain}"),
+    ]));
+    let toolchain_digest = serde_json::from_str::<serde_json::Value>(&inspect).unwrap()["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lock = |digest: &str| {
+        serde_json::json!({"version": 1, "layers": {
+            "linux.toolchain": {"reference": toolchain, "digest": digest}}})
+        .to_string()
+    };
+    fs::write(pinned_ctx.join("bunny.lock"), lock(&toolchain_digest)).unwrap();
+    fs::write(
+        pinned_ctx.join("BunnyFile.docker"),
+        format!(
+            "#syntax={frontend}\n{}",
+            fs::read_to_string(pinned_ctx.join("BunnyFile")).unwrap()
+        ),
+    )
+    .unwrap();
+    let pinned_build = |name: &str| {
+        docker_build(
+            &d,
+            &pinned_ctx,
+            "BunnyFile.docker",
+            &[
+                "--build-arg",
+                &layers_arg,
+                "--output",
+                &format!("type=tar,dest={}", work.path().join(name).display()),
+            ],
+        )
+    };
+    let o = pinned_build("pinned.tar");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{toolchain}@{toolchain_digest}")),
+        "the locked digest was not used:\n{}",
+        text(&o)
+    );
+    let missing = format!("sha256:{}", "0".repeat(64));
+    fs::write(pinned_ctx.join("bunny.lock"), lock(&missing)).unwrap();
+    let o = pinned_build("pinned-missing.tar");
+    assert!(
+        !o.status.success(),
+        "built with a digest the registry lacks"
+    );
+    assert!(text(&o).contains(&missing), "{}", text(&o));
+
     // 1b. The same app from a git remote over HTTP (busybox httpd serving a
     // bare repository): BuildKit fetches it, `bunny build` clones it.
     let repo = work.path().join("git/src");
