@@ -325,8 +325,15 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     let ns = Netns::new("c", 1);
     let with_ns = format!("network:{}", ns.path());
     ok(
-        ctd.run(&runc_root)
-            .args(["-d", "--with-ns", &with_ns, image, "web1"]),
+        ctd.run(&runc_root).args([
+            "-d",
+            "--with-ns",
+            &with_ns,
+            "--memory-limit",
+            "536870912",
+            image,
+            "web1",
+        ]),
         Duration::from_secs(30),
     );
     let t = Instant::now();
@@ -350,6 +357,50 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
         std::thread::sleep(Duration::from_millis(300));
     };
     assert!(body.contains("hello from bunny"), "{body}");
+
+    // The monitor runs in the cgroup containerd named (`/NAMESPACE/ID`),
+    // limited as asked, and in a uts namespace of its own.
+    let state: serde_json::Value = serde_json::from_slice(
+        &Command::new(&runtime)
+            .arg("--root")
+            .arg(runc_root.join("bunnytest"))
+            .args(["state", "web1"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory_line = cgroups
+        .lines()
+        .find(|l| l.split(':').nth(1) == Some("memory") || l.starts_with("0::"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        memory_line.ends_with("/bunnytest/web1"),
+        "the monitor is not in the container's cgroup:\n{cgroups}"
+    );
+    let limit_file = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/bunnytest/web1/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/bunnytest/web1/memory.limit_in_bytes"
+    };
+    assert_eq!(
+        std::fs::read_to_string(limit_file).unwrap().trim(),
+        "536870912"
+    );
+    let ps = ok(
+        Command::new(&runtime)
+            .arg("--root")
+            .arg(runc_root.join("bunnytest"))
+            .args(["ps", "--format", "json", "web1"]),
+        Duration::from_secs(5),
+    );
+    assert!(ps.contains(&pid.to_string()), "ps: {ps}");
+    let uts = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/uts")).unwrap();
+    assert_ne!(uts(&pid.to_string()), uts("self"), "no uts namespace");
+
     let addrs = ok(
         Command::new("ip").args(["-n", &ns.name, "-br", "addr"]),
         Duration::from_secs(5),
@@ -384,6 +435,10 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     );
     assert!(!addrs.contains("tap0_bunny"), "{addrs}");
     assert!(addrs.contains("10.213.1.2/30"), "{addrs}");
+    assert!(
+        !Path::new(limit_file).exists(),
+        "delete left the cgroup behind"
+    );
     let left: Vec<_> = std::fs::read_dir(runc_root.join("bunnytest"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -11,11 +11,13 @@
 //! until `start`, when it execs the monitor in its own place, so the pid
 //! engines know is the monitor's.
 //!
-//! Not done (documented in docs/kubernetes.md): mount, pid, ipc and uts
-//! namespaces, cgroups, seccomp and the createContainer/startContainer
-//! hooks; the monitor runs in the runtime's own namespaces apart from the
-//! network one.
+//! The monitor runs in the container's network, uts and ipc namespaces
+//! (joined or new, as the spec says) and in its cgroup, with the spec's
+//! memory and pids limits ([`cgroup`]). Not done (documented in
+//! docs/kubernetes.md): mount and pid namespaces, seccomp and the
+//! createContainer/startContainer hooks.
 
+pub mod cgroup;
 pub mod cli;
 pub mod console;
 pub mod error;
@@ -153,7 +155,11 @@ fn dispatch(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
                 "delete" => delete(g, id, inv.has("force")).map(|_| 0),
                 _ => {
                     let rec = Record::load(&g.root, id)?;
-                    let pids: Vec<i32> = if rec.alive() { vec![rec.pid] } else { vec![] };
+                    let pids: Vec<i32> = match cgroup::pids(&rec.cgroups) {
+                        Some(p) => p,
+                        None if rec.alive() => vec![rec.pid],
+                        None => vec![],
+                    };
                     if inv.flag("format") == Some("json") {
                         println!("{}", serde_json::json!(pids));
                     } else {
@@ -194,9 +200,9 @@ fn features() -> String {
         "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": [],
         "linux": {
-            "namespaces": ["network"],
+            "namespaces": ["network", "uts", "ipc"],
             "capabilities": [],
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": false},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
@@ -302,6 +308,7 @@ struct CreateOpts {
 struct Undo<'a> {
     dir: &'a Path,
     child: Option<Child>,
+    cgroups: Vec<PathBuf>,
     /// A rewired namespace that outlives the container.
     net: Option<(PathBuf, net::NetSetup)>,
     armed: bool,
@@ -316,6 +323,7 @@ impl Drop for Undo<'_> {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let _ = cgroup::remove(&self.cgroups);
         if let Some((ns, setup)) = &self.net {
             let _ = net::teardown(Some(ns), setup);
         }
@@ -340,6 +348,7 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     let mut undo = Undo {
         dir: &dir,
         child: None,
+        cgroups: Vec::new(),
         net: None,
         armed: true,
     };
@@ -403,6 +412,35 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
             .stdout(dup(&pty.slave)?)
             .stderr(dup(&pty.slave)?);
     }
+    // uts and ipc: joined by path (opened now, before the fork) or new.
+    let mut other_ns: Vec<(libc::c_int, Option<std::fs::File>)> = Vec::new();
+    for (kind, path) in spec.other_namespaces() {
+        let flag = if kind == "uts" {
+            libc::CLONE_NEWUTS
+        } else {
+            libc::CLONE_NEWIPC
+        };
+        let file = match path {
+            Some(p) => Some(
+                std::fs::File::open(p)
+                    .map_err(|e| OciError::io("cannot open the namespace", p, e))?,
+            ),
+            None => None,
+        };
+        other_ns.push((flag, file));
+    }
+    let other_ns_fds: Vec<(libc::c_int, Option<i32>)> = other_ns
+        .iter()
+        .map(|(flag, f)| (*flag, f.as_ref().map(|f| f.as_raw_fd())))
+        .collect();
+    let hostname = spec
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .and_then(|h| std::ffi::CString::new(h).ok());
+    let new_uts = other_ns_fds
+        .iter()
+        .any(|(flag, fd)| *flag == libc::CLONE_NEWUTS && fd.is_none());
     let sync_fd = theirs.as_raw_fd();
     let ns_fd = netns_file.as_ref().map(|f| f.as_raw_fd());
     let new_ns = netns == NetNs::New;
@@ -424,6 +462,20 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
             } else if new_ns && libc::unshare(libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            for (flag, fd) in &other_ns_fds {
+                let failed = match fd {
+                    Some(fd) => libc::setns(*fd, *flag) != 0,
+                    None => libc::unshare(*flag) != 0,
+                };
+                if failed {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let (true, Some(h)) = (new_uts, &hostname) {
+                if libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::fcntl(sync_fd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -436,9 +488,12 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     })?;
     drop(theirs);
     drop(pty);
+    drop(other_ns);
     let pid = child.id() as i32;
     undo.child = Some(child);
     let pid_start = state::pid_start_time(pid).unwrap_or(0);
+    // Before the init execs the monitor: everything it starts is counted.
+    undo.cgroups = cgroup::join(spec, &o.id, pid)?;
 
     let mut rec = Record {
         id: o.id.clone(),
@@ -454,6 +509,7 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
         },
         net: None,
         hooks: spec.hooks.clone(),
+        cgroups: undo.cgroups.clone(),
     };
 
     ours.set_read_timeout(Some(Duration::from_secs(120)))
@@ -705,6 +761,9 @@ fn delete(g: &Global, id: &str, force: bool) -> Result<(), OciError> {
         if let Err(e) = net::teardown(Some(ns), setup) {
             first_err.get_or_insert(e);
         }
+    }
+    if let Err(e) = cgroup::remove(&rec.cgroups) {
+        first_err.get_or_insert(e);
     }
     let st = serde_json::to_string(&rec.oci_state(Status::Stopped)).unwrap_or_default();
     if let Err(e) = run_hooks("poststop", &rec.hooks.poststop, &st) {

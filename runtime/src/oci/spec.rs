@@ -25,6 +25,8 @@ pub struct Spec {
     pub linux: Option<Linux>,
     #[serde(default)]
     pub hooks: Hooks,
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -43,11 +45,14 @@ pub struct Root {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Linux {
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
     #[serde(default)]
     pub resources: Option<Resources>,
+    #[serde(default)]
+    pub cgroups_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +67,14 @@ pub struct Namespace {
 pub struct Resources {
     #[serde(default)]
     pub memory: Option<Memory>,
+    #[serde(default)]
+    pub pids: Option<Pids>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Pids {
+    #[serde(default)]
+    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,6 +159,52 @@ impl Spec {
         self.process.as_ref().is_some_and(|p| p.terminal)
     }
 
+    /// `linux.cgroupsPath`, as the engine wrote it.
+    pub fn cgroups_path(&self) -> Option<&str> {
+        self.linux.as_ref()?.cgroups_path.as_deref()
+    }
+
+    /// The memory limit in bytes, if the spec sets a positive one.
+    pub fn memory_limit_bytes(&self) -> Option<u64> {
+        let limit = self
+            .linux
+            .as_ref()?
+            .resources
+            .as_ref()?
+            .memory
+            .as_ref()?
+            .limit?;
+        u64::try_from(limit).ok().filter(|b| *b > 0)
+    }
+
+    /// The pids limit, if the spec sets a positive one.
+    pub fn pids_limit(&self) -> Option<u64> {
+        let limit = self
+            .linux
+            .as_ref()?
+            .resources
+            .as_ref()?
+            .pids
+            .as_ref()?
+            .limit?;
+        u64::try_from(limit).ok().filter(|n| *n > 0)
+    }
+
+    /// The `uts` and `ipc` namespaces the spec asks for: (kind, path to
+    /// join, or None for a new one).
+    pub fn other_namespaces(&self) -> Vec<(&str, Option<&Path>)> {
+        self.linux
+            .as_ref()
+            .map(|l| {
+                l.namespaces
+                    .iter()
+                    .filter(|n| n.kind == "uts" || n.kind == "ipc")
+                    .map(|n| (n.kind.as_str(), n.path.as_deref()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The memory limit in MiB, if the spec sets a positive one.
     pub fn memory_mb(&self) -> Option<u64> {
         let limit = self
@@ -214,6 +273,7 @@ mod tests {
                 path: None,
             }],
             resources: None,
+            cgroups_path: None,
         });
         assert_eq!(s.netns(), NetNs::New);
         assert_eq!(s.memory_mb(), None);

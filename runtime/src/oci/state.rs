@@ -35,6 +35,9 @@ pub struct Record {
     pub netns: Option<PathBuf>,
     pub net: Option<NetSetup>,
     pub hooks: Hooks,
+    /// The cgroup directories the monitor runs in, removed by `delete`.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
