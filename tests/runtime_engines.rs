@@ -359,7 +359,8 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     assert!(body.contains("hello from bunny"), "{body}");
 
     // The monitor runs in the cgroup containerd named (`/NAMESPACE/ID`),
-    // limited as asked, and in a uts namespace of its own.
+    // limited to the guest's RAM (the limit asked) plus the monitor's
+    // allowance (256 MiB), and in a uts namespace of its own.
     let state: serde_json::Value = serde_json::from_slice(
         &Command::new(&runtime)
             .arg("--root")
@@ -388,7 +389,7 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     };
     assert_eq!(
         std::fs::read_to_string(limit_file).unwrap().trim(),
-        "536870912"
+        (536870912u64 + (256 << 20)).to_string()
     );
     let ps = ok(
         Command::new(&runtime)

@@ -14,6 +14,11 @@ use super::error::OciError;
 use super::spec::Spec;
 
 const ROOT: &str = "/sys/fs/cgroup";
+/// Room for the monitor beside the guest's RAM (which is the spec's memory
+/// limit): qemu under TCG measured 209 MB RSS for a 128 MiB hello-linux
+/// guest, 232 MB for a 512 MiB one; KVM needs less. Without it the monitor
+/// is OOM-killed as soon as the guest touches its memory.
+pub const MONITOR_OVERHEAD: u64 = 256 << 20;
 /// v1 hierarchies the monitor joins. cpuset is left out: a new cpuset
 /// cgroup has no cpus until someone gives it some.
 const V1_CONTROLLERS: &[&str] = &[
@@ -77,7 +82,9 @@ pub fn join(spec: &Spec, id: &str, pid: i32) -> Result<Vec<PathBuf>, OciError> {
 
 fn join_under(root: &Path, spec: &Spec, id: &str, pid: i32) -> Result<Vec<PathBuf>, OciError> {
     let rel = relative_path(spec.cgroups_path(), id);
-    let memory = spec.memory_limit_bytes();
+    let memory = spec
+        .memory_limit_bytes()
+        .map(|m| m.saturating_add(MONITOR_OVERHEAD));
     let pids = spec.pids_limit();
     let mut made = Vec::new();
     let mkdir = |dir: &Path| {
@@ -147,11 +154,26 @@ fn join_under(root: &Path, spec: &Spec, id: &str, pid: i32) -> Result<Vec<PathBu
     Ok(made)
 }
 
-/// The pids in the container's cgroup (`ps`), from its first hierarchy.
+/// The live pids in the container's cgroup (`ps`), from its first
+/// hierarchy; zombies waiting to be reaped are not listed.
 pub fn pids(dirs: &[PathBuf]) -> Option<Vec<i32>> {
     let dir = dirs.first()?;
     let text = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
-    Some(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    let zombie = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    };
+    Some(
+        text.lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|p| !zombie(*p))
+            .collect(),
+    )
 }
 
 /// Removes the container's cgroups once their processes are gone. A cgroup
@@ -211,7 +233,10 @@ mod tests {
         let dir = root.path().join("k8s/c1");
         assert_eq!(made, vec![dir.clone()]);
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        assert_eq!(read("memory.max"), "134217728");
+        assert_eq!(
+            read("memory.max"),
+            (134217728 + MONITOR_OVERHEAD).to_string()
+        );
         assert_eq!(read("pids.max"), "64");
         assert_eq!(read("cgroup.procs"), "4242");
         assert_eq!(

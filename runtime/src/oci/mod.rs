@@ -156,9 +156,9 @@ fn dispatch(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
                 _ => {
                     let rec = Record::load(&g.root, id)?;
                     let pids: Vec<i32> = match cgroup::pids(&rec.cgroups) {
+                        _ if !rec.alive() => vec![],
                         Some(p) => p,
-                        None if rec.alive() => vec![rec.pid],
-                        None => vec![],
+                        None => vec![rec.pid],
                     };
                     if inv.flag("format") == Some("json") {
                         println!("{}", serde_json::json!(pids));
@@ -493,7 +493,20 @@ fn create(g: &Global, spec: &Spec, o: &CreateOpts) -> Result<Child, OciError> {
     undo.child = Some(child);
     let pid_start = state::pid_start_time(pid).unwrap_or(0);
     // Before the init execs the monitor: everything it starts is counted.
-    undo.cgroups = cgroup::join(spec, &o.id, pid)?;
+    undo.cgroups = match cgroup::join(spec, &o.id, pid) {
+        Ok(dirs) => dirs,
+        // As runc rootless: without delegated cgroups, run unconfined.
+        // SAFETY: geteuid has no preconditions.
+        Err(e) if unsafe { libc::geteuid() } != 0 => {
+            log_line(
+                g,
+                "warning",
+                &format!("{e}; running without a cgroup (not root)"),
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
 
     let mut rec = Record {
         id: o.id.clone(),
