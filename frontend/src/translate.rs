@@ -292,9 +292,6 @@ impl<'a> Builder<'a> {
         } else {
             frontend.clone()
         };
-        if self.spec.init.is_some() {
-            self.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
-        }
         let mut mounts = vec![(
             pack::BIN_DIR.to_string(),
             MountSource::ReadOnly {
@@ -609,7 +606,8 @@ pub fn translate_containerfile(
         ));
     }
     if cf.wants_init() {
-        b.spec.init = Some(String::new());
+        // bunny-init comes with the frontend image, mounted at BIN_DIR.
+        b.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
     }
     b.needs_tools = cf.labels.get(LABEL_ROOTFS).map(String::as_str) == Some("block");
     b.finish()
