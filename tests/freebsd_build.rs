@@ -635,6 +635,8 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
                     "-vga",
                     "none",
                     "-no-reboot",
+                    "-sandbox",
+                    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
                     "-M",
                     "microvm,acpi=on,pic=on,pit=on,rtc=on",
                     "-accel",

@@ -401,6 +401,14 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     assert!(ps.contains(&pid.to_string()), "ps: {ps}");
     let uts = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/uts")).unwrap();
     assert_ne!(uts(&pid.to_string()), uts("self"), "no uts namespace");
+    // qemu runs under its own seccomp filter (`-sandbox`): mode 2.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
+        "the monitor has no seccomp filter:\n{status}"
+    );
 
     let addrs = ok(
         Command::new("ip").args(["-n", &ns.name, "-br", "addr"]),

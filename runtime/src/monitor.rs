@@ -328,6 +328,12 @@ fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
+/// qemu's own seccomp filter: no obsolete syscalls, no setuid, no fork or
+/// exec, no scheduler or affinity changes. Debian's qemu is built with it;
+/// `BUNNY_QEMU_SANDBOX=off` drops it for a qemu that is not.
+pub const QEMU_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// qemu's exit device for linux guests (see [`guest_status`]).
 pub const GUEST_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
 
@@ -361,6 +367,9 @@ fn qemu(
         "none".into(),
         "-no-reboot".into(),
     ];
+    if std::env::var("BUNNY_QEMU_SANDBOX").as_deref() != Ok("off") {
+        a.extend(["-sandbox".into(), QEMU_SANDBOX.into()]);
+    }
     if microvm {
         // Without pit and rtc the microvm machine can hang at boot.
         a.extend(["-M".into(), "microvm,acpi=on,pic=on,pit=on,rtc=on".into()]);

@@ -13,8 +13,9 @@
 //!
 //! The monitor runs in the container's network, uts and ipc namespaces
 //! (joined or new, as the spec says) and in its cgroup, with the spec's
-//! memory and pids limits ([`cgroup`]). Not done (documented in
-//! docs/kubernetes.md): mount and pid namespaces, seccomp and the
+//! memory and pids limits ([`cgroup`]); qemu adds its own seccomp filter
+//! (`-sandbox`). Not done (documented in docs/kubernetes.md): mount and pid
+//! namespaces, the spec's seccomp profile and the
 //! createContainer/startContainer hooks.
 
 pub mod cgroup;
