@@ -408,6 +408,12 @@ fn push_layout(layout: &Path, tag: &str, dest: &str) {
     ]));
 }
 
+/// Writes `dir/dest`: `dir/file` with a `#syntax=frontend` line on top.
+fn with_syntax(dir: &Path, file: &str, frontend: &str, dest: &str) {
+    let text = fs::read_to_string(dir.join(file)).unwrap();
+    fs::write(dir.join(dest), format!("#syntax={frontend}\n{text}")).unwrap();
+}
+
 fn same_files(via_docker: &Path, via_bunny: &Path, files: &[&str]) {
     for f in files {
         let a = fs::read(via_docker.join(f))
@@ -473,14 +479,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         format!("linux.kernel=oci:{}:kernel-bookworm", layout.display()),
     ];
     let both = |name: &str, ctx: &Path, file: &str, docker_extra: &[&str]| -> (PathBuf, PathBuf) {
-        fs::write(
-            ctx.join(format!("{file}.docker")),
-            format!(
-                "#syntax={frontend}\n{}",
-                fs::read_to_string(ctx.join(file)).unwrap()
-            ),
-        )
-        .unwrap();
+        with_syntax(ctx, file, &frontend, &format!("{file}.docker"));
         let tar = work.path().join(format!("{name}.tar"));
         let t = Instant::now();
         let mut extra = vec![
@@ -563,14 +562,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
     copy_dir(&app_ctx, &broken_ctx);
     let c = fs::read_to_string(broken_ctx.join("hello.c")).unwrap();
     fs::write(broken_ctx.join("hello.c"), format!("{c}\nint broken( {{\n")).unwrap();
-    fs::write(
-        broken_ctx.join("BunnyFile.docker"),
-        format!(
-            "#syntax={frontend}\n{}",
-            fs::read_to_string(broken_ctx.join("BunnyFile")).unwrap()
-        ),
-    )
-    .unwrap();
+    with_syntax(&broken_ctx, "BunnyFile", &frontend, "BunnyFile.docker");
     let o = docker_build(
         &d,
         &broken_ctx,
@@ -610,14 +602,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         .to_string()
     };
     fs::write(pinned_ctx.join("bunny.lock"), lock(&toolchain_digest)).unwrap();
-    fs::write(
-        pinned_ctx.join("BunnyFile.docker"),
-        format!(
-            "#syntax={frontend}\n{}",
-            fs::read_to_string(pinned_ctx.join("BunnyFile")).unwrap()
-        ),
-    )
-    .unwrap();
+    with_syntax(&pinned_ctx, "BunnyFile", &frontend, "BunnyFile.docker");
     let pinned_build = |name: &str| {
         docker_build(
             &d,
@@ -804,14 +789,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         format!("FROM {base}\nCOPY rootfs/etc/motd /etc/motd2\nENV X=2\n"),
     )
     .unwrap();
-    fs::write(
-        cf_ctx.join("FromBase.docker"),
-        format!(
-            "#syntax={frontend}\n{}",
-            fs::read_to_string(cf_ctx.join("FromBase")).unwrap()
-        ),
-    )
-    .unwrap();
+    with_syntax(&cf_ctx, "FromBase", &frontend, "FromBase.docker");
     let o = docker_build(&d, &cf_ctx, "FromBase.docker", &["-t", "bunny-from-base:1"]);
     assert!(o.status.success(), "{}\n{}", text(&o), d.log());
     let inspect: serde_json::Value = serde_json::from_str(&run(d.docker().args([
@@ -850,14 +828,7 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
     // 5. Without a tools image, a block rootfs says what to pass.
     let plain = format!("{host}/bunny-frontend:plain");
     push_frontend(&bin, &store, &plain, None);
-    fs::write(
-        block_ctx.join("NoTools.docker"),
-        format!(
-            "#syntax={plain}\n{}",
-            fs::read_to_string(block_ctx.join("BunnyFile")).unwrap()
-        ),
-    )
-    .unwrap();
+    with_syntax(&block_ctx, "BunnyFile", &plain, "NoTools.docker");
     let o = docker_build(
         &d,
         &block_ctx,

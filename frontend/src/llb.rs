@@ -78,6 +78,37 @@ pub enum FileStep {
     },
 }
 
+/// An op's inputs, each once, in the order first used.
+#[derive(Default)]
+struct Inputs(Vec<Output>);
+
+impl Inputs {
+    /// The index of `o` among the inputs, adding it if new.
+    fn index(&mut self, o: &Output) -> i64 {
+        match self.0.iter().position(|i| i == o) {
+            Some(p) => p as i64,
+            None => {
+                self.0.push(o.clone());
+                self.0.len() as i64 - 1
+            }
+        }
+    }
+
+    fn len(&self) -> i64 {
+        self.0.len() as i64
+    }
+
+    fn to_pb(&self) -> Vec<pb::Input> {
+        self.0
+            .iter()
+            .map(|o| pb::Input {
+                digest: o.digest.clone(),
+                index: o.index,
+            })
+            .collect()
+    }
+}
+
 /// The graph under construction.
 #[derive(Debug, Default)]
 pub struct Graph {
@@ -208,21 +239,13 @@ impl Graph {
     /// An exec op; returns one output per [`MountSource::Output`] mount, in
     /// the order they were given.
     pub fn exec(&mut self, exec: &Exec, name: &str) -> Vec<Output> {
-        let mut inputs: Vec<Output> = vec![exec.root.clone()];
-        let mut index_of = |o: &Output| -> i64 {
-            match inputs.iter().position(|i| i == o) {
-                Some(p) => p as i64,
-                None => {
-                    inputs.push(o.clone());
-                    inputs.len() as i64 - 1
-                }
-            }
-        };
+        let mut inputs = Inputs::default();
+        let root = inputs.index(&exec.root);
         // A writable rootfs must be an output (BuildKit's output 0); it is
         // not returned, so the outputs are exactly the `Output` mounts.
         let first_output = i64::from(exec.writable_root);
         let mut mounts = vec![pb::Mount {
-            input: 0,
+            input: root,
             dest: "/".into(),
             output: if exec.writable_root { 0 } else { -1 },
             readonly: !exec.writable_root,
@@ -232,7 +255,7 @@ impl Graph {
         for (dest, source) in &exec.mounts {
             mounts.push(match source {
                 MountSource::ReadOnly { from, selector } => pb::Mount {
-                    input: index_of(from),
+                    input: inputs.index(from),
                     selector: selector.clone(),
                     dest: dest.clone(),
                     output: -1,
@@ -258,13 +281,7 @@ impl Graph {
             });
         }
         let op = pb::Op {
-            inputs: inputs
-                .iter()
-                .map(|o| pb::Input {
-                    digest: o.digest.clone(),
-                    index: o.index,
-                })
-                .collect(),
+            inputs: inputs.to_pb(),
             op: Some(pb::op::Op::Exec(pb::ExecOp {
                 meta: Some(pb::Meta {
                     args: exec.args.clone(),
@@ -303,25 +320,16 @@ impl Graph {
         if steps.is_empty() {
             return base.cloned();
         }
-        let mut inputs: Vec<Output> = Vec::new();
-        let index_of = |o: &Output, inputs: &mut Vec<Output>| -> i64 {
-            match inputs.iter().position(|i| i == o) {
-                Some(p) => p as i64,
-                None => {
-                    inputs.push(o.clone());
-                    inputs.len() as i64 - 1
-                }
-            }
-        };
-        let base_index = base.map(|b| index_of(b, &mut inputs));
+        let mut inputs = Inputs::default();
+        let base_index = base.map(|b| inputs.index(b));
         let secondary: Vec<Option<i64>> = steps
             .iter()
             .map(|s| match s {
-                FileStep::Copy { from, .. } => Some(index_of(from, &mut inputs)),
+                FileStep::Copy { from, .. } => Some(inputs.index(from)),
                 _ => None,
             })
             .collect();
-        let n_inputs = inputs.len() as i64;
+        let n_inputs = inputs.len();
         let ts = self.timestamp.unwrap_or(-1);
         let actions = steps
             .iter()
@@ -375,13 +383,7 @@ impl Graph {
             })
             .collect();
         let op = pb::Op {
-            inputs: inputs
-                .iter()
-                .map(|o| pb::Input {
-                    digest: o.digest.clone(),
-                    index: o.index,
-                })
-                .collect(),
+            inputs: inputs.to_pb(),
             op: Some(pb::op::Op::File(pb::FileOp { actions })),
             ..Default::default()
         };

@@ -180,9 +180,17 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(opts: &'a TranslateOptions, file_name: &str, text: &str) -> Builder<'a> {
+    /// Images are resolved for `arch` (linux).
+    fn new(
+        opts: &'a TranslateOptions,
+        file_name: &str,
+        text: &str,
+        arch: bunny::platform::Arch,
+    ) -> Builder<'a> {
+        let mut g = Graph::new(Some(opts.epoch));
+        g.set_platform("linux", &bunny::oci::image::oci_arch(arch).to_string());
         Builder {
-            g: Graph::new(Some(opts.epoch)),
+            g,
             opts,
             context_paths: Some(Vec::new()),
             uses_context: false,
@@ -382,10 +390,9 @@ pub fn translate_bunnyfile(
     resolver: &mut dyn Resolver,
     opts: &TranslateOptions,
 ) -> Result<Translation, FrontendError> {
-    let mut b = Builder::new(opts, file_name, text);
-    let framework = bunny::frameworks::resolve(&bf.platforms.framework.value);
     let arch = bf.platforms.architecture.value;
-    b.g.set_platform("linux", &bunny::oci::image::oci_arch(arch).to_string());
+    let mut b = Builder::new(opts, file_name, text, arch);
+    let framework = bunny::frameworks::resolve(&bf.platforms.framework.value);
 
     if let Some(k) = &bf.kernel {
         b.source(&k.from.value, &k.path.value, resolver)?;
@@ -560,9 +567,7 @@ pub fn translate_containerfile(
     resolver: &mut dyn Resolver,
     opts: &TranslateOptions,
 ) -> Result<Translation, FrontendError> {
-    let mut b = Builder::new(opts, file_name, text);
-    let arch = bunny::platform::Arch::host();
-    b.g.set_platform("linux", &bunny::oci::image::oci_arch(arch).to_string());
+    let mut b = Builder::new(opts, file_name, text, bunny::platform::Arch::host());
     let mut base_labels = BTreeMap::new();
     if let Base::Image(r) = &cf.base {
         b.image(r, resolver);
