@@ -11,19 +11,9 @@ cd "$here"
 cargo build --release --quiet
 bunny="$here/target/release/bunny"
 work="$(mktemp -d)"
-regpid=""
-trap '[[ -n "$regpid" ]] && kill "$regpid" 2>/dev/null; rm -rf "$work"' EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/reg.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/reg}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-regpid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+. "$here/bench/registry.sh"
+trap 'stop_registry; rm -rf "$work"' EXIT
+start_registry
 
 # A context with a big incompressible file, so kills land mid-stream.
 ctx="$work/ctx"; mkdir -p "$ctx/data"

@@ -20,19 +20,9 @@ CARGO_TARGET_DIR="$fe_target" RUSTFLAGS="-C target-feature=+crt-static -C debugi
 frontend_bin="$fe_target/x86_64-unknown-linux-gnu/release/bunny-frontend"
 init_bin="$here/target/bunny-init/x86_64-unknown-linux-gnu/release/bunny-init"
 work="$(mktemp -d)"
-regpid=""
-trap '[[ -n "$regpid" ]] && kill "$regpid" 2>/dev/null; kill $(cat "$work/docker.pid" 2>/dev/null) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/reg.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/reg}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-regpid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+. "$here/bench/registry.sh"
+trap 'stop_registry; kill $(cat "$work/docker.pid" 2>/dev/null) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
+start_registry
 
 frontend="127.0.0.1:$port/bunny-frontend:bench"
 "$frontend_bin" image --root "$work/store" -t "$frontend" --binary "$frontend_bin" --init "$init_bin" >/dev/null

@@ -10,25 +10,8 @@ cd "$here"
 cargo build --release --quiet
 bunny="$here/target/release/bunny"
 work="$(mktemp -d)"
-regpid=""
-stop_registry() { [[ -n "$regpid" ]] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null || true; regpid=""; }
+. "$here/bench/registry.sh"
 trap 'stop_registry; rm -rf "$work"' EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-start_registry() {
-  stop_registry
-  rm -rf "$work/reg"; mkdir -p "$work/reg"
-  cat >"$work/reg.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/reg}}
-http: {addr: 127.0.0.1:$port}
-YML
-  docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-  regpid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && return; sleep 0.05; done
-  echo "registry did not start" >&2; exit 1
-}
 
 "$bunny" --root "$work/store" build --progress=quiet -t hello:b -o "type=oci,dest=$work/oci" examples/hello-linux >/dev/null
 # the layout's ref name is the tag part
