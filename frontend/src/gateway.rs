@@ -401,7 +401,20 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
 
     // The frontend's own image runs the pack step: pin it to the digest
     // BuildKit resolves now, so every step of this build uses one binary.
-    let frontend_image = gw.opts.get("source").cloned().map(|source| {
+    // BuildKit names it in `source`; a gateway started some other way can be
+    // told with the build-arg or the image's own Env.
+    let source = gw
+        .opts
+        .get("source")
+        .cloned()
+        .filter(|s| !s.is_empty())
+        .or_else(|| build_arg(gw, "BUNNY_FRONTEND_IMAGE"))
+        .or_else(|| {
+            std::env::var("BUNNY_FRONTEND_IMAGE")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        });
+    let frontend_image = source.map(|source| {
         let full = crate::llb::normalize_reference(&source);
         match gw.resolve_image_config(&full) {
             Ok((digest, _)) if !digest.is_empty() && !full.contains('@') => {

@@ -288,7 +288,7 @@ impl<'a> Builder<'a> {
     fn finish(mut self) -> Result<Translation, FrontendError> {
         let frontend_ref = self.opts.frontend_image.clone().ok_or_else(|| FrontendError::Needs {
             what: "the frontend image".into(),
-            why: "bunny's build runs inside BuildKit from the frontend image's binary; name it with --frontend-image REF (or BUNNY_FRONTEND_IMAGE)".into(),
+            why: "bunny's build runs inside BuildKit from the frontend image's binary; name it with --frontend-image REF (or BUNNY_FRONTEND_IMAGE, as an environment variable or a build-arg)".into(),
         })?;
         let frontend = self.g.image(&frontend_ref);
         let root = if self.needs_tools {
