@@ -1,6 +1,5 @@
-//! A small LLB graph builder: source ops (local context, images), exec ops
-//! (a command in an image, with mounts) and file ops (copy, mkfile, mkdir),
-//! serialised into the `pb.Definition` BuildKit solves
+//! A small LLB graph builder: source ops (local context, images, git), exec
+//! ops (a command in an image, with mounts) and mkfile ops, serialised into the `pb.Definition` BuildKit solves
 //! and `buildctl build` reads on stdin.
 //!
 //! Ops are content-addressed: an op's digest is the sha256 of its protobuf
@@ -54,30 +53,6 @@ pub struct Exec {
     pub network: bool,
 }
 
-/// One step of a file op. Each step works on the result of the previous one
-/// (the first on the op's base, or on an empty filesystem).
-#[derive(Debug, Clone)]
-pub enum FileStep {
-    /// Copies `src` from `from` to `dest`, creating missing parents of `dest`.
-    /// A directory's contents are copied into `dest`, as `COPY dir/ dest/`.
-    Copy {
-        from: Output,
-        src: String,
-        dest: String,
-        /// None keeps the source's permission bits.
-        mode: Option<u32>,
-    },
-    MkFile {
-        path: String,
-        data: Vec<u8>,
-        mode: u32,
-    },
-    MkDir {
-        path: String,
-        mode: u32,
-    },
-}
-
 /// An op's inputs, each once, in the order first used.
 #[derive(Default)]
 struct Inputs(Vec<Output>);
@@ -92,10 +67,6 @@ impl Inputs {
                 self.0.len() as i64 - 1
             }
         }
-    }
-
-    fn len(&self) -> i64 {
-        self.0.len() as i64
     }
 
     fn to_pb(&self) -> Vec<pb::Input> {
@@ -309,85 +280,28 @@ impl Graph {
             .collect()
     }
 
-    /// A file op: `steps` applied in order on `base` (None: an empty
-    /// filesystem). Returns the filesystem after the last step.
-    pub fn file(
-        &mut self,
-        base: Option<&Output>,
-        steps: &[FileStep],
-        name: &str,
-    ) -> Option<Output> {
-        if steps.is_empty() {
-            return base.cloned();
-        }
-        let mut inputs = Inputs::default();
-        let base_index = base.map(|b| inputs.index(b));
-        let secondary: Vec<Option<i64>> = steps
-            .iter()
-            .map(|s| match s {
-                FileStep::Copy { from, .. } => Some(inputs.index(from)),
-                _ => None,
-            })
-            .collect();
-        let n_inputs = inputs.len();
-        let ts = self.timestamp.unwrap_or(-1);
-        let actions = steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| {
-                // Step i > 0 works on step i-1's result, which BuildKit numbers
-                // after the real inputs.
-                let input = if i == 0 {
-                    base_index.unwrap_or(-1)
-                } else {
-                    n_inputs + i as i64 - 1
-                };
-                let action = match step {
-                    FileStep::Copy {
-                        src, dest, mode, ..
-                    } => pb::file_action::Action::Copy(pb::FileActionCopy {
-                        src: src.clone(),
-                        dest: dest.clone(),
-                        mode: mode.map(|m| m as i32).unwrap_or(-1),
-                        follow_symlink: true,
-                        dir_copy_contents: true,
-                        create_dest_path: true,
-                        timestamp: ts,
-                        ..Default::default()
-                    }),
-                    FileStep::MkFile { path, data, mode } => {
-                        pb::file_action::Action::Mkfile(pb::FileActionMkFile {
-                            path: path.clone(),
-                            mode: *mode as i32,
-                            data: data.clone(),
-                            owner: None,
-                            timestamp: ts,
-                        })
-                    }
-                    FileStep::MkDir { path, mode } => {
-                        pb::file_action::Action::Mkdir(pb::FileActionMkDir {
-                            path: path.clone(),
-                            mode: *mode as i32,
-                            make_parents: true,
-                            owner: None,
-                            timestamp: ts,
-                        })
-                    }
-                };
-                pb::FileAction {
-                    input,
-                    secondary_input: secondary[i].unwrap_or(-1),
-                    output: if i + 1 == steps.len() { 0 } else { -1 },
-                    action: Some(action),
-                }
-            })
-            .collect();
+    /// A file op writing one file (with its parents) on an empty
+    /// filesystem: small inputs made by the frontend itself.
+    pub fn mkfile(&mut self, path: &str, data: Vec<u8>, mode: u32, name: &str) -> Output {
+        let action = pb::FileAction {
+            input: -1,
+            secondary_input: -1,
+            output: 0,
+            action: Some(pb::file_action::Action::Mkfile(pb::FileActionMkFile {
+                path: path.to_string(),
+                mode: mode as i32,
+                data,
+                owner: None,
+                timestamp: self.timestamp.unwrap_or(-1),
+            })),
+        };
         let op = pb::Op {
-            inputs: inputs.to_pb(),
-            op: Some(pb::op::Op::File(pb::FileOp { actions })),
+            op: Some(pb::op::Op::File(pb::FileOp {
+                actions: vec![action],
+            })),
             ..Default::default()
         };
-        Some(self.add(op, name))
+        self.add(op, name)
     }
 
     /// The definition whose result is `result` (None: an empty filesystem).
@@ -465,51 +379,78 @@ mod tests {
     }
 
     #[test]
-    fn same_graph_same_bytes_and_chained_steps() {
+    fn same_graph_same_bytes_and_exec_outputs_skip_the_rootfs() {
         let build = || {
             let mut g = Graph::new(Some(0));
+            let image = g.image("alpine");
             let ctx = g.local("context", None, &["k".into()]);
-            let out = g.file(
-                None,
-                &[
-                    FileStep::Copy {
-                        from: ctx.clone(),
-                        src: "/k".into(),
-                        dest: "/.boot/kernel".into(),
-                        mode: None,
-                    },
-                    FileStep::MkFile {
-                        path: "/urunc.json".into(),
-                        data: b"{}".to_vec(),
-                        mode: 0o644,
-                    },
-                ],
-                "pack",
+            let spec = g.mkfile("/spec.json", b"{}".to_vec(), 0o644, "spec");
+            let outs = g.exec(
+                &Exec {
+                    root: image,
+                    writable_root: true,
+                    args: vec!["/bin/true".into()],
+                    env: vec![],
+                    cwd: "/".into(),
+                    mounts: vec![
+                        (
+                            "/src".into(),
+                            MountSource::ReadOnly {
+                                from: ctx,
+                                selector: "/k".into(),
+                            },
+                        ),
+                        (
+                            "/spec".into(),
+                            MountSource::ReadOnly {
+                                from: spec,
+                                selector: String::new(),
+                            },
+                        ),
+                        ("/out".into(), MountSource::Output),
+                        ("/tmp".into(), MountSource::Tmpfs),
+                        ("/meta".into(), MountSource::Output),
+                    ],
+                    network: false,
+                },
+                "run",
             );
-            g.definition(out.as_ref())
+            (g.definition(outs.first()), outs)
         };
-        let a = build();
-        assert_eq!(a.encode_to_vec(), build().encode_to_vec());
-        assert_eq!(a.def.len(), 3);
-        let file = pb::Op::decode(a.def[1].as_slice()).unwrap();
-        let Some(pb::op::Op::File(f)) = file.op else {
-            panic!("not a file op")
+        let (a, outs) = build();
+        assert_eq!(a.encode_to_vec(), build().0.encode_to_vec());
+        // The writable rootfs is BuildKit's output 0; ours are 1 and 2.
+        assert_eq!(outs.iter().map(|o| o.index).collect::<Vec<_>>(), [1, 2]);
+        let exec = pb::Op::decode(a.def[3].as_slice()).unwrap();
+        let Some(pb::op::Op::Exec(e)) = &exec.op else {
+            panic!("not an exec op")
         };
-        assert_eq!(file.inputs.len(), 1);
+        assert_eq!(exec.inputs.len(), 3, "image, context, spec");
+        assert_eq!(e.network, pb::NetMode::None as i32);
+        let m: Vec<(i64, &str, i64, bool)> = e
+            .mounts
+            .iter()
+            .map(|m| (m.input, m.dest.as_str(), m.output, m.readonly))
+            .collect();
         assert_eq!(
-            (
-                f.actions[0].input,
-                f.actions[0].secondary_input,
-                f.actions[0].output
-            ),
-            (-1, 0, -1)
+            m,
+            [
+                (0, "/", 0, false),
+                (1, "/src", -1, true),
+                (2, "/spec", -1, true),
+                (-1, "/out", 1, false),
+                (-1, "/tmp", -1, false),
+                (-1, "/meta", 2, false),
+            ]
         );
-        assert_eq!((f.actions[1].input, f.actions[1].output), (1, 0));
-        let term = pb::Op::decode(a.def[2].as_slice()).unwrap();
+        assert_eq!(e.mounts[1].selector, "/k");
+        assert_eq!(e.mounts[4].mount_type, pb::MountType::Tmpfs as i32);
+        let term = pb::Op::decode(a.def[4].as_slice()).unwrap();
         assert!(term.op.is_none());
+        assert_eq!(term.inputs[0].index, 1);
         assert_eq!(
             term.inputs[0].digest,
-            format!("sha256:{}", hex::encode(Sha256::digest(&a.def[1])))
+            format!("sha256:{}", hex::encode(Sha256::digest(&a.def[3])))
         );
     }
 }

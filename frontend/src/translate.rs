@@ -23,7 +23,7 @@ use bunny::oci::annotations::KEY_BINARY;
 use bunny::platform::RootfsType;
 
 use crate::error::FrontendError;
-use crate::llb::{Exec, FileStep, Graph, MountSource, Output};
+use crate::llb::{Exec, Graph, MountSource, Output};
 use crate::pack::{self, PackImage, PackSpec};
 use crate::proto::pb;
 
@@ -338,24 +338,19 @@ impl<'a> Builder<'a> {
             context: "encoding the pack spec".into(),
             source: std::io::Error::other(e),
         })?;
-        let spec_file = self.g.file(
-            None,
-            &[FileStep::MkFile {
-                path: format!("/{}", pack::SPEC_FILE),
-                data: spec_json,
-                mode: 0o644,
-            }],
+        let spec_file = self.g.mkfile(
+            &format!("/{}", pack::SPEC_FILE),
+            spec_json,
+            0o644,
             "[bunny] pack spec",
         );
-        if let Some(spec_file) = spec_file {
-            mounts.push((
-                pack::SPEC_DIR.into(),
-                MountSource::ReadOnly {
-                    from: spec_file,
-                    selector: String::new(),
-                },
-            ));
-        }
+        mounts.push((
+            pack::SPEC_DIR.into(),
+            MountSource::ReadOnly {
+                from: spec_file,
+                selector: String::new(),
+            },
+        ));
         mounts.push((pack::OUT_DIR.into(), MountSource::Output));
         mounts.push((pack::META_DIR.into(), MountSource::Output));
         let outs = self.g.exec(
