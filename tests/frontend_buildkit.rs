@@ -385,6 +385,38 @@ fn llb_output_is_a_reproducible_definition() {
     // A different BunnyFile changes the definition.
     fs::write(other.join("BunnyFile"), BUNNYFILE.replace("quiet", "loud")).unwrap();
     assert!(a != llb(&other));
+
+    // A Containerfile: its kernel image (`--toolchain linux.kernel=`) is
+    // mounted into the pack op, and bunny-init comes from the frontend image.
+    fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nCMD [\"/init\"]\n",
+    )
+    .unwrap();
+    let o = output(
+        bunny(&work.path().join("store"))
+            .env("BUNNY_FRONTEND", &bin)
+            .env("BUNNY_FRONTEND_IMAGE", "registry.example/bunny-frontend:1")
+            .args([
+                "build",
+                "--llb",
+                "--toolchain",
+                "linux.kernel=registry.example/linux-kernel:7",
+                "-f",
+            ])
+            .arg(ctx.join("Containerfile"))
+            .arg(&ctx),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let has = |needle: &[u8]| o.stdout.windows(needle.len()).any(|w| w == needle);
+    for s in [
+        "docker-image://registry.example/linux-kernel:7",
+        "/.bunny/kernel",
+        "/.bunny/bin/bunny-init",
+        "local://context",
+    ] {
+        assert!(has(s.as_bytes()), "Containerfile LLB lacks {s}");
+    }
 }
 
 /// The linux framework's images (`scripts/toolchain-image.sh`, cached under
