@@ -23,6 +23,8 @@ packages=(
   debootstrap git
   # network namespaces, tap devices
   iproute2
+  # kill (procps) and flock (util-linux) in tests; /usr/bin/time and python3 in bench/
+  procps util-linux time python3
 )
 
 missing=()
