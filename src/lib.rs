@@ -18,3 +18,20 @@ pub mod layers;
 pub mod oci;
 pub mod pipeline;
 pub mod platform;
+
+/// An error and its causes on one line, `: `-separated. Some errors already
+/// quote their cause in their own message (and rustls or hyper say what went
+/// wrong only deep in the chain): a cause said once is not said again.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}

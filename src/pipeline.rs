@@ -234,12 +234,7 @@ pub fn plan(
         }
     };
 
-    let kind = bf
-        .rootfs
-        .kind
-        .as_ref()
-        .map(|k| k.value)
-        .unwrap_or_else(|| framework.default_rootfs_type());
+    let kind = bf.rootfs.kind_or(framework.default_rootfs_type());
     let rootfs = match &bf.rootfs.from.value {
         Source::Image(r) => {
             let dir = image_files(r)?;
@@ -518,20 +513,31 @@ pub fn build(
         },
         annotations,
     };
+    let manifest = publish(&spec, store, opts, progress)?;
+    Ok(Built { manifest, urunc })
+}
+
+/// The last stage of every build: writes the image's config and manifest,
+/// tags it and exports it to each requested output.
+pub fn publish(
+    spec: &ImageSpec,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Descriptor, PipelineError> {
     progress.start("manifest");
-    let manifest = assemble(&spec, store)?;
+    let manifest = assemble(spec, store)?;
     for tag in &opts.tags {
         store.tag(tag, &manifest)?;
     }
     progress.finish("manifest", manifest.digest().as_ref());
-
     for out in &opts.outputs {
         let step = format!("export {}", describe(out));
         progress.start(&step);
         export(store, &manifest, &opts.tags, out)?;
         progress.finish(&step, "");
     }
-    Ok(Built { manifest, urunc })
+    Ok(manifest)
 }
 
 fn kernel_layer(

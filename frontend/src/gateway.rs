@@ -319,20 +319,7 @@ impl Gateway {
     }
 }
 
-/// An error and its causes on one line, for `Return`.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
-}
+pub use bunny::error_chain as chain;
 
 /// The frontend: read the build file, translate it, solve it, return it.
 /// Errors about the build are returned to BuildKit (docker prints them);

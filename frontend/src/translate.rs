@@ -402,12 +402,7 @@ pub fn translate_bunnyfile(
     for inc in &bf.rootfs.include {
         b.source(&inc.from, &inc.source, resolver)?;
     }
-    let kind = bf
-        .rootfs
-        .kind
-        .as_ref()
-        .map(|k| k.value)
-        .unwrap_or_else(|| framework.default_rootfs_type());
+    let kind = bf.rootfs.kind_or(framework.default_rootfs_type());
     let built_from_files = bf.rootfs.path.is_none()
         && match &bf.rootfs.from.value {
             Source::Local => false,

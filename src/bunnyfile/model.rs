@@ -63,6 +63,13 @@ pub struct Rootfs {
     pub include: Vec<Include>,
 }
 
+impl Rootfs {
+    /// The rootfs type: as written, else the framework's `default`.
+    pub fn kind_or(&self, default: RootfsType) -> RootfsType {
+        self.kind.as_ref().map(|k| k.value).unwrap_or(default)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Include {
     /// `Local` (the context) or `Image`.

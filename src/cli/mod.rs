@@ -82,21 +82,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line. Some library errors already quote
-/// their cause in their own message; a cause said once is not said again.
+/// The error and its causes on one line.
 fn chain(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
+    crate::error_chain(err.as_ref())
 }
 
 /// Points the TLS stack at the distribution's CA bundle when the user has not

@@ -32,9 +32,8 @@ use crate::oci::annotations::{
     ROOTFS_PATH,
 };
 use crate::oci::error::OciError;
-use crate::oci::image::{assemble, ImageConfig, ImageSpec};
+use crate::oci::image::{ImageConfig, ImageSpec};
 use crate::oci::layer::{write_layer, LayerContent, LayerEntry, LayerOptions};
-use crate::oci::output::export;
 use crate::pipeline::{BuildOptions, Built, ImageSource, Progress};
 use crate::platform::{Arch, BlockFs};
 
@@ -241,6 +240,8 @@ pub enum ContainerfileBuildError {
     Oci(#[from] OciError),
     #[error(transparent)]
     Store(#[from] crate::layers::store::StoreError),
+    #[error(transparent)]
+    Publish(#[from] crate::pipeline::PipelineError),
 }
 
 /// What a Containerfile build needs besides the file.
@@ -774,14 +775,6 @@ pub fn build(
         },
         annotations,
     };
-    progress.start("manifest");
-    let manifest = assemble(&spec, store)?;
-    for tag in &opts.tags {
-        store.tag(tag, &manifest)?;
-    }
-    progress.finish("manifest", manifest.digest().as_ref());
-    for out in &opts.outputs {
-        export(store, &manifest, &opts.tags, out)?;
-    }
+    let manifest = crate::pipeline::publish(&spec, store, opts, progress)?;
     Ok(Built { manifest, urunc })
 }

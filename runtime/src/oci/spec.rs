@@ -66,19 +66,14 @@ pub struct Namespace {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Resources {
     #[serde(default)]
-    pub memory: Option<Memory>,
+    pub memory: Option<Limit>,
     #[serde(default)]
-    pub pids: Option<Pids>,
+    pub pids: Option<Limit>,
 }
 
+/// `{"limit": N}`, as memory and pids carry it.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Pids {
-    #[serde(default)]
-    pub limit: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Memory {
+pub struct Limit {
     #[serde(default)]
     pub limit: Option<i64>,
 }
@@ -164,30 +159,20 @@ impl Spec {
         self.linux.as_ref()?.cgroups_path.as_deref()
     }
 
+    /// A positive limit from `linux.resources`.
+    fn limit(&self, pick: impl Fn(&Resources) -> Option<&Limit>) -> Option<u64> {
+        let limit = pick(self.linux.as_ref()?.resources.as_ref()?)?.limit?;
+        u64::try_from(limit).ok().filter(|n| *n > 0)
+    }
+
     /// The memory limit in bytes, if the spec sets a positive one.
     pub fn memory_limit_bytes(&self) -> Option<u64> {
-        let limit = self
-            .linux
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .memory
-            .as_ref()?
-            .limit?;
-        u64::try_from(limit).ok().filter(|b| *b > 0)
+        self.limit(|r| r.memory.as_ref())
     }
 
     /// The pids limit, if the spec sets a positive one.
     pub fn pids_limit(&self) -> Option<u64> {
-        let limit = self
-            .linux
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .pids
-            .as_ref()?
-            .limit?;
-        u64::try_from(limit).ok().filter(|n| *n > 0)
+        self.limit(|r| r.pids.as_ref())
     }
 
     /// The `uts` and `ipc` namespaces the spec asks for: (kind, path to
@@ -205,20 +190,9 @@ impl Spec {
             .unwrap_or_default()
     }
 
-    /// The memory limit in MiB, if the spec sets a positive one.
+    /// The memory limit in MiB (rounded up), if the spec sets a positive one.
     pub fn memory_mb(&self) -> Option<u64> {
-        let limit = self
-            .linux
-            .as_ref()?
-            .resources
-            .as_ref()?
-            .memory
-            .as_ref()?
-            .limit?;
-        u64::try_from(limit)
-            .ok()
-            .map(|b| b.div_ceil(1024 * 1024))
-            .filter(|mb| *mb > 0)
+        self.memory_limit_bytes().map(|b| b.div_ceil(1024 * 1024))
     }
 
     pub fn netns(&self) -> NetNs {

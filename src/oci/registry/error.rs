@@ -104,20 +104,7 @@ pub(crate) fn io_err(
     }
 }
 
-/// Every message in an error's source chain, joined; rustls and hyper
-/// errors only say what went wrong deep in the chain.
-pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
+pub(crate) use crate::error_chain as chain_text;
 
 /// The registry's error body, shortened: a 5xx page can be large HTML.
 pub(crate) fn short_body(body: &str) -> String {

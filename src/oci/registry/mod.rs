@@ -339,7 +339,25 @@ struct Pusher<'a> {
     pushed: BTreeSet<String>,
 }
 
-impl Pusher<'_> {
+impl<'a> Pusher<'a> {
+    fn new(
+        store: &'a Store,
+        session: &'a Session,
+        dest: Reference,
+        opts: &'a RegistryOptions,
+    ) -> Pusher<'a> {
+        Pusher {
+            store,
+            session,
+            dest,
+            opts,
+            sources: Sources::new(store.root()),
+            uploaded: 0,
+            skipped: 0,
+            pushed: BTreeSet::new(),
+        }
+    }
+
     fn err(&self, e: OciDistributionError, operation: &str, missing: &str) -> RegistryError {
         self.session
             .map_err(e, self.dest.repository(), operation, missing)
@@ -538,16 +556,7 @@ pub fn push(
     let dest = parse_ref(destination)?;
     let desc = store.resolve(local_name)?;
     let session = Session::connect(dest.resolve_registry(), dest.repository(), true, opts, true)?;
-    let mut p = Pusher {
-        store,
-        session: &session,
-        dest: dest.clone(),
-        opts,
-        sources: Sources::new(store.root()),
-        uploaded: 0,
-        skipped: 0,
-        pushed: BTreeSet::new(),
-    };
+    let mut p = Pusher::new(store, &session, dest.clone(), opts);
     let digest = desc.digest().to_string();
     let (bytes, media_type) = p.push_tree(&desc)?;
     let tag = dest_tag(&dest);
@@ -577,14 +586,21 @@ fn platform_of(store: &Store, manifest: &Descriptor) -> Result<(String, String),
             e,
         )
     })?;
-    let cfg: Value = serde_json::from_slice(&store.read_blob(m.config().digest().as_ref())?)
-        .map_err(|e| spec_error("(local store)", "image config", e))?;
-    let field = |k: &str| {
-        cfg.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_string()
-    };
+    let (os, arch) = config_platform(store, m.config().digest().as_ref(), "(local store)")?;
+    let unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+    Ok((unknown(os), unknown(arch)))
+}
+
+/// `os` and `architecture` of an image config in the store; `host` names
+/// where it came from in errors.
+fn config_platform(
+    store: &Store,
+    config_digest: &str,
+    host: &str,
+) -> Result<(Option<String>, Option<String>), RegistryError> {
+    let cfg: Value = serde_json::from_slice(&store.read_blob(config_digest)?)
+        .map_err(|e| spec_error(host, "image config", e))?;
+    let field = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
     Ok((field("os"), field("architecture")))
 }
 
@@ -599,16 +615,7 @@ pub fn push_index(
 ) -> Result<PushResult, RegistryError> {
     let dest = parse_ref(destination)?;
     let session = Session::connect(dest.resolve_registry(), dest.repository(), true, opts, true)?;
-    let mut p = Pusher {
-        store,
-        session: &session,
-        dest: dest.clone(),
-        opts,
-        sources: Sources::new(store.root()),
-        uploaded: 0,
-        skipped: 0,
-        pushed: BTreeSet::new(),
-    };
+    let mut p = Pusher::new(store, &session, dest.clone(), opts);
     let mut entries = Vec::new();
     for name in local_names {
         let desc = store.resolve(name)?;
@@ -1029,10 +1036,8 @@ pub fn pull(
             actual: desc.digest().to_string(),
         });
     }
-    let cfg: Value = serde_json::from_slice(&store.read_blob(config.digest().as_ref())?)
-        .map_err(|e| spec_error(&session.host, "image config", e))?;
-    let field = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
-    if let (Some(os), Some(arch)) = (field("os"), field("architecture")) {
+    if let (Some(os), Some(arch)) = config_platform(store, config.digest().as_ref(), &session.host)?
+    {
         if let Ok(pl) = PlatformBuilder::default()
             .os(oci_spec::image::Os::from(os.as_str()))
             .architecture(oci_spec::image::Arch::from(arch.as_str()))
