@@ -47,8 +47,9 @@ b() { buildah --root "$broot/root" --runroot "$broot/run" --storage-driver vfs "
 mkdir -p "$out"
 
 # Installs packages into a copy of the minbase rootfs, trims it, and commits
-# it as an image: install ROOTFS TAG STAMP TITLE PACKAGES...
-install() {
+# it as an image: image_with ROOTFS TAG STAMP TITLE PACKAGES... (not named
+# `install`, which would shadow install(1) in this script)
+image_with() {
   local root="$1" tag="$2" stamp="$3" title="$4"; shift 4
   rm -rf "$root"
   cp -a "$base" "$root"
@@ -81,11 +82,11 @@ if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag"; then
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 fi
 if ! have tools-v1 "$tools_tag"; then
-  install "$rootfs" "$tools_tag" tools-v1 "bunny tools (e2fsprogs, makefs, busybox)" \
+  image_with "$rootfs" "$tools_tag" tools-v1 "bunny tools (e2fsprogs, makefs, busybox)" \
     e2fsprogs makefs busybox-static
 fi
 if ! have gcc-v1 "$gcc_tag"; then
-  install "$rootfs" "$gcc_tag" gcc-v1 "bunny linux toolchain (gcc, make)" \
+  image_with "$rootfs" "$gcc_tag" gcc-v1 "bunny linux toolchain (gcc, make)" \
     gcc make libc6-dev
 fi
 

@@ -12,8 +12,6 @@ pub enum FrontendError {
     Containerfile(#[from] ContainerfileError),
     #[error(transparent)]
     Plan(#[from] PipelineError),
-    #[error("{what} is not supported by the BuildKit frontend: {why}")]
-    Unsupported { what: String, why: String },
     /// The pack step (bunny's build inside BuildKit) failed.
     #[error("{file}: {message}")]
     Pack { file: String, message: String },
