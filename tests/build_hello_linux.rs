@@ -1,6 +1,8 @@
 //! examples/hello-linux end to end: `bunny build` with the real Debian kernel
 //! and busybox, read back with skopeo and umoci, booted under qemu (TCG).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -41,10 +43,8 @@ fn need_tool(tool: &str, package: &str) {
 }
 
 fn bunny(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bunny"));
-    cmd.args(args)
-        .env("BUNNY_ROOT", root)
-        .env_remove("SOURCE_DATE_EPOCH");
+    let mut cmd = common::bunny(root);
+    cmd.args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -2,16 +2,16 @@
 //! the rootfs file itself checked with the real tools (e2fsck, debugfs, the
 //! UFS2 superblock), plus `bunny build --check` on the Go bunny's files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn bunny(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bunny"))
+    common::bunny(root)
         .args(args)
-        .env("BUNNY_ROOT", root)
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("running bunny")
 }

@@ -4,18 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::registry::Registry;
 
 fn bunny(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .arg("--root")
-        .arg(root)
+    common::bunny(root)
         .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("DOCKER_CONFIG", root.join("docker-config"))
-        .stdin(Stdio::null())
         .output()
         .expect("running bunny")
 }

@@ -1,17 +1,13 @@
 //! `FROM image` in a Containerfile inherits the image's Env, Cmd,
 //! Entrypoint and Labels as docker does.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 fn bunny(root: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
+    let out = common::bunny(root).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "bunny {args:?}: {}",

@@ -69,12 +69,7 @@ fn push_frontend(bin: &Path, store: &Path, frontend: &str, tools: Option<&str>) 
     run(bunny(store).args(["push", frontend, "--progress", "plain"]));
 }
 
-fn bunny(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bunny"));
-    c.env("BUNNY_ROOT", root)
-        .env("DOCKER_CONFIG", root.join("docker-config"));
-    c
-}
+use common::bunny;
 
 const BUNNYFILE: &str = "version: v0.1
 platforms:

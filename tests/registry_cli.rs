@@ -16,9 +16,8 @@ const USER: &str = "cliuser";
 const PASSWORD: &str = "Cli-Pa55word-plugh";
 
 fn bunny(root: &std::path::Path, docker: &std::path::Path, certs: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bunny"));
-    cmd.env("BUNNY_ROOT", root)
-        .env("DOCKER_CONFIG", docker)
+    let mut cmd = common::bunny(root);
+    cmd.env("DOCKER_CONFIG", docker)
         .env("BUNNY_CERTS_DIR", certs);
     cmd
 }

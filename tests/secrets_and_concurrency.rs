@@ -29,13 +29,10 @@ fn bunny(
     stdin: Option<&str>,
 ) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .arg("--root")
-        .arg(root)
+    let mut child = common::bunny(root)
         .args(args)
         .env("DOCKER_CONFIG", docker_config)
         .env("BUNNY_CERTS_DIR", certs)
-        .env_remove("SOURCE_DATE_EPOCH")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

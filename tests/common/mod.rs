@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// The `bunny` binary with its own store at `root`, its own docker config
+/// (`root/docker-config`, so no test reads the user's credentials) and no
+/// inherited SOURCE_DATE_EPOCH.
+pub fn bunny(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bunny"));
+    c.env("BUNNY_ROOT", root)
+        .env("DOCKER_CONFIG", root.join("docker-config"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::null());
+    c
+}
+
 /// Finds `name` in PATH (plus the sbin directories, where dockerd lives), or
 /// fails the test saying what to install.
 pub fn require_tool(name: &str) -> PathBuf {
