@@ -23,6 +23,11 @@ packages=(
   debootstrap git
   # network namespaces, tap devices
   iproute2
+  # the Solo5 tenders (solo5-spt sandboxes the guest with seccomp); zstd
+  # unpacks the prebuilt tools beside this project's checkouts
+  libseccomp2 zstd
+  # the static qemu wrapper urunc runs under TCG (see below)
+  gcc libc6-dev
   # kill (procps) and flock (util-linux) in tests; /usr/bin/time and python3 in bench/
   procps util-linux time python3
 )
@@ -64,9 +69,53 @@ fi
 # The hello-linux example's context gets the kernel, busybox and the modules.
 "$here/examples/hello-linux/prepare.sh" "$kdir"
 
-# The linux framework's toolchain and kernel images for `app` builds (issue 7):
+# The toolchain and kernel images for `app` builds (linux, rumprun):
 # debootstrap takes minutes the first time; cached under target/toolchains.
 "$here/scripts/toolchain-image.sh"
+
+# Third-party tools no package registry has. Beside this project's own
+# checkouts they come prebuilt in ../shared/tools (read-only; README there);
+# on a user's clone the rumprun recipe above builds the 0.4.1 tenders too.
+shared="${BUNNY_SHARED_TOOLS:-$here/../shared/tools}"
+install_bin() { # SRC NAME: install SRC (zstd-compressed if *.zst) as /usr/local/bin/NAME
+  local dst="/usr/local/bin/$2"
+  if [[ "$1" == *.zst ]]; then
+    zstd -qdc "$1" >"$dst.tmp"
+  else
+    cp "$1" "$dst.tmp"
+  fi
+  chmod 0755 "$dst.tmp" && mv "$dst.tmp" "$dst"
+}
+# Solo5 tenders. A unikernel runs only under a tender of its own Solo5 ABI:
+# v0.9 (named devices, what urunc passes) is `solo5-spt`/`solo5-hvt`, the
+# 0.4.1 one (`--net=`/`--disk=`) is `solo5-spt-0.4`/`solo5-hvt-0.4`; bunny
+# picks by the `.note.solo5.manifest` the unikernel carries or lacks.
+if [[ -d "$shared/rumprun" ]]; then
+  install_bin "$shared/rumprun/solo5-spt" solo5-spt-0.4
+  install_bin "$shared/rumprun/solo5-hvt" solo5-hvt-0.4
+  for t in solo5-spt solo5-hvt solo5-elftool; do install_bin "$shared/rumprun/solo5-v0.9/$t" "$t"; done
+else
+  src="$here/target/toolchains/rumprun-src"
+  install_bin "$src/solo5-spt" solo5-spt-0.4
+  install_bin "$src/solo5-hvt" solo5-hvt-0.4
+  echo "setup: no Solo5 v0.9 tenders (only beside this project's checkouts); v0.9 rumprun guests will not boot" >&2
+fi
+# urunc, to boot the same images under the real thing. It execs qemu with
+# -enable-kvm, which hangs here, so a wrapper first on containerd's PATH
+# turns that into TCG and logs each command line (README in ../shared/tools).
+if [[ -d "$shared/urunc" ]]; then
+  install_bin "$shared/urunc/urunc.zst" urunc
+  install_bin "$shared/urunc/containerd-shim-urunc-v2.zst" containerd-shim-urunc-v2
+  w=/usr/lib/qemu-tcg
+  if [[ ! -x "$w/qemu-system-x86_64" || "$shared/urunc/qemu-tcg.c" -nt "$w/qemu-system-x86_64" ]]; then
+    mkdir -p "$w/bin"
+    cp /usr/bin/qemu-system-x86_64 "$w/bin/"
+    ln -sfn /usr/share "$w/share"
+    gcc -O2 -static -o "$w/qemu-system-x86_64" "$shared/urunc/qemu-tcg.c"
+  fi
+else
+  echo "setup: urunc not installed (its prebuilt binaries are only beside this project's checkouts); the urunc tests will say so" >&2
+fi
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2

@@ -7,6 +7,14 @@
 #   oci:DIR/layout:tools-bookworm   Debian bookworm minbase + e2fsprogs, makefs,
 #                                   busybox-static: the tools image the BuildKit
 #                                   frontend's pack step runs in
+#   oci:DIR/layout:rumprun-solo5    the rumprun toolchain (Solo5 0.4.1) at
+#                                   /rumprun/rumprun-solo5 on bookworm + gcc-11
+#   oci:DIR/layout:rumprun-solo5-v0.9  the same for rumprun ported to Solo5
+#                                   v0.9 (the named-device ABI urunc speaks)
+# The rumprun trees come from ../shared/tools/rumprun beside a checkout of
+# this project; elsewhere scripts/rumprun-toolchain.sh builds the 0.4.1 one
+# from its public sources at pinned commits (the v0.9 port has no public
+# source, so that image is made only where the tree is at hand).
 # debootstrap takes a few minutes, so each image is cached: a run that finds
 # both stamps (and the tags) only checks them and exits (well under a second).
 # Needs root (debootstrap, chroot) and the Debian mirror.
@@ -18,14 +26,23 @@ kernel="${BUNNY_KERNEL:-$here/target/linux-kernel/vmlinuz}"
 gcc_tag=gcc-bookworm
 kernel_tag=kernel-bookworm
 tools_tag=tools-bookworm
+rr_tag=rumprun-solo5
+rr9_tag=rumprun-solo5-v0.9
+shared_rr="${BUNNY_SHARED_TOOLS:-$here/../shared/tools}/rumprun"
 
 kdir="$(dirname "$kernel")"
 have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/null 2>&1; }
-if have gcc-v1 "$gcc_tag" && have kernel-v2 "$kernel_tag" && have tools-v1 "$tools_tag"; then
+# The v0.9 tree exists only beside this project's own checkouts.
+want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
+have_all() {
+  have gcc-v1 "$gcc_tag" && have kernel-v2 "$kernel_tag" && have tools-v1 "$tools_tag" \
+    && have rumprun-v1 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v1 "$rr9_tag"; }
+}
+if have_all; then
   echo "toolchain-image: cached at $layout"
   exit 0
 fi
-for tool in debootstrap buildah skopeo; do
+for tool in debootstrap buildah skopeo zstd; do
   command -v "$tool" >/dev/null || {
     echo "toolchain-image: $tool missing; apt-get install -y $tool" >&2; exit 1; }
 done
@@ -59,6 +76,8 @@ image_with() {
     || { umount "$root/proc"; tail -n 30 "$work/apt.log" >&2; exit 1; }
   chroot "$root" apt-get clean
   umount "$root/proc"
+  # Callers add what no package brings (a toolchain tree) through this hook.
+  if [[ -n "${post_install:-}" ]]; then "$post_install" "$root"; fi
   # Layers carry no device nodes (bunny's unpacker refuses them; the runtime
   # makes /dev), and no caches or logs that only make the image bigger.
   rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/* "$root"/run/* \
@@ -77,7 +96,8 @@ image_with() {
 }
 
 base="$work/base"
-if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag"; then
+if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v1 "$rr_tag" \
+   || { want_rr9 && ! have rumprun-v09-v1 "$rr9_tag"; }; then
   debootstrap --variant=minbase bookworm "$base" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 fi
@@ -88,6 +108,46 @@ fi
 if ! have gcc-v1 "$gcc_tag"; then
   image_with "$rootfs" "$gcc_tag" gcc-v1 "bunny linux toolchain (gcc, make)" \
     gcc make libc6-dev
+fi
+
+# The rumprun toolchain needs gcc 11: Solo5 0.4.1's configure does not take
+# gcc 12, and NetBSD's sources need -fcommon, which gcc >= 10 no longer
+# defaults to. The wrappers come first on PATH, so the toolchain's own calls
+# to cc/gcc get both.
+rr_tree=""
+rumprun_tree() {
+  local root="$1"
+  for t in gcc cc; do printf '#!/bin/sh\nexec gcc-11 -fcommon "$@"\n' >"$root/usr/local/bin/$t"; done
+  for t in g++ c++; do printf '#!/bin/sh\nexec g++-11 -fcommon "$@"\n' >"$root/usr/local/bin/$t"; done
+  chmod 0755 "$root"/usr/local/bin/{gcc,cc,g++,c++}
+  zstd -dc "$rr_tree" | tar -x -C "$root"
+  [[ -x "$root/rumprun/rumprun-solo5/bin/rumprun-bake" ]] \
+    || { echo "toolchain-image: $rr_tree holds no rumprun/rumprun-solo5/bin/rumprun-bake" >&2; exit 1; }
+}
+rr_image() {
+  local tag="$1" stamp="$2" title="$3"
+  rr_tree="$4" post_install=rumprun_tree image_with "$rootfs" "$tag" "$stamp" "$title" \
+    gcc-11 g++-11 make binutils libc6-dev
+  # The image's own environment, so it is usable by hand too (bunny sets
+  # PATH itself in every step).
+  local c
+  c=$(b from "oci:$layout:$tag")
+  b config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/rumprun/rumprun-solo5/bin \
+    --env RUMPRUN_TOOLCHAIN_TUPLE=x86_64-rumprun-netbsd "$c"
+  b commit -q --timestamp 0 "$c" "oci:$layout:$tag" >/dev/null
+}
+if ! have rumprun-v1 "$rr_tag"; then
+  tree="$shared_rr/rumprun-solo5.tar.zst"
+  if [[ ! -f "$tree" ]]; then
+    # No prebuilt tree (a user's clone): build it from the pinned sources.
+    tree="$out/rumprun-src/rumprun-solo5.tar.zst"
+    [[ -f "$tree" ]] || "$here/scripts/rumprun-toolchain.sh" --base "$base" "$out/rumprun-src"
+  fi
+  rr_image "$rr_tag" rumprun-v1 "bunny rumprun toolchain (Solo5 0.4.1)" "$tree"
+fi
+if want_rr9 && ! have rumprun-v09-v1 "$rr9_tag"; then
+  rr_image "$rr9_tag" rumprun-v09-v1 "bunny rumprun toolchain (Solo5 v0.9.0 port)" \
+    "$shared_rr/rumprun-solo5-v0.9.tar.zst"
 fi
 
 if ! have kernel-v2 "$kernel_tag"; then
@@ -104,4 +164,4 @@ b config --label org.opencontainers.image.title="Debian bookworm kernel" "$c"
 b commit -q --timestamp 0 "$c" "oci:$layout:$kernel_tag" >/dev/null
 touch "$out/kernel-v2.done"
 fi
-echo "toolchain-image: wrote $layout ($gcc_tag, $kernel_tag, $tools_tag)"
+echo "toolchain-image: wrote $layout ($gcc_tag, $kernel_tag, $tools_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"

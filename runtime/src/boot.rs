@@ -56,11 +56,13 @@ fn run_prepared(
         program: cmd.program.clone(),
         package: spec.hypervisor().package(),
     })?;
-    if let NetSpec::Tap {
-        tap, mask, gateway, ..
-    } = &spec.net
-    {
-        ensure_tap(tap, *gateway, *mask)?;
+    match &spec.net {
+        // A tap in a namespace of the run's own was made with it.
+        NetSpec::Tap { .. } if spec.netns.is_some() => {}
+        NetSpec::Tap {
+            tap, mask, gateway, ..
+        } => ensure_tap(tap, *gateway, *mask)?,
+        _ => {}
     }
     for (path, bytes) in &cmd.files {
         if let Some(dir) = path.parent() {
@@ -82,11 +84,16 @@ fn run_prepared(
     if console.is_some() {
         command.stdin(Stdio::null()).stdout(Stdio::piped());
     }
-    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    let netns = spec.netns;
+    // SAFETY: prctl and setns are async-signal-safe; the closure allocates
+    // nothing.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             // The guest must not outlive us if we are killed outright.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if let Some(fd) = netns {
+                crate::hostnet::enter_netns(fd)?;
+            }
             Ok(())
         });
     }
@@ -152,12 +159,17 @@ fn prepare(spec: &RunSpec) -> Result<MonitorCommand, RuntimeError> {
         _ => resolve_accel(spec.accel)?,
     };
     let c = &spec.config;
+    let kernel = resolve_in_rootfs(
+        &spec.rootfs,
+        &c.binary,
+        "kernel (com.urunc.unikernel.binary)",
+    )?;
+    let solo5 = match hv {
+        Hypervisor::Hvt | Hypervisor::Spt => Some(crate::solo5::read_abi(&kernel)?),
+        _ => None,
+    };
     let files = GuestFiles {
-        kernel: resolve_in_rootfs(
-            &spec.rootfs,
-            &c.binary,
-            "kernel (com.urunc.unikernel.binary)",
-        )?,
+        kernel,
         initrd: c
             .initrd
             .as_deref()
@@ -168,18 +180,34 @@ fn prepare(spec: &RunSpec) -> Result<MonitorCommand, RuntimeError> {
             .as_deref()
             .map(|p| resolve_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)"))
             .transpose()?,
+        solo5,
     };
     let mut cmd = match build(spec, accel, &files) {
+        // The fallback notice says "using TCG", which this monitor cannot:
+        // say why KVM is out instead, and what runs without it.
         Err(RuntimeError::NeedsKvm { monitor, .. }) if notice.is_some() => {
+            let why = match crate::accel::cached_probe() {
+                crate::accel::KvmProbe::Unusable(r) => r,
+                crate::accel::KvmProbe::Usable => "it was not chosen".into(),
+            };
             return Err(RuntimeError::NeedsKvm {
                 monitor,
-                reason: notice.unwrap_or_default(),
-            })
+                reason: format!(
+                    "KVM is unusable here ({why}), and {monitor} cannot fall back to emulation; {}",
+                    crate::monitor::without_kvm(hv)
+                ),
+            });
         }
         other => other?,
     };
     if let Some(n) = notice {
         cmd.notes.insert(0, n);
+    }
+    if let Some(abi) = &files.solo5 {
+        // A tender runs only guests of its own ABI: pick the one that fits.
+        let candidates = crate::solo5::tender_candidates(&cmd.program, abi);
+        let tender = crate::solo5::find_tender(&candidates, abi, &files.kernel, find_program)?;
+        cmd.program = tender.to_string_lossy().into_owned();
     }
     Ok(cmd)
 }

@@ -66,6 +66,15 @@ pub enum RuntimeError {
     #[error("tap device {tap} does not exist and creating it needs root; create it once with: sudo ip tuntap add dev {tap} mode tap user {user} && sudo ip link set {tap} up")]
     TapMissing { tap: String, user: String },
 
+    #[error("{monitor} has no user-mode network stack, so `bunny run` gives the guest a tap device in a network namespace of the run's own, and making one needs root. Run `bunny run` as root, or create a tap once and name it with --tap: sudo ip tuntap add dev bunny0 mode tap user $USER && sudo ip addr add 10.0.2.2/24 dev bunny0 && sudo ip link set bunny0 up, then `bunny run --tap bunny0 ...`")]
+    TapNeedsRoot { monitor: String },
+
+    #[error("--tap {tap}: {detail}; create it once with: sudo ip tuntap add dev {tap} mode tap user $USER && sudo ip addr add 10.0.2.2/24 dev {tap} && sudo ip link set {tap} up (the guest takes the next address, here 10.0.2.3)")]
+    TapNotReady { tap: String, detail: String },
+
+    #[error("cannot publish {addr}: {detail}")]
+    Publish { addr: String, detail: String },
+
     #[error("cannot set up tap device {tap}: {detail}")]
     TapSetup { tap: String, detail: String },
 
@@ -81,6 +90,17 @@ pub enum RuntimeError {
         program: String,
         #[source]
         source: std::io::Error,
+    },
+
+    #[error("{} is not a unikernel a Solo5 tender can run: {detail}", path.display())]
+    BadUnikernel { path: PathBuf, detail: String },
+
+    #[error("{} was built for {abi}, so it needs a tender of that ABI ({wanted}), but {found}; install the tender of the Solo5 release the unikernel was linked with (a Solo5 0.4 tender beside a newer one as solo5-spt-0.4 / solo5-hvt-0.4)", kernel.display())]
+    TenderAbi {
+        kernel: PathBuf,
+        abi: &'static str,
+        wanted: String,
+        found: String,
     },
 
     #[error("while {program} was running: {detail}")]

@@ -9,8 +9,10 @@ mod boot;
 mod cmdline;
 mod config;
 mod error;
+mod hostnet;
 mod monitor;
 mod paths;
+mod solo5;
 mod spec;
 mod timestamps;
 
@@ -24,8 +26,10 @@ pub use config::{
     ANNOT_VERSION, URUNC_JSON,
 };
 pub use error::RuntimeError;
+pub use hostnet::HostNet;
 pub use monitor::{monitor_command, MonitorCommand};
 pub use paths::resolve_in_rootfs;
+pub use solo5::{read_abi as read_solo5_abi, Solo5Abi};
 pub use spec::{
     parse_publish, NetSpec, PortForward, RunSpec, DEFAULT_MEMORY_MB, USER_NET_GATEWAY,
     USER_NET_GUEST_IP, USER_NET_MASK,

@@ -8,6 +8,7 @@ use crate::accel::ResolvedAccel;
 use crate::cmdline::{self, LinuxRoot};
 use crate::config::{Hypervisor, UnikernelType};
 use crate::paths::lexical_in_rootfs;
+use crate::solo5::Solo5Abi;
 use crate::spec::{NetSpec, RunSpec};
 use crate::RuntimeError;
 
@@ -28,6 +29,10 @@ pub(crate) struct GuestFiles {
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
     pub block: Option<PathBuf>,
+    /// For solo5 monitors: the device ABI read from the kernel itself. None
+    /// when it could not be read (a command built without the files), and
+    /// then urunc's device names are assumed.
+    pub solo5: Option<Solo5Abi>,
 }
 
 impl GuestFiles {
@@ -52,6 +57,7 @@ impl GuestFiles {
                     lexical_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)")
                 })
                 .transpose()?,
+            solo5: None,
         })
     }
 }
@@ -118,9 +124,10 @@ pub(crate) fn build(
     if needs_kvm && accel == ResolvedAccel::Tcg {
         return Err(RuntimeError::NeedsKvm {
             monitor: hv.as_str(),
-            reason:
-                "this run uses TCG emulation (KVM is unusable here or was not chosen); use qemu"
-                    .into(),
+            reason: format!(
+                "this run uses TCG emulation (KVM is unusable here or was not chosen); {}",
+                without_kvm(hv)
+            ),
         });
     }
     let mut cmd = match hv {
@@ -132,6 +139,16 @@ pub(crate) fn build(
     cmd.files.extend(plan.files);
     cmd.notes.extend(plan.notes);
     Ok(cmd)
+}
+
+/// What to use instead of a monitor that needs KVM.
+pub(crate) fn without_kvm(hv: Hypervisor) -> &'static str {
+    match hv {
+        Hypervisor::Hvt => {
+            "solo5-spt runs the same unikernel code without KVM: bake it for spt (`monitor: spt`)"
+        }
+        _ => "use qemu (--monitor qemu), which emulates",
+    }
 }
 
 fn plan_guest(
@@ -591,14 +608,88 @@ fn solo5(
             "solo5 has no initrd; use a block image",
         ));
     }
-    let (net_name, blk_name) = plan.solo5_names;
+    let tap = tap_only(spec, ty, hv)?;
     let mut a = vec![format!("--mem={}", memory_mb(spec))];
-    if let Some((tap, mac)) = tap_only(spec, ty, hv)? {
-        a.push(format!("--net:{net_name}={tap}"));
-        a.push(format!("--net-mac:{net_name}={mac}"));
-    }
-    for d in &plan.disks {
-        a.push(format!("--block:{blk_name}={}", d.path.to_string_lossy()));
+    match &files.solo5 {
+        Some(Solo5Abi::Legacy) => {
+            // Solo5 0.4: one NIC and one disk, no names.
+            if let Some((tap, mac)) = &tap {
+                a.push(format!("--net={tap}"));
+                a.push(format!("--net-mac={mac}"));
+            }
+            match plan.disks.as_slice() {
+                [] => {}
+                [d] => a.push(format!("--disk={}", d.path.to_string_lossy())),
+                _ => {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        "a Solo5 0.4 unikernel has one disk, and this run has more",
+                    ))
+                }
+            }
+        }
+        Some(Solo5Abi::Manifest { net, block }) => {
+            // The tender refuses to start unless every declared device is
+            // attached, so what the guest declares decides, not the image.
+            match (net.as_slice(), &tap) {
+                ([], _) => {}
+                ([name], Some((tap, mac))) => {
+                    a.push(format!("--net:{name}={tap}"));
+                    a.push(format!("--net-mac:{name}={mac}"));
+                }
+                ([name], None) => {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        format!("the unikernel declares network device `{name}`, and the tender starts it only with that device attached: give the guest a network"),
+                    ))
+                }
+                (names, _) => {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        format!("the unikernel declares {} network devices ({}); this runtime attaches one", names.len(), names.join(", ")),
+                    ))
+                }
+            }
+            let mut unused: Vec<&String> = block.iter().collect();
+            for d in &plan.disks {
+                let name = if let Some(i) = unused.iter().position(|n| **n == d.id) {
+                    unused.remove(i)
+                } else if plan.disks.len() == 1 && block.len() == 1 && !unused.is_empty() {
+                    unused.remove(0)
+                } else {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        format!(
+                            "the image has a disk for `{}`, but the unikernel declares block devices [{}]",
+                            d.id,
+                            block.join(", ")
+                        ),
+                    ));
+                };
+                a.push(format!("--block:{name}={}", d.path.to_string_lossy()));
+            }
+            if let Some(name) = unused.first() {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    format!("the unikernel declares block device `{name}`, and the tender starts it only with that device attached, but the image has no block image (com.urunc.unikernel.block)"),
+                ));
+            }
+        }
+        None => {
+            let (net_name, blk_name) = plan.solo5_names;
+            if let Some((tap, mac)) = &tap {
+                a.push(format!("--net:{net_name}={tap}"));
+                a.push(format!("--net-mac:{net_name}={mac}"));
+            }
+            for d in &plan.disks {
+                a.push(format!("--block:{blk_name}={}", d.path.to_string_lossy()));
+            }
+        }
     }
     // `--` ends the tender's options; the whole command line is one argument.
     a.push("--".into());

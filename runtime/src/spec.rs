@@ -128,6 +128,9 @@ pub struct RunSpec {
     /// qemu opens the image's disks with `snapshot=on`, so guest writes go to
     /// a throw-away overlay instead of the shared file.
     pub shared_image: bool,
+    /// A network namespace (an open `/proc/.../ns/net` descriptor owned by
+    /// the caller) the monitor runs in: where `bunny run` put the guest's tap.
+    pub netns: Option<std::os::fd::RawFd>,
 }
 
 impl RunSpec {
@@ -147,6 +150,7 @@ impl RunSpec {
             microvm: false,
             work_dir: None,
             shared_image: false,
+            netns: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use bunny_runtime::{Accel, Hypervisor, NetSpec, RunSpec};
+use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, RunSpec, RuntimeError};
 use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
@@ -18,6 +18,8 @@ use crate::layers::store::Store;
     about = "Boot an image under qemu, firecracker or solo5",
     after_help = "Examples:\n  \
         bunny run --rm -p 18080:80 hello-linux:latest\n  \
+        sudo bunny run --rm -p 8080:80 httpd-rumprun    # spt: a tap in the run's own netns\n  \
+        bunny run --rm --tap bunny0 -p 8080:80 httpd-rumprun\n  \
         bunny run --rm -e GREETING=hi hello-linux once\n  \
         bunny run --rm --accel tcg ./out/hello-oci"
 )]
@@ -28,6 +30,11 @@ pub struct RunArgs {
     /// Forward a host port to the guest: [IP:]HOST:GUEST[/udp]; repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
     publish: Vec<String>,
+    /// Give the guest this existing tap device instead of a network of its
+    /// own (needed by solo5, firecracker and cloud-hypervisor when not root:
+    /// as root, bunny makes a tap in a network namespace of the run's own).
+    #[arg(long, value_name = "NAME")]
+    tap: Option<String>,
     /// Set an environment variable in the guest; repeatable.
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -142,9 +149,32 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         .iter()
         .map(|p| bunny_runtime::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
-    spec.net = NetSpec::User { forwards };
+    // qemu has a network stack of its own for port forwards; the other
+    // monitors need a tap, and the forwards then go through bunny's proxy.
+    let hv = spec.monitor.unwrap_or(spec.config.hypervisor);
+    let host_net = match &args.tap {
+        Some(tap) => Some(HostNet::existing(tap, &forwards)?),
+        None if hv == Hypervisor::Qemu => {
+            spec.net = NetSpec::User { forwards };
+            None
+        }
+        None => match HostNet::private(hv.program(), &forwards) {
+            Ok(net) => Some(net),
+            // Nothing was published: run without a NIC rather than refuse.
+            Err(e @ RuntimeError::TapNeedsRoot { .. }) if forwards.is_empty() => {
+                eprintln!("bunny: the guest gets no network: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Some(net) = &host_net {
+        spec.net = net.net_spec();
+        spec.netns = net.netns_fd();
+    }
 
     let status = bunny_runtime::boot(&spec)?;
+    drop(host_net);
     if args.rm {
         run_dir
             .close()
