@@ -42,9 +42,17 @@ static const char *type_of(const char *path) {
 
 static void serve(int c, const char *root) {
     char req[2048], path[1024], file[1400], buf[8192];
-    ssize_t n = read(c, req, sizeof req - 1);
-    if (n <= 0) return;
-    req[n] = '\0';
+    size_t got = 0;
+    ssize_t n;
+    /* A request may come in several segments: read to the blank line. */
+    req[0] = '\0';
+    while (got < sizeof req - 1 && !strstr(req, "\r\n\r\n") && !strstr(req, "\n\n")) {
+        n = read(c, req + got, sizeof req - 1 - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        req[got] = '\0';
+    }
+    if (got == 0) return;
     if (sscanf(req, "GET %1023s", path) != 1) {
         reply(c, "405 Method Not Allowed", "text/plain", "only GET\n");
         return;

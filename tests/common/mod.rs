@@ -222,5 +222,6 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+pub mod engines;
 pub mod image;
 pub mod registry;
