@@ -15,6 +15,8 @@
 #                changed. Without it, debootstrap makes a minbase one.
 #   --work DIR   where the build root goes (default: a new dir under $TMPDIR);
 #                about 2 GB. Removed after a good build unless --keep-work.
+#   --jobs N     make jobs (default: the number of CPUs).
+#   --keep-work  keep the build root after a good build too.
 #   --force      build even if OUT_DIR already holds this build.
 #
 # Sources: cloned from GitHub at the pinned commits, unless these name local
@@ -38,14 +40,15 @@ buildrump_commit=8cb64b910fab79861cc68071f9f7460462023e8c
 solo5_url=https://github.com/Solo5/solo5.git
 solo5_commit=120848b058c27a359a6cad2cb37ba6adde403d77      # Solo5 0.4.1
 
-# gcc 12 (bookworm's default) is refused by Solo5's configure and trips over
-# the old NetBSD sources; gcc-11 with -fcommon builds them.
+# gcc-11 (bookworm's default is 12) is the compiler this toolchain was built
+# and checked with; zlib1g-dev is for buildrump's host tools, libseccomp-dev
+# for the spt tender.
 packages=(gcc-11 g++-11 make binutils libc6-dev zlib1g-dev libseccomp-dev)
 dest=/rumprun/rumprun-solo5
 
 prog=rumprun-toolchain
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '11,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '11,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 base= work= jobs=$(nproc 2>/dev/null || echo 2) keep=false force=false out=
 while (($#)); do
@@ -69,7 +72,7 @@ stamp_text() {
   local v
   for v in RUMPRUN_SRC SRC_NETBSD_SRC BUILDRUMP_SRC SOLO5_SRC; do
     # A plain tree cannot be named by a commit; record that it was used.
-    [[ -n "${!v:-}" && ! -e "${!v}/.git" && ! -e "${!v}/HEAD" ]] && echo "$v=${!v} (plain tree)"
+    [[ -n "${!v:-}" && ! -e "${!v}/.git" && ! -f "${!v}/HEAD" ]] && echo "$v=${!v} (plain tree)"
   done
   return 0
 }
@@ -202,8 +205,8 @@ if ((${#missing[@]})); then
     || { tail -n 20 "$work/apt.log" >&2; die "apt-get install ${missing[*]} failed (Debian mirror reachable?)"; }
 fi
 # First on PATH, so every compile of the build (and the toolchain's own
-# wrappers later) gets gcc-11 and -fcommon: the NetBSD sources define common
-# symbols in headers, which gcc >= 10 rejects by default.
+# wrappers later) gets gcc-11 and -fcommon: the NetBSD sources define the
+# same variables in several files, which gcc >= 10 (-fno-common) refuses.
 for w in gcc:gcc-11 cc:gcc-11 g++:g++-11 c++:g++-11; do
   printf '#!/bin/sh\nexec %s -fcommon "$@"\n' "${w#*:}" >"$root/usr/local/bin/${w%%:*}"
   chmod 755 "$root/usr/local/bin/${w%%:*}"
