@@ -36,7 +36,7 @@ have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/
 want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
 have_all() {
   have gcc-v1 "$gcc_tag" && have kernel-v2 "$kernel_tag" && have tools-v1 "$tools_tag" \
-    && have rumprun-v1 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v1 "$rr9_tag"; }
+    && have rumprun-v2 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v2 "$rr9_tag"; }
 }
 if have_all; then
   echo "toolchain-image: cached at $layout"
@@ -96,8 +96,8 @@ image_with() {
 }
 
 base="$work/base"
-if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v1 "$rr_tag" \
-   || { want_rr9 && ! have rumprun-v09-v1 "$rr9_tag"; }; then
+if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v2 "$rr_tag" \
+   || { want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; }; then
   debootstrap --variant=minbase bookworm "$base" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 fi
@@ -113,11 +113,16 @@ fi
 # The rumprun toolchain needs gcc 11: Solo5 0.4.1's configure does not take
 # gcc 12, and NetBSD's sources need -fcommon, which gcc >= 10 no longer
 # defaults to. The wrappers come first on PATH, so the toolchain's own calls
-# to cc/gcc get both.
+# to cc/gcc get both. Packages of rumprun-packages' age (nginx 1.8.0) build
+# with their own -Werror, and gcc 11 warns where gcc 5 did not: those two
+# warnings stay warnings. wget and genisoimage are what rumprun-packages'
+# Makefiles call to fetch sources and pack data images.
 rr_tree=""
 rumprun_tree() {
   local root="$1"
-  for t in gcc cc; do printf '#!/bin/sh\nexec gcc-11 -fcommon "$@"\n' >"$root/usr/local/bin/$t"; done
+  for t in gcc cc; do
+    printf '#!/bin/sh\nexec gcc-11 -fcommon "$@" -Wno-error=implicit-fallthrough -Wno-error=cast-function-type\n' >"$root/usr/local/bin/$t"
+  done
   for t in g++ c++; do printf '#!/bin/sh\nexec g++-11 -fcommon "$@"\n' >"$root/usr/local/bin/$t"; done
   chmod 0755 "$root"/usr/local/bin/{gcc,cc,g++,c++}
   zstd -dc "$rr_tree" | tar -x -C "$root"
@@ -127,7 +132,7 @@ rumprun_tree() {
 rr_image() {
   local tag="$1" stamp="$2" title="$3"
   rr_tree="$4" post_install=rumprun_tree image_with "$rootfs" "$tag" "$stamp" "$title" \
-    gcc-11 g++-11 make binutils libc6-dev
+    gcc-11 g++-11 make binutils libc6-dev wget ca-certificates genisoimage
   # The image's own environment, so it is usable by hand too (bunny sets
   # PATH itself in every step).
   local c
@@ -136,17 +141,17 @@ rr_image() {
     --env RUMPRUN_TOOLCHAIN_TUPLE=x86_64-rumprun-netbsd "$c"
   b commit -q --timestamp 0 "$c" "oci:$layout:$tag" >/dev/null
 }
-if ! have rumprun-v1 "$rr_tag"; then
+if ! have rumprun-v2 "$rr_tag"; then
   tree="$shared_rr/rumprun-solo5.tar.zst"
   if [[ ! -f "$tree" ]]; then
     # No prebuilt tree (a user's clone): build it from the pinned sources.
     tree="$out/rumprun-src/rumprun-solo5.tar.zst"
     [[ -f "$tree" ]] || "$here/scripts/rumprun-toolchain.sh" --base "$base" "$out/rumprun-src"
   fi
-  rr_image "$rr_tag" rumprun-v1 "bunny rumprun toolchain (Solo5 0.4.1)" "$tree"
+  rr_image "$rr_tag" rumprun-v2 "bunny rumprun toolchain (Solo5 0.4.1)" "$tree"
 fi
-if want_rr9 && ! have rumprun-v09-v1 "$rr9_tag"; then
-  rr_image "$rr9_tag" rumprun-v09-v1 "bunny rumprun toolchain (Solo5 v0.9.0 port)" \
+if want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; then
+  rr_image "$rr9_tag" rumprun-v09-v2 "bunny rumprun toolchain (Solo5 v0.9.0 port)" \
     "$shared_rr/rumprun-solo5-v0.9.tar.zst"
 fi
 

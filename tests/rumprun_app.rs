@@ -618,3 +618,50 @@ fn the_nginx_example_is_valid() {
         .arg(&dir);
     run(&mut cmd);
 }
+
+#[test]
+fn the_lock_alone_repeats_a_build_and_says_how_to_name_a_toolchain() {
+    let e = env();
+    hello_app(&e, "", "lock");
+    e.write("BunnyFile", &bunnyfile("spt", BLOCK_ROOTFS));
+    // The image digest, from the progress line of the manifest.
+    let digest = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("manifest done"))
+            .filter_map(|l| l.split_whitespace().last())
+            .next_back()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = digest(&e.build_ok(&["-t", "lock:1"]));
+    assert!(first.starts_with("sha256:"), "{first}");
+    // No --toolchain: bunny.lock names the layout and its digest, and the
+    // build is the same image, without asking for the default.
+    let mut cmd = e.bunny();
+    cmd.args(["build", "--progress", "plain", "-t", "lock:2"])
+        .arg("--oci-runtime")
+        .arg(&e.runtime)
+        .arg(&e.context);
+    let again = output(&mut cmd);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert_eq!(digest(&stderr), first, "{stderr}");
+    assert!(!stderr.contains("harbor.nbfc.io"), "{stderr}");
+
+    // Without the lock, the default is asked for; when it cannot be had,
+    // the error names it, where it came from, the flag and the lock.
+    fs::remove_file(e.context.join("bunny.lock")).unwrap();
+    let mut cmd = e.bunny();
+    cmd.args(["build", "--registry-timeout", "10", "-t", "lock:3"])
+        .arg(&e.context);
+    let out = output(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("rumprun.toolchain: cannot get `harbor.nbfc.io/nubificus/bunny/rumprun/tools:latest` (named by rumprun's default)")
+            && stderr.contains("--toolchain rumprun.toolchain=REF")
+            && stderr.contains("bunny.lock"),
+        "{stderr}"
+    );
+}

@@ -362,16 +362,30 @@ fn resolve_layers(
     let mut out = BTreeMap::new();
     for dep in framework.layers() {
         let key = format!("{fw}.{}", dep.name);
-        let reference = opts
-            .layer_overrides
-            .get(&key)
-            .or_else(|| config.layers.get(&key))
-            .cloned()
-            .unwrap_or_else(|| dep.reference.to_string());
+        // The lock names the reference as well as the digest, so a build
+        // with the lock alone repeats the last one, whatever named the layer
+        // then (--toolchain, a config file) and whatever bunny's default is.
+        let (reference, from) = if let Some(r) = opts.layer_overrides.get(&key) {
+            (r.clone(), "--toolchain".to_string())
+        } else if let Some(r) = config.layers.get(&key) {
+            (r.clone(), config_path.display().to_string())
+        } else if let Some(l) = lock.layers.get(&key) {
+            (l.reference.clone(), opts.lock_file.display().to_string())
+        } else {
+            (dep.reference.to_string(), format!("{fw}'s default"))
+        };
         // --update-lock asks the registry again: a retagged layer is only
         // seen when the lock is being refreshed.
         let (image_store, current) =
-            resolve_image(store, &reference, opts.registry.as_ref(), opts.update_lock)?;
+            resolve_image(store, &reference, opts.registry.as_ref(), opts.update_lock).map_err(
+                |e| BuildError::LayerUnavailable {
+                    key: key.clone(),
+                    reference: reference.clone(),
+                    from,
+                    lock: opts.lock_file.display().to_string(),
+                    source: Box::new(e),
+                },
+            )?;
         let manifest = match lock.layers.get(&key) {
             Some(locked) if locked.reference == reference && !opts.update_lock => {
                 if locked.digest == current.digest().as_ref() {

@@ -97,6 +97,15 @@ pub enum BuildError {
     App { app: String, message: String },
     #[error("framework `{framework}`: {message}")]
     Framework { framework: String, message: String },
+    #[error("{key}: cannot get `{reference}` (named by {from}): {source}; name an image you have with --toolchain {key}=REF (a registry reference, a store name or oci:DIR:TAG), in the config file's \"layers\", or in {lock}, which keeps the reference and digest of the last build")]
+    LayerUnavailable {
+        key: String,
+        reference: String,
+        from: String,
+        lock: String,
+        #[source]
+        source: Box<BuildError>,
+    },
     #[error("packing the app: {0}")]
     Layer(#[from] crate::layers::error::LayerError),
 }

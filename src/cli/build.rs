@@ -96,7 +96,13 @@ pub struct BuildArgs {
     oci_runtime: Option<PathBuf>,
 
     /// Use REF for a framework's toolchain (FRAMEWORK=REF) or another of its
-    /// layers (FRAMEWORK.LAYER=REF, e.g. linux.kernel=oci:DIR:TAG); repeatable.
+    /// layers (FRAMEWORK.LAYER=REF); repeatable. REF is a registry reference
+    /// (host/repo:tag or @sha256:...), a name in bunny's store, an OCI layout
+    /// (oci:DIR:TAG, or DIR holding one image). What it resolves to is pinned
+    /// in bunny.lock, which later builds follow without the flag. Toolchain
+    /// images carry no device nodes (the runtime makes /dev). E.g.
+    /// rumprun=oci:target/toolchains/layout:rumprun-solo5,
+    /// linux.kernel=oci:DIR:kernel-bookworm.
     #[arg(long = "toolchain", value_name = "FRAMEWORK=REF")]
     toolchains: Vec<String>,
 

@@ -12,7 +12,7 @@ use thiserror::Error;
 pub enum UnpackError {
     #[error("layer entry `{entry}` would land outside the target: {why}")]
     Escape { entry: String, why: &'static str },
-    #[error("layer entry `{entry}` is a {kind}; bunny does not create device nodes or fifos")]
+    #[error("layer entry `{entry}` is a {kind}; bunny does not create device nodes or fifos (a toolchain or base image must hold none: the build container gets its /dev from the runtime, so delete them before committing the image)")]
     Special { entry: String, kind: &'static str },
     #[error("layer entry `{entry}`: {source}")]
     Entry {
