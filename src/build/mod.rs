@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use thiserror::Error;
 
+use crate::layers::layout::{Layout, LayoutError};
 use crate::layers::store::{Store, StoreError};
 use crate::layers::unpack::UnpackError;
 
@@ -53,6 +54,18 @@ pub enum BuildError {
         reference: String,
         #[source]
         source: StoreError,
+    },
+    #[error("image `{reference}`: {source}")]
+    Layout {
+        reference: String,
+        #[source]
+        source: LayoutError,
+    },
+    #[error("image `{reference}`: {source}")]
+    ImageFs {
+        reference: String,
+        #[source]
+        source: crate::layers::image_fs::ImageFsError,
     },
     #[error("unpacking layer {digest} of image {manifest}: {source}")]
     Unpack {
@@ -141,19 +154,11 @@ pub fn resolve_image(
     };
     if let Some(rest) = reference.strip_prefix("oci:") {
         let (dir, tag) = split_layout_ref(rest);
-        let layout = open_layout(reference, Path::new(dir))?;
-        let desc = layout.resolve(tag.unwrap_or("latest")).map_err(store_err)?;
-        return Ok((layout, desc));
+        return import_layout(store, reference, Path::new(dir), tag);
     }
     let path = Path::new(reference);
     if path.join("oci-layout").is_file() {
-        let layout = open_layout(reference, path)?;
-        let list = layout.list().map_err(store_err)?;
-        let desc = match list.as_slice() {
-            [(_, only)] => only.clone(),
-            _ => layout.resolve("latest").map_err(store_err)?,
-        };
-        return Ok((layout, desc));
+        return import_layout(store, reference, path, None);
     }
     let local = if always_pull && registry.is_some() {
         Err(StoreError::NotFound {
@@ -205,18 +210,22 @@ fn split_layout_ref(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn open_layout(reference: &str, dir: &Path) -> Result<Store, BuildError> {
-    // Store::open creates a layout; a reference must name an existing one.
-    if !dir.join("oci-layout").is_file() {
-        return Err(BuildError::Image {
-            reference: reference.to_string(),
-            message: format!("{} is not an OCI image layout", dir.display()),
-        });
-    }
-    Store::open(dir).map_err(|source| BuildError::ImageStore {
+/// An input layout's image, copied into `store` and verified blob by blob:
+/// from here on only the store's copy is used.
+pub fn import_layout(
+    store: &Store,
+    reference: &str,
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<(Store, Descriptor), BuildError> {
+    let layout_err = |source| BuildError::Layout {
         reference: reference.to_string(),
         source,
-    })
+    };
+    let layout = Layout::open(dir).map_err(layout_err)?;
+    let desc = layout.find(tag).map_err(layout_err)?;
+    let desc = layout.import(store, &desc).map_err(layout_err)?;
+    Ok((store.clone(), desc))
 }
 
 #[cfg(test)]

@@ -193,3 +193,117 @@ fn setuid_bits_are_dropped() {
         .mode();
     assert_eq!(mode & 0o7777, 0o755, "setuid survived: {mode:o}");
 }
+
+fn manifest_of(img: &Path) -> (String, PathBuf) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = img
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    (digest, file)
+}
+
+/// A layout that claims the manifest digest of a real image but holds other
+/// files must not be unpacked under that digest, where every later run or
+/// build of the real image would use it.
+#[test]
+fn a_forged_layout_cannot_poison_the_store() {
+    let sb = Sandbox::new();
+    let genuine = layout(
+        &sb.path().join("target/genuine"),
+        &[layer(&[E::File("who", b"genuine", 0o644)])],
+    );
+    let forged = layout(
+        &sb.path().join("target/forged"),
+        &[layer(&[E::File("who", b"forged", 0o644)])],
+    );
+    let (real_digest, _) = manifest_of(&genuine);
+    let (_, forged_manifest) = manifest_of(&forged);
+    // The forger's manifest filed under the real image's digest.
+    let claimed = forged
+        .join("blobs/sha256")
+        .join(real_digest.trim_start_matches("sha256:"));
+    std::fs::rename(&forged_manifest, &claimed).unwrap();
+    let index = std::fs::read_to_string(forged.join("index.json")).unwrap();
+    let (forged_digest, _) = manifest_of(&forged);
+    std::fs::write(
+        forged.join("index.json"),
+        index.replace(&forged_digest, &real_digest),
+    )
+    .unwrap();
+
+    let store = sb.path().join("target/store");
+    let hex = real_digest.trim_start_matches("sha256:");
+    let cached = store.join("rootfs").join(hex);
+    let forged_run = bunny(&store, &["run", "--rm", &format!("{}:t", forged.display())]);
+    forged_run
+        .says(&real_digest)
+        .says(&claimed.display().to_string());
+    assert!(
+        !cached.exists(),
+        "the forged files were cached as {real_digest}"
+    );
+    assert!(
+        !store.join("blobs/sha256").join(hex).exists(),
+        "the forged manifest entered the store"
+    );
+
+    // The real image then unpacks to its own files.
+    bunny(
+        &store,
+        &["run", "--rm", &format!("{}:t", genuine.display())],
+    )
+    .says("urunc");
+    assert_eq!(std::fs::read(cached.join("who")).unwrap(), b"genuine");
+    let ok = bunny(&store, &["store", "verify"]);
+    assert!(ok.out.status.success(), "{}", ok.stderr());
+
+    // A cache changed behind the store's back (say, by an older bunny that
+    // trusted layouts) is found by `store verify`.
+    std::fs::write(cached.join("who"), b"planted").unwrap();
+    let bad = bunny(&store, &["store", "verify"]);
+    assert!(!bad.out.status.success(), "verify passed a poisoned cache");
+    let report = String::from_utf8_lossy(&bad.out.stdout).into_owned();
+    assert!(
+        report.contains(&cached.display().to_string()) && report.contains("/who"),
+        "verify did not name the poisoned file: {report}"
+    );
+}
+
+/// Input layouts may be read-only or someone else's: bunny reads them and
+/// writes nothing there.
+#[test]
+fn an_input_layout_is_not_written() {
+    let sb = Sandbox::new();
+    let img = layout(
+        &sb.path().join("target/image"),
+        &[layer(&[E::File("who", b"me", 0o644)])],
+    );
+    let before = tree(&img);
+    bunny(
+        &sb.path().join("target/store"),
+        &["run", "--rm", &format!("{}:t", img.display())],
+    )
+    .says("urunc");
+    assert_eq!(tree(&img), before, "bunny wrote into its input layout");
+}
+
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
