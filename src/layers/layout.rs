@@ -76,30 +76,6 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
-/// "3 images: a, b, c" — at most a handful of names and a count, so that an
-/// index with 10 000 entries still makes a one-line error.
-pub fn summarize(noun: &str, items: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let n = items.len();
-    if n == 0 {
-        return format!("no {noun}s");
-    }
-    let plural = if n == 1 { "" } else { "s" };
-    let mut text = format!("{n} {noun}{plural}: ");
-    text.push_str(
-        &items
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    if n > SHOWN {
-        text.push_str(&format!(" and {} more", n - SHOWN));
-    }
-    text
-}
-
 /// Opens `path` for reading, refusing symlinks and anything but a regular
 /// file (a blob that is a symlink to `/etc/shadow` must not be copied), and
 /// refusing files larger than `limit` before reading them.
@@ -180,7 +156,7 @@ impl Layout {
                 None => d.digest().to_string(),
             })
             .collect();
-        summarize("image", &names)
+        crate::summarize(&names, "image", "images")
     }
 
     /// The image named `wanted` (`TAG`, `NAME:TAG`, `NAME` for `NAME:latest`
@@ -301,22 +277,5 @@ impl Layout {
             other => LayoutError::Store(other),
         })?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summaries_stay_short() {
-        let many: Vec<String> = (0..10_000).map(|i| format!("img:{i}")).collect();
-        let s = summarize("image", &many);
-        assert_eq!(
-            s,
-            "10000 images: img:0, img:1, img:2, img:3, img:4 and 9995 more"
-        );
-        assert_eq!(summarize("image", &["a".into()]), "1 image: a");
-        assert_eq!(summarize("image", &[]), "no images");
     }
 }

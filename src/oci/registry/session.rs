@@ -26,6 +26,10 @@ pub(crate) struct Session {
     http: reqwest::Client,
     scheme: &'static str,
     pub has_credentials: bool,
+    /// What oci-client was given, for the requests bunny makes itself.
+    auth: RegistryAuth,
+    /// The registry asked for HTTP Basic (not a token) at `/v2/`.
+    basic_challenge: bool,
     /// Which CA files were used, phrased for a TLS error.
     ca_hint: String,
     rt: tokio::runtime::Runtime,
@@ -276,12 +280,17 @@ impl Session {
             ca: ca_text(host, &cas, opts),
         })?;
         rt.block_on(client.store_auth_if_needed(host, &registry_auth));
+        let basic_challenge = challenge
+            .as_deref()
+            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("basic"));
         Ok(Session {
             host: host.to_string(),
             client,
             http,
             scheme,
             has_credentials,
+            auth: registry_auth,
+            basic_challenge,
             ca_hint,
             rt,
         })
@@ -300,35 +309,8 @@ impl Session {
         operation: &str,
         missing: &str,
     ) -> RegistryError {
-        let host = self.host.clone();
-        let by_status = |status: u16, message: String| -> RegistryError {
-            match status {
-                401 => RegistryError::Unauthorized {
-                    host: host.clone(),
-                    repository: repository.to_string(),
-                    detail: self.auth_detail(),
-                },
-                403 => RegistryError::Forbidden {
-                    host: host.clone(),
-                    repository: repository.to_string(),
-                },
-                404 => RegistryError::NotFound {
-                    host: host.clone(),
-                    what: missing.to_string(),
-                },
-                s if s >= 500 => RegistryError::Server {
-                    host: host.clone(),
-                    status: s,
-                    operation: operation.to_string(),
-                    message,
-                },
-                s => RegistryError::Rejected {
-                    host: host.clone(),
-                    status: s,
-                    operation: operation.to_string(),
-                    message,
-                },
-            }
+        let by_status = |status: u16, message: String| {
+            self.status_error(status, message, repository, operation, missing)
         };
         match e {
             OciDistributionError::RequestError(re) => {
@@ -383,6 +365,133 @@ impl Session {
                 message: format!("{operation}: {}", chain_text(&other)),
             },
         }
+    }
+
+    /// What an HTTP error status means for the user.
+    pub fn status_error(
+        &self,
+        status: u16,
+        message: String,
+        repository: &str,
+        operation: &str,
+        missing: &str,
+    ) -> RegistryError {
+        let host = self.host.clone();
+        match status {
+            401 => RegistryError::Unauthorized {
+                host,
+                repository: repository.to_string(),
+                detail: self.auth_detail(),
+            },
+            403 => RegistryError::Forbidden {
+                host,
+                repository: repository.to_string(),
+            },
+            404 => RegistryError::NotFound {
+                host,
+                what: missing.to_string(),
+            },
+            s if s >= 500 => RegistryError::Server {
+                host,
+                status: s,
+                operation: operation.to_string(),
+                message,
+            },
+            s => RegistryError::Rejected {
+                host,
+                status: s,
+                operation: operation.to_string(),
+                message,
+            },
+        }
+    }
+
+    /// GETs a manifest or index by tag or digest, never holding more than
+    /// `limit` bytes: an announced Content-Length over it is refused before
+    /// the body is read, and a body without one is cut off as soon as it
+    /// passes it. oci-client reads the whole body first, so this request
+    /// is made here, with the token oci-client negotiated.
+    /// Returns the body and the `Docker-Content-Digest` header, if any.
+    pub async fn get_manifest(
+        &self,
+        r: &oci_client::Reference,
+        accept: &[&str],
+        limit: usize,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let operation = format!("fetching {what}");
+        let repository = r.repository();
+        let token = self
+            .client
+            .auth(r, &self.auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| self.map_err(e, repository, &operation, what))?;
+        let reference = match (r.digest(), r.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, t) => t.unwrap_or("latest").to_string(),
+        };
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url());
+        let mut req = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        req = match (token, &self.auth) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, RegistryAuth::Basic(user, pass)) if self.basic_challenge => {
+                req.basic_auth(user, Some(pass))
+            }
+            (None, RegistryAuth::Bearer(t)) => req.bearer_auth(t),
+            _ => req,
+        };
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| map_reqwest(&self.host, &operation, &e, &self.ca_hint))?;
+        let status = resp.status();
+        let too_large = |n: String| RegistryError::Protocol {
+            host: self.host.clone(),
+            message: format!(
+                "{what} is {n} bytes, more than a manifest can sensibly be (the limit is {limit})"
+            ),
+        };
+        if !status.is_success() {
+            // The registry's own message, but never more than a page of it.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() > 64 * 1024 {
+                    break;
+                }
+            }
+            return Err(self.status_error(
+                status.as_u16(),
+                short_body(&String::from_utf8_lossy(&body)),
+                repository,
+                &operation,
+                what,
+            ));
+        }
+        if let Some(n) = resp.content_length().filter(|n| *n > limit as u64) {
+            return Err(too_large(n.to_string()));
+        }
+        let header_digest = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        loop {
+            let chunk = resp
+                .chunk()
+                .await
+                .map_err(|e| map_reqwest(&self.host, &operation, &e, &self.ca_hint))?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(format!("more than {}", body.len() + chunk.len())));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, header_digest))
     }
 
     fn auth_detail(&self) -> String {
