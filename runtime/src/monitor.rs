@@ -213,7 +213,7 @@ fn plan_guest(
                     ));
                 }
             }
-            plan.cmdline = cmdline::linux(spec, &argv, root);
+            plan.cmdline = cmdline::linux(spec, &argv, root)?;
             if let Some(b) = &files.block {
                 plan.disks.push(Disk {
                     id: "rootfs",
@@ -232,7 +232,7 @@ fn plan_guest(
                 Some(mp) if !mp.is_empty() => mp,
                 _ => "/data",
             });
-            plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount);
+            plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount)?;
         }
         UnikernelType::Unikraft => {
             if files.block.is_some() {
@@ -242,7 +242,7 @@ fn plan_guest(
                     "unikraft guests take an initrd, not a block image",
                 ));
             }
-            plan.cmdline = cmdline::unikraft(spec, &argv, files.initrd.is_some());
+            plan.cmdline = cmdline::unikraft(spec, &argv, files.initrd.is_some())?;
         }
         UnikernelType::Mirage => {
             plan.solo5_names = ("service", "storage");
@@ -252,7 +252,7 @@ fn plan_guest(
                     path: b.clone(),
                 });
             }
-            plan.cmdline = cmdline::mirage(spec, &argv);
+            plan.cmdline = cmdline::mirage(spec, &argv)?;
         }
         UnikernelType::FreeBsd => {
             if files.initrd.is_some() {
@@ -292,7 +292,7 @@ fn plan_guest(
             let urunit_disk = if uses_urunit {
                 let conf = side_file(spec, "bunny-urunit.conf");
                 plan.files
-                    .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)));
+                    .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)?));
                 plan.disks.push(Disk {
                     id: "urunit",
                     path: conf,

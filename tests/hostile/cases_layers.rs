@@ -52,6 +52,10 @@ fn put(dir: &Path, bytes: &[u8]) -> (String, usize) {
 
 /// An OCI layout at `dir` holding one image (tag `t`) with these layers.
 fn layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+    layout_annotated(dir, layers, serde_json::json!({}))
+}
+
+fn layout_annotated(dir: &Path, layers: &[Vec<u8>], annotations: serde_json::Value) -> PathBuf {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut descs = Vec::new();
@@ -64,7 +68,8 @@ fn layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
     let config = serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":diff_ids}});
     let (cd, cn) = put(dir, config.to_string().as_bytes());
     let manifest = serde_json::json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cn},"layers":descs});
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":cd,"size":cn},"layers":descs,
+        "annotations":annotations});
     let (md, mn) = put(dir, manifest.to_string().as_bytes());
     let index = serde_json::json!({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
         "digest":md,"size":mn,"annotations":{"org.opencontainers.image.ref.name":"t"}}]});
@@ -306,4 +311,54 @@ fn tree(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Env values and arguments reach the guest's kernel command line; none may
+/// add kernel parameters, end the environment early or replace the
+/// program's arguments. What cannot be carried is refused before the
+/// monitor starts.
+#[test]
+fn env_and_arguments_cannot_rewrite_the_kernel_command_line() {
+    let sb = Sandbox::new();
+    let img = layout_annotated(
+        &sb.path().join("target/image"),
+        &[layer(&[
+            E::File("kernel", b"not really a kernel", 0o644),
+            E::File("bin/app", b"#!/bin/sh\n", 0o755),
+        ])],
+        serde_json::json!({
+            "com.urunc.unikernel.unikernelType": "linux",
+            "com.urunc.unikernel.hypervisor": "qemu",
+            "com.urunc.unikernel.binary": "/kernel",
+            "com.urunc.unikernel.cmdline": "/bin/app",
+        }),
+    );
+    let store = sb.path().join("target/store");
+    let image = format!("{}:t", img.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--accel", "tcg"];
+        args.extend_from_slice(extra);
+        args.push(&image);
+        bunny(&store, &args)
+    };
+    for env in [
+        "MSG=say \"hi\" quiet loglevel=0 -- injected",
+        "MSG=a\"b",
+        "MSG=two\nlines",
+        "rdinit=/bin/sh",
+    ] {
+        run(&["-e", env])
+            .says("cannot pass environment variable")
+            .says("Linux guest");
+    }
+    let args = [
+        "run",
+        "--rm",
+        "--accel",
+        "tcg",
+        &image,
+        "/bin/app",
+        "x\" rdinit=/bin/sh",
+    ];
+    bunny(&store, &args).says("cannot pass argument");
 }
