@@ -210,6 +210,51 @@ fn split_layout_ref(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A layout named by a BunnyFile or Containerfile, which the repository
+/// wrote and the user may not have read: it must lie inside the build
+/// context (a relative DIR is taken from there) or under a directory the
+/// user passed with `--allow-layout`, as no other file outside the context
+/// may be read. A layout comes back as `oci:REALDIR[:TAG]`; any other
+/// reference unchanged.
+pub fn contain_layout(
+    reference: &str,
+    context: &Path,
+    allowed: &[PathBuf],
+) -> Result<String, BuildError> {
+    let (dir, tag) = match reference.strip_prefix("oci:") {
+        Some(rest) => split_layout_ref(rest),
+        None => {
+            // A bare path to a layout, as resolve_image accepts one.
+            let p = Path::new(reference);
+            if !(p.join("oci-layout").is_file() || context.join(p).join("oci-layout").is_file()) {
+                return Ok(reference.to_string());
+            }
+            (reference, None)
+        }
+    };
+    let base = context.join(dir);
+    let real = std::fs::canonicalize(&base).map_err(|e| BuildError::Image {
+        reference: reference.to_string(),
+        message: format!("the OCI layout {}: {e}", base.display()),
+    })?;
+    let under = |root: &Path| std::fs::canonicalize(root).is_ok_and(|r| real.starts_with(r));
+    if !(under(context) || allowed.iter().any(|a| under(a))) {
+        return Err(BuildError::Image {
+            reference: reference.to_string(),
+            message: format!(
+                "the OCI layout {} is outside the build context {}; copy it into the context, or allow it with --allow-layout {}",
+                real.display(),
+                context.display(),
+                real.display()
+            ),
+        });
+    }
+    Ok(match tag {
+        Some(t) => format!("oci:{}:{t}", real.display()),
+        None => format!("oci:{}", real.display()),
+    })
+}
+
 /// An input layout's image, copied into `store` and verified blob by blob:
 /// from here on only the store's copy is used.
 pub fn import_layout(

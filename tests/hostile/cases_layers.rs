@@ -362,3 +362,57 @@ fn env_and_arguments_cannot_rewrite_the_kernel_command_line() {
     ];
     bunny(&store, &args).says("cannot pass argument");
 }
+
+/// A BunnyFile is the repository's, not the user's: the layouts it names
+/// must be in its context unless the user allows a directory by flag.
+#[test]
+fn a_bunnyfile_cannot_name_a_layout_outside_its_context() {
+    let sb = Sandbox::new();
+    let outside = layout(
+        &sb.path().join("target/outside"),
+        &[layer(&[E::File("secret", b"not the repository's", 0o644)])],
+    );
+    let ctx = sb.path().join("target/ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("vmlinuz"), b"a kernel stand-in").unwrap();
+    let bunnyfile = |from: &str| {
+        format!(
+            "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n\
+             kernel:\n  from: local\n  path: vmlinuz\nrootfs:\n  include:\n    - from: \"{from}\"\n      source: /secret\ncmd: [\"/bin/app\"]\n"
+        )
+    };
+    let store = sb.path().join("target/store");
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--progress=plain", "-t", "img"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        bunny(&store, &args)
+    };
+    for from in [
+        format!("oci:{}:t", outside.display()),
+        "oci:../outside:t".to_string(),
+    ] {
+        std::fs::write(ctx.join("BunnyFile"), bunnyfile(&from)).unwrap();
+        build(&[]).says("outside the build context");
+    }
+    // Named by the user, it is theirs to allow.
+    let allowed = build(&["--allow-layout", outside.to_str().unwrap()]);
+    assert!(allowed.out.status.success(), "{}", allowed.stderr());
+    // Inside the context, a relative DIR is taken from the context.
+    copy_dir(&outside, &ctx.join("img"));
+    std::fs::write(ctx.join("BunnyFile"), bunnyfile("oci:img:t")).unwrap();
+    let inside = build(&[]);
+    assert!(inside.out.status.success(), "{}", inside.stderr());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
