@@ -413,7 +413,11 @@ fn qemu(
             let mut netdev = String::from("user,id=net0");
             for f in forwards {
                 let proto = if f.udp { "udp" } else { "tcp" };
-                let host_ip = f.host_ip.map(|i| i.to_string()).unwrap_or_default();
+                let host_ip = match f.host_ip {
+                    Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                    Some(ip) => ip.to_string(),
+                    None => String::new(),
+                };
                 netdev.push_str(&format!(
                     ",hostfwd={proto}:{host_ip}:{}-:{}",
                     f.host_port, f.guest_port
