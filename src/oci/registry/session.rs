@@ -30,6 +30,8 @@ pub(crate) struct Session {
     auth: RegistryAuth,
     /// The registry asked for HTTP Basic (not a token) at `/v2/`.
     basic_challenge: bool,
+    /// The user named this registry with `--insecure-registry`.
+    explicit_insecure: bool,
     /// Which CA files were used, phrased for a TLS error.
     ca_hint: String,
     rt: tokio::runtime::Runtime,
@@ -222,6 +224,11 @@ impl Session {
             None
         };
         let has_credentials = creds.is_some();
+        if has_credentials {
+            if let Some((realm, _)) = challenge.as_deref().and_then(parse_bearer) {
+                clear_text_allowed(host, scheme, &realm, explicit_insecure)?;
+            }
+        }
         let registry_auth = match creds {
             None => RegistryAuth::Anonymous,
             Some(Credentials {
@@ -291,6 +298,7 @@ impl Session {
             has_credentials,
             auth: registry_auth,
             basic_challenge,
+            explicit_insecure,
             ca_hint,
             rt,
         })
@@ -530,6 +538,9 @@ impl Session {
                 return Ok(true);
             }
             let bearer = challenge.as_deref().and_then(parse_bearer);
+            if let Some((realm, _)) = &bearer {
+                clear_text_allowed(&host, self.scheme, realm, self.explicit_insecure)?;
+            }
             let resp = match bearer {
                 Some((realm, service)) => {
                     let mut req = self
@@ -665,6 +676,32 @@ fn map_reqwest(host: &str, operation: &str, e: &reqwest::Error, ca_hint: &str) -
         host: host.into(),
         message: format!("{operation}: {text}"),
     }
+}
+
+/// Credentials travel in clear text only where the user accepted plain
+/// HTTP: to a registry reached over it (named insecure, or loopback as
+/// Docker allows), or to the token service of a registry named with
+/// `--insecure-registry`. An HTTPS registry whose challenge names a
+/// plain-HTTP realm would otherwise have the password sent there in clear.
+fn clear_text_allowed(
+    host: &str,
+    scheme: &str,
+    realm: &str,
+    explicit_insecure: bool,
+) -> Result<(), RegistryError> {
+    let plain = realm
+        .trim_start()
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if plain && scheme == "https" && !explicit_insecure {
+        return Err(RegistryError::Protocol {
+            host: host.to_string(),
+            message: format!(
+                "its token service {realm} is plain HTTP; bunny will not send credentials there in clear text (pass --insecure-registry {host} if that is really wanted)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `Bearer realm="...",service="..."` -> (realm, service).
