@@ -778,6 +778,9 @@ fn a_corrupted_package_is_refused_by_name() {
 #[test]
 fn package_entries_cannot_escape() {
     let dir = tempfile::tempdir().unwrap();
+    // Deep enough that every `..` in the names below still lands inside
+    // `dir`, where the whole tree is searched afterwards.
+    let target = dir.path().join("a/b/c/t");
     for name in ["/../../escaped", "./usr/../../escaped"] {
         let p = dir.path().join("evil.pkg");
         fs::write(
@@ -785,7 +788,6 @@ fn package_entries_cannot_escape() {
             gen::zstd(&gen::tar(&[Item::Raw(name.to_string(), b"x".to_vec())])),
         )
         .unwrap();
-        let target = dir.path().join("t");
         fs::create_dir_all(&target).unwrap();
         let err = bunny::frameworks::freebsd::archive::unpack(
             fs::File::open(&p).unwrap(),
@@ -798,14 +800,17 @@ fn package_entries_cannot_escape() {
             err.contains("package evil-1") && err.contains(name),
             "{err}"
         );
-        assert!(!dir.path().join("escaped").exists());
+        assert_eq!(files_named(dir.path(), "escaped"), Vec::<PathBuf>::new());
     }
-    // A symlink pointing out, then a file written through it.
+    // A symlink pointing out, then a file written through it: the link
+    // leads to `dir/out`, so that is where the file would land.
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
     let p = dir.path().join("evil2.pkg");
     fs::write(
         &p,
         gen::zstd(&gen::tar(&[
-            Item::Symlink("/usr/local/out", "/tmp"),
+            Item::Symlink("/usr/local/out", "../../../../out"),
             Item::File("/usr/local/out/escaped2", b"x".to_vec(), 0o644),
         ])),
     )
@@ -821,7 +826,28 @@ fn package_entries_cannot_escape() {
         err.is_err(),
         "a file written through a symlink must be refused"
     );
-    assert!(!Path::new("/tmp/escaped2").exists());
+    assert!(
+        !out.join("escaped2").exists(),
+        "escaped through the symlink"
+    );
+    assert_eq!(files_named(dir.path(), "escaped2"), Vec::<PathBuf>::new());
+}
+
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            if e.file_name() == name {
+                found.push(p);
+            }
+        }
+    }
+    found
 }
 
 #[test]

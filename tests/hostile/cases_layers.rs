@@ -95,8 +95,17 @@ fn run(sb: &Sandbox, layers: &[Vec<u8>]) -> crate::Refusal {
 #[test]
 fn dotdot_entries() {
     let sb = Sandbox::new();
-    run(&sb, &[layer(&[E::File("../../evil", b"x", 0o644)])]).says("../../evil");
+    run(&sb, &[layer(&[E::File("../../evil", b"x", 0o644)])])
+        .says("../../evil")
+        .says("contains `..`");
     sb.assert_nothing_outside(&["target"], &["evil"]);
+    // Unpacking happens in `<store>/rootfs/.unpack-*/rootfs`: two levels
+    // up is the cache itself, where an escape would really land.
+    let cache = sb.path().join("target/store/rootfs");
+    assert!(
+        !cache.join("evil").exists() && !cache.parent().unwrap().join("evil").exists(),
+        "the entry escaped into the store"
+    );
 }
 
 #[test]
@@ -121,7 +130,8 @@ fn a_hardlink_out() {
             "../../../etc/passwd",
         )])],
     )
-    .says("pw");
+    .says("pw (a hard link to ../../../etc/passwd)")
+    .says("contains `..`");
     sb.assert_nothing_outside(&["target"], &[]);
 }
 
