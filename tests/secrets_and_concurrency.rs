@@ -302,6 +302,14 @@ fn two_builds_on_one_store_both_succeed() {
         );
         digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
+    for d in &digests {
+        // Two empty outputs would compare equal: each must be a digest.
+        let hex = d.strip_prefix("sha256:").unwrap_or_default();
+        assert!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "a build printed no digest: {d:?}"
+        );
+    }
     assert_eq!(digests[0], digests[1], "the same inputs, the same image");
     let images = Command::new(env!("CARGO_BIN_EXE_bunny"))
         .arg("--root")

@@ -115,7 +115,7 @@ fn absolute_entries_are_contained() {
     let name = outside.to_str().unwrap().to_string();
     // Unpacked under the image's root, not at the host path; the image has
     // no urunc settings, so the run ends there.
-    run(&sb, &[layer(&[E::File(&name, b"x", 0o644)])]).says("urunc");
+    run(&sb, &[layer(&[E::File(&name, b"x", 0o644)])]).says("is not an image urunc can boot");
     sb.assert_nothing_outside(&["target"], &["abs-evil"]);
 }
 
@@ -146,7 +146,7 @@ fn a_symlink_then_a_file_through_it() {
             E::File("esc/planted", b"x", 0o644),
         ])],
     )
-    .says("symlink");
+    .says("`esc/planted` would land outside the target: a parent directory is a symlink");
     sb.assert_nothing_outside(&["target"], &["via-link"]);
 }
 
@@ -166,7 +166,7 @@ fn a_symlink_in_one_layer_and_a_file_through_it_in_the_next() {
             layer(&[E::File("esc/planted", b"x", 0o644)]),
         ],
     )
-    .says("symlink");
+    .says("`esc/planted` would land outside the target: a parent directory is a symlink");
     assert!(
         !out.join("planted").exists(),
         "a file was planted through a symlink"
@@ -181,20 +181,21 @@ fn a_device_node() {
         &sb,
         &[layer(&[E::Link(tar::EntryType::Block, "dev/sda", "")])],
     )
-    .says("device");
+    .says("`dev/sda` is a device node");
 }
 
 #[test]
 fn a_fifo() {
     let sb = Sandbox::new();
-    run(&sb, &[layer(&[E::Link(tar::EntryType::Fifo, "pipe", "")])]).says("fifo");
+    run(&sb, &[layer(&[E::Link(tar::EntryType::Fifo, "pipe", "")])]).says("`pipe` is a fifo");
 }
 
 #[test]
 fn setuid_bits_are_dropped() {
     use std::os::unix::fs::PermissionsExt;
     let sb = Sandbox::new();
-    run(&sb, &[layer(&[E::File("bin/su", b"#!/bin/sh\n", 0o4755)])]).says("urunc");
+    run(&sb, &[layer(&[E::File("bin/su", b"#!/bin/sh\n", 0o4755)])])
+        .says("is not an image urunc can boot");
     let cache = sb.path().join("target/store/rootfs");
     let unpacked = std::fs::read_dir(&cache)
         .unwrap()
@@ -272,7 +273,7 @@ fn a_forged_layout_cannot_poison_the_store() {
         &store,
         &["run", "--rm", &format!("{}:t", genuine.display())],
     )
-    .says("urunc");
+    .says("is not an image urunc can boot");
     assert_eq!(std::fs::read(cached.join("who")).unwrap(), b"genuine");
     let ok = bunny(&store, &["store", "verify"]);
     assert!(ok.out.status.success(), "{}", ok.stderr());
@@ -303,7 +304,7 @@ fn an_input_layout_is_not_written() {
         &sb.path().join("target/store"),
         &["run", "--rm", &format!("{}:t", img.display())],
     )
-    .says("urunc");
+    .says("is not an image urunc can boot");
     assert_eq!(tree(&img), before, "bunny wrote into its input layout");
 }
 
