@@ -212,7 +212,10 @@ impl Layout {
         for layer in m.layers() {
             self.copy_blob(store, layer, u64::MAX)?;
         }
-        Ok(manifest.clone())
+        // The size the store's copy really has, whatever the index said.
+        let mut desc = manifest.clone();
+        desc.set_size(bytes.len() as u64);
+        Ok(desc)
     }
 
     fn blob_file(&self, digest: &str) -> Result<PathBuf, LayoutError> {
