@@ -26,6 +26,9 @@ fn build(root: &Path, ctx: &Path, tag: &str) {
             "--toolchain",
             &format!("linux.kernel={}", init_helper::kernel_image()),
         ])
+        // The base image's layout sits beside the context, not in it.
+        .arg("--allow-layout")
+        .arg(ctx.parent().unwrap())
         .arg(ctx)
         .env("BUNNY_INIT", init_helper::static_init())
         .output()

@@ -55,6 +55,8 @@ pub enum BuildError {
         #[source]
         source: StoreError,
     },
+    #[error("the OCI layout {} is outside the build context {}; copy it into the context, or allow it with --allow-layout {}", layout.display(), context.display(), layout.display())]
+    LayoutOutsideContext { layout: PathBuf, context: PathBuf },
     #[error("image `{reference}`: {source}")]
     Layout {
         reference: String,
@@ -239,14 +241,9 @@ pub fn contain_layout(
     })?;
     let under = |root: &Path| std::fs::canonicalize(root).is_ok_and(|r| real.starts_with(r));
     if !(under(context) || allowed.iter().any(|a| under(a))) {
-        return Err(BuildError::Image {
-            reference: reference.to_string(),
-            message: format!(
-                "the OCI layout {} is outside the build context {}; copy it into the context, or allow it with --allow-layout {}",
-                real.display(),
-                context.display(),
-                real.display()
-            ),
+        return Err(BuildError::LayoutOutsideContext {
+            layout: real,
+            context: context.to_path_buf(),
         });
     }
     Ok(match tag {
