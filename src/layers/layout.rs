@@ -267,7 +267,7 @@ impl Layout {
         w.commit_verified(
             desc.media_type().as_ref(),
             &digest,
-            declared,
+            Some(declared),
             &path.display().to_string(),
         )
         .map_err(|e| match e {

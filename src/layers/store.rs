@@ -573,14 +573,14 @@ impl BlobWriter {
     }
 
     /// Commits only if what was written is exactly the blob `expected`
-    /// (`declared` bytes) names; otherwise the temp file is dropped and
-    /// nothing is stored. `source_name` says where the bytes came from
-    /// (a file, a URL) for the error.
+    /// (of `declared` bytes, when known) names; otherwise the temp file is
+    /// dropped and nothing is stored. `source_name` says where the bytes
+    /// came from (a file, a URL) for the error.
     pub fn commit_verified(
         self,
         media_type: &str,
         expected: &str,
-        declared: u64,
+        declared: Option<u64>,
         source_name: &str,
     ) -> Result<Descriptor, StoreError> {
         let actual = self.digest();
@@ -591,7 +591,7 @@ impl BlobWriter {
                 source_name: source_name.to_string(),
             });
         }
-        if self.size != declared {
+        if let Some(declared) = declared.filter(|d| *d != self.size) {
             return Err(StoreError::WrongSize {
                 digest: expected.to_string(),
                 declared,
