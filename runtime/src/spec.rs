@@ -237,6 +237,39 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forwards_reach_qemu_in_brackets() {
+        let config = crate::config::UnikernelConfig {
+            unikernel_type: crate::config::UnikernelType::Linux,
+            hypervisor: crate::config::Hypervisor::Qemu,
+            binary: "/.boot/kernel".into(),
+            cmdline: Some("/init".into()),
+            initrd: Some("/.boot/rootfs".into()),
+            block: None,
+            blk_mnt_point: None,
+            mount_rootfs: false,
+            version: None,
+        };
+        let mut spec = RunSpec::new("/b/rootfs", config);
+        spec.net = NetSpec::User {
+            forwards: vec![
+                parse_publish("[::1]:8080:80").unwrap(),
+                parse_publish("127.0.0.1:8081:81/udp").unwrap(),
+            ],
+        };
+        let cmd = crate::monitor_command(&spec, crate::ResolvedAccel::Tcg).unwrap();
+        let netdev = cmd
+            .args
+            .iter()
+            .find(|a| a.starts_with("user,"))
+            .expect("a user netdev");
+        assert!(
+            netdev.contains(",hostfwd=tcp:[::1]:8080-:80")
+                && netdev.contains(",hostfwd=udp:127.0.0.1:8081-:81"),
+            "{netdev}"
+        );
+    }
+
+    #[test]
     fn publish_errors_say_why() {
         for (input, needle) in [
             ("80", "both a host port"),
