@@ -35,3 +35,38 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+/// "3 images: a, b, c": at most a handful of items and a count, so that a
+/// list of 10 000 (an index's entries, a layout's images) still makes a
+/// short one-line error.
+pub fn summarize(items: &[String], noun: &str, nouns: &str) -> String {
+    const SHOWN: usize = 5;
+    let n = items.len();
+    let mut text = match n {
+        0 => return format!("no {nouns}"),
+        1 => format!("1 {noun}: "),
+        _ => format!("{n} {nouns}: "),
+    };
+    text.push_str(&items[..n.min(SHOWN)].join(", "));
+    if n > SHOWN {
+        text.push_str(&format!(" and {} more", n - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn summaries_stay_short() {
+        let many: Vec<String> = (0..10_000).map(|i| format!("img:{i}")).collect();
+        assert_eq!(
+            super::summarize(&many, "image", "images"),
+            "10000 images: img:0, img:1, img:2, img:3, img:4 and 9995 more"
+        );
+        assert_eq!(
+            super::summarize(&["a".into()], "image", "images"),
+            "1 image: a"
+        );
+        assert_eq!(super::summarize(&[], "image", "images"), "no images");
+    }
+}

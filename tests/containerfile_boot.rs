@@ -26,6 +26,9 @@ fn build(root: &Path, ctx: &Path, tag: &str) {
             "--toolchain",
             &format!("linux.kernel={}", init_helper::kernel_image()),
         ])
+        // The base image's layout sits beside the context, not in it.
+        .arg("--allow-layout")
+        .arg(ctx.parent().unwrap())
         .arg(ctx)
         .env("BUNNY_INIT", init_helper::static_init())
         .output()
@@ -126,11 +129,12 @@ fn a_busybox_image_becomes_a_vm_serving_http() {
                 std::fs::read_to_string(&log).unwrap()
             );
         }
-        if t0.elapsed() > Duration::from_secs(60) {
+        // A hang guard, generous for a TCG boot on a loaded machine.
+        if t0.elapsed() > Duration::from_secs(300) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "no HTTP answer in 60 s:\n{}",
+                "no HTTP answer in 300 s:\n{}",
                 std::fs::read_to_string(&log).unwrap()
             );
         }

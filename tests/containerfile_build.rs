@@ -175,7 +175,14 @@ fn the_same_containerfile_builds_the_same_image() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(digest(), digest());
+    let (first, second) = (digest(), digest());
+    // Two empty outputs would be equal too: each must be a digest.
+    let hex = first.trim().strip_prefix("sha256:").unwrap_or_default();
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "bunny build printed no digest: {first:?}"
+    );
+    assert_eq!(first, second);
 }
 
 #[test]

@@ -29,6 +29,7 @@ use bunny::platform::Arch;
 use bunny_runtime::{monitor_command, read_config, ResolvedAccel, RunSpec};
 use common::{require_tool, run};
 use gen::{elf, Item, Pkg};
+use sha2::{Digest as _, Sha256};
 
 const ABI: &str = "FreeBSD:14:amd64";
 const RTLD: &str = "/libexec/ld-elf.so.1";
@@ -758,7 +759,7 @@ fn a_corrupted_package_is_refused_by_name() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, Some("libiperf"), None);
-    let server = serve(repo);
+    let server = serve(repo.clone());
     let store = Store::open(&f.dir.path().join("store")).unwrap();
     let err = build(
         &f,
@@ -773,11 +774,44 @@ fn a_corrupted_package_is_refused_by_name() {
             && err.contains("is corrupted"),
         "{err}"
     );
+    // Refused before the store took it: not even under its own digest.
+    let served: Vec<PathBuf> = files_named_like(&repo, "libiperf");
+    assert!(
+        !served.is_empty(),
+        "no libiperf package in {}",
+        repo.display()
+    );
+    for pkg in served {
+        let digest = format!("sha256:{:x}", Sha256::digest(fs::read(&pkg).unwrap()));
+        assert!(
+            !store.has_blob(&digest),
+            "the corrupted {} entered the store",
+            pkg.display()
+        );
+    }
+}
+
+fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path());
+            }
+        }
+    }
+    found
 }
 
 #[test]
 fn package_entries_cannot_escape() {
     let dir = tempfile::tempdir().unwrap();
+    // Deep enough that every `..` in the names below still lands inside
+    // `dir`, where the whole tree is searched afterwards.
+    let target = dir.path().join("a/b/c/t");
     for name in ["/../../escaped", "./usr/../../escaped"] {
         let p = dir.path().join("evil.pkg");
         fs::write(
@@ -785,7 +819,6 @@ fn package_entries_cannot_escape() {
             gen::zstd(&gen::tar(&[Item::Raw(name.to_string(), b"x".to_vec())])),
         )
         .unwrap();
-        let target = dir.path().join("t");
         fs::create_dir_all(&target).unwrap();
         let err = bunny::frameworks::freebsd::archive::unpack(
             fs::File::open(&p).unwrap(),
@@ -798,14 +831,17 @@ fn package_entries_cannot_escape() {
             err.contains("package evil-1") && err.contains(name),
             "{err}"
         );
-        assert!(!dir.path().join("escaped").exists());
+        assert_eq!(files_named(dir.path(), "escaped"), Vec::<PathBuf>::new());
     }
-    // A symlink pointing out, then a file written through it.
+    // A symlink pointing out, then a file written through it: the link
+    // leads to `dir/out`, so that is where the file would land.
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
     let p = dir.path().join("evil2.pkg");
     fs::write(
         &p,
         gen::zstd(&gen::tar(&[
-            Item::Symlink("/usr/local/out", "/tmp"),
+            Item::Symlink("/usr/local/out", "../../../../out"),
             Item::File("/usr/local/out/escaped2", b"x".to_vec(), 0o644),
         ])),
     )
@@ -821,7 +857,28 @@ fn package_entries_cannot_escape() {
         err.is_err(),
         "a file written through a symlink must be refused"
     );
-    assert!(!Path::new("/tmp/escaped2").exists());
+    assert!(
+        !out.join("escaped2").exists(),
+        "escaped through the symlink"
+    );
+    assert_eq!(files_named(dir.path(), "escaped2"), Vec::<PathBuf>::new());
+}
+
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            if e.file_name() == name {
+                found.push(p);
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -856,4 +913,54 @@ fn the_packages_field_is_validated() {
         err.contains("`app.packages` is for `framework: freebsd`, not `linux`"),
         "{err}"
     );
+}
+
+/// A mirror is bounded like a registry: a package longer than the
+/// catalogue says is cut off as soon as it passes that size (announced or
+/// not), whatever the mirror keeps sending.
+#[test]
+fn a_mirror_cannot_send_more_than_expected() {
+    use std::io::Read;
+    use std::sync::atomic::AtomicU64;
+    for announce in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = if announce {
+                "HTTP/1.1 200 OK\r\nContent-Length: 3221225472\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+            };
+            let _ = s.write_all(head.as_bytes());
+            let zeros = vec![0u8; 64 * 1024];
+            // At most 256 MiB, so that a client that never stops still ends.
+            while counter.load(Ordering::SeqCst) < 256 << 20 {
+                if s.write_all(&zeros).is_err() {
+                    return;
+                }
+                counter.fetch_add(zeros.len() as u64, Ordering::SeqCst);
+            }
+        });
+        let fetcher = bunny::frameworks::freebsd::repo::Fetcher::new().unwrap();
+        let mut got = Vec::new();
+        let err = fetcher
+            .get(&format!("http://127.0.0.1:{port}/All/x.pkg"), &mut got, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the 100 bytes expected"), "{err}");
+        assert!(got.len() <= 100, "{} bytes written", got.len());
+        // What the socket buffers hold, far below an unbounded read.
+        assert!(
+            sent.load(Ordering::SeqCst) < 32 << 20,
+            "the mirror got {} MiB out",
+            sent.load(Ordering::SeqCst) >> 20
+        );
+    }
 }

@@ -28,6 +28,25 @@ fn opts(dir: &Path) -> RegistryOptions {
     }
 }
 
+/// In the child: once this much of the big blob has moved, the transfer
+/// stops moving (its progress callback sleeps) until the parent kills it.
+/// Without the stall a fast pull could finish before a busy parent looks,
+/// and the kill would race the end of the transfer.
+const STALL_AT: u64 = 6 * 1024 * 1024;
+
+struct StallMidway;
+
+impl registry::TransferProgress for StallMidway {
+    fn blob_started(&self, _: &str, _: u64, _: &str) {}
+    fn blob_progress(&self, _: &str, bytes: u64) {
+        if bytes >= STALL_AT {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    fn blob_done(&self, _: &str, _: registry::BlobOutcome) {}
+    fn message(&self, _: &str) {}
+}
+
 /// In the child: does the push or pull named by the environment and exits.
 fn child_work() -> bool {
     let Ok(action) = std::env::var("BUNNY_REGISTRY_CHILD") else {
@@ -36,12 +55,16 @@ fn child_work() -> bool {
     let store = Store::open(Path::new(&std::env::var("BUNNY_CHILD_STORE").unwrap())).unwrap();
     let reference = std::env::var("BUNNY_CHILD_REF").unwrap();
     let work = Path::new(&std::env::var("BUNNY_CHILD_WORK").unwrap()).to_path_buf();
+    let opts = RegistryOptions {
+        progress: std::sync::Arc::new(StallMidway),
+        ..opts(&work)
+    };
     match action.as_str() {
         "push" => {
-            registry::push(&store, "big:1", &reference, &opts(&work)).unwrap();
+            registry::push(&store, "big:1", &reference, &opts).unwrap();
         }
         "pull" => {
-            registry::pull(&store, &reference, &PlatformWanted::host(), &opts(&work)).unwrap();
+            registry::pull(&store, &reference, &PlatformWanted::host(), &opts).unwrap();
         }
         other => panic!("unknown child action {other}"),
     }
@@ -64,7 +87,8 @@ fn spawn_child(test: &str, action: &str, store: &Path, reference: &str, work: &P
 
 /// Waits until `progress()` passes `threshold` bytes, then SIGKILLs the child.
 fn kill_when(mut child: Child, what: &str, threshold: u64, progress: impl Fn() -> u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Generous: the child stalls mid-blob and waits to be killed.
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the {what} finished ({status}) before it could be interrupted");
@@ -79,9 +103,9 @@ fn kill_when(mut child: Child, what: &str, threshold: u64, progress: impl Fn() -
         }
         assert!(
             Instant::now() < deadline,
-            "the {what} made no progress in 60 s"
+            "the {what} made no progress in 300 s"
         );
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

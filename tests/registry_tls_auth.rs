@@ -202,3 +202,88 @@ fn localhost_is_reached_over_plain_http_like_docker_does() {
         store.read_blob(sample.manifest.digest().as_ref()).unwrap()
     );
 }
+
+/// A plain-HTTP token service that answers every request with a token and
+/// keeps each request's bytes, to see what a client sent it.
+fn clear_text_realm() -> (String, Arc<Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm = format!("http://{}/token", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut buf = [0u8; 8192];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            keep.lock().unwrap().extend_from_slice(&buf[..n]);
+            let body = r#"{"token":"t","access_token":"t"}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (realm, seen)
+}
+
+/// An HTTPS registry whose challenge sends logins to a plain-HTTP token
+/// service: the password must not go there unless the user named the
+/// registry insecure. The last step shows the check can see a leak.
+#[test]
+fn credentials_never_go_to_a_plain_http_token_service() {
+    let (realm, seen) = clear_text_realm();
+    let reg = Registry::start_tls_token(&realm);
+    let host = reg.host();
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs.d");
+    fs::create_dir_all(certs.join(&host)).unwrap();
+    fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    let docker_config = work.path().join("docker");
+    let opts = RegistryOptions {
+        certs_dir: Some(certs),
+        docker_config: Some(docker_config.clone()),
+        ..RegistryOptions::default()
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let leaked = |seen: &Arc<Mutex<Vec<u8>>>| {
+        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        text.contains(PASSWORD) || text.contains(&b64)
+    };
+
+    let err = registry::login(&host, USER, PASSWORD, &opts).unwrap_err();
+    assert!(err.to_string().contains("plain HTTP"), "{err}");
+    assert!(!leaked(&seen), "login sent the password to {realm}");
+
+    // Stored credentials (as another tool would leave them) are not sent
+    // by a pull either.
+    fs::create_dir_all(&docker_config).unwrap();
+    fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#),
+    )
+    .unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let err = registry::pull(
+        &store,
+        &format!("{host}/private/app:1"),
+        &PlatformWanted::host(),
+        &opts,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("plain HTTP"), "{err}");
+    assert!(!leaked(&seen), "a pull sent the password to {realm}");
+
+    // Named insecure, the registry's token service gets the login.
+    let insecure = RegistryOptions {
+        insecure_registries: vec![host.clone()],
+        ..opts
+    };
+    let _ = registry::login(&host, USER, PASSWORD, &insecure);
+    assert!(
+        leaked(&seen),
+        "the token service saw no login even when allowed, so this test could not see a leak"
+    );
+}

@@ -64,10 +64,75 @@ fn secret_forms() -> Vec<String> {
 }
 
 fn assert_clean(what: &str, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    for s in secret_forms() {
-        assert!(!text.contains(&s), "the credential leaked into {what}");
+    assert!(!holds_secret(bytes), "the credential leaked into {what}");
+}
+
+/// Whether the secret is in `bytes`, or in what they decompress to: image
+/// layers are gzip or zstd, and a gzipped initrd may sit inside one.
+fn holds_secret(bytes: &[u8]) -> bool {
+    expanded(bytes, 3).iter().any(|b| {
+        let text = String::from_utf8_lossy(b);
+        secret_forms().iter().any(|s| text.contains(s))
+    })
+}
+
+/// `bytes`, and each gzip or zstd stream in them decompressed, `depth` deep.
+fn expanded(bytes: &[u8], depth: u32) -> Vec<Vec<u8>> {
+    use std::io::Read;
+    let mut out = vec![bytes.to_vec()];
+    if depth == 0 {
+        return out;
     }
+    let mut inner = Vec::new();
+    let ok = if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut inner)
+            .is_ok()
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(bytes)
+            .and_then(|mut d| d.read_to_end(&mut inner))
+            .is_ok()
+    } else {
+        false
+    };
+    if ok {
+        out.extend(expanded(&inner, depth - 1));
+    }
+    // Tar members (an initrd in a layer) are searched in place: a gzipped
+    // member starts at a 512-byte boundary.
+    for off in (512..bytes.len()).step_by(512) {
+        if bytes[off..].starts_with(&[0x1f, 0x8b]) {
+            let mut member = Vec::new();
+            if flate2::read::GzDecoder::new(&bytes[off..])
+                .read_to_end(&mut member)
+                .is_ok()
+            {
+                out.extend(expanded(&member, depth - 1));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_scan_finds_a_secret_in_a_compressed_layer() {
+    use std::io::Write;
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = format!("password={PASSWORD}\n");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "etc/app.conf", data.as_bytes())
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let layer = gz.finish().unwrap();
+    assert!(!String::from_utf8_lossy(&layer).contains(PASSWORD));
+    assert!(holds_secret(&layer), "a gzip layer hid the secret");
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    assert!(holds_secret(&zst), "a zstd layer hid the secret");
 }
 
 fn assert_tree_clean(dir: &Path) {
@@ -236,6 +301,14 @@ fn two_builds_on_one_store_both_succeed() {
             String::from_utf8_lossy(&out.stderr)
         );
         digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    for d in &digests {
+        // Two empty outputs would compare equal: each must be a digest.
+        let hex = d.strip_prefix("sha256:").unwrap_or_default();
+        assert!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "a build printed no digest: {d:?}"
+        );
     }
     assert_eq!(digests[0], digests[1], "the same inputs, the same image");
     let images = Command::new(env!("CARGO_BIN_EXE_bunny"))

@@ -187,7 +187,14 @@ fn pack(spec: &PackSpec) -> Result<(), FrontendError> {
 /// the layers), its config and manifest annotations into `spec.meta`.
 fn lay_out(store: &Store, manifest: &str, spec: &PackSpec) -> Result<(), FrontendError> {
     let out = Path::new(&spec.out);
-    bunny::build::rootfs::unpack_image(store, manifest, out).map_err(|e| FrontendError::Pack {
+    let unpacked = bunny::layers::store::descriptor(
+        oci_spec::image::MediaType::ImageManifest.as_ref(),
+        0,
+        manifest,
+    )
+    .map_err(bunny::layers::image_fs::ImageFsError::from)
+    .and_then(|desc| bunny::layers::image_fs::unpack_image(store, &desc, out));
+    unpacked.map_err(|e| FrontendError::Pack {
         file: spec.file_name.clone(),
         message: crate::gateway::chain(&e),
     })?;

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use serde_json::json;
 
 use crate::config::Hypervisor;
+use crate::error::RuntimeError;
 use crate::spec::RunSpec;
 
 /// Prefix length of a dotted mask (contiguous or not: bits are counted).
@@ -20,27 +21,154 @@ pub(crate) fn in_subnet(ip: Ipv4Addr, mask: Ipv4Addr, gateway: Ipv4Addr) -> bool
     u32::from(ip) & m == u32::from(gateway) & m
 }
 
-/// Linux passes `K=V` words to init as its environment; a value with
-/// blanks must be double-quoted or the kernel splits it.
-fn kernel_env_word(e: &str) -> String {
-    match e.split_once('=') {
-        Some((k, v)) if v.contains(char::is_whitespace) && !v.contains('"') => {
-            format!("{k}=\"{v}\"")
-        }
-        _ => e.to_string(),
+/// A value refused on a guest's command line, and why.
+fn refuse(guest: &'static str, what: impl Into<String>, value: &str, reason: &str) -> RuntimeError {
+    RuntimeError::Cmdline {
+        guest,
+        what: what.into(),
+        value: value.to_string(),
+        reason: reason.to_string(),
     }
 }
 
-/// urunc's convention with urunit: an argument holding blanks travels in
-/// single quotes and urunit joins it back into one argument.
-fn quote_arg(a: &str) -> String {
-    let t = a.trim();
-    if t.contains(' ') {
-        format!("'{t}'")
-    } else {
-        t.to_string()
-    }
+fn has_control(v: &str) -> bool {
+    v.chars().any(char::is_control)
 }
+
+/// Environment names are shell names: anything else (a blank, a `.`, a
+/// `=`) would be read by the guest as something other than one variable.
+fn check_env_name<'a>(guest: &'static str, e: &'a str) -> Result<(&'a str, &'a str), RuntimeError> {
+    let (k, v) = e.split_once('=').unwrap_or((e, ""));
+    let mut chars = k.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(refuse(
+            guest,
+            "environment variable",
+            e,
+            "its name must be letters, digits and _ (not starting with a digit)",
+        ));
+    }
+    Ok((k, v))
+}
+
+/// Parameters Linux itself acts on (it would not hand them to init as
+/// environment), which bunny's own command line sets or which take over
+/// the boot: as env names they are refused rather than obeyed.
+const LINUX_PARAMS: &[&str] = &[
+    "init",
+    "rdinit",
+    "root",
+    "rootfstype",
+    "rootflags",
+    "rootwait",
+    "ro",
+    "rw",
+    "console",
+    "panic",
+    "ip",
+    "nfsroot",
+    "mem",
+    "memmap",
+    "loglevel",
+    "quiet",
+    "debug",
+    "initrd",
+    "noinitrd",
+    "earlyprintk",
+    "module_blacklist",
+    "modprobe",
+    "nokaslr",
+    "maxcpus",
+    "nosmp",
+];
+
+/// Linux passes `K=V` words to init as its environment. The kernel splits
+/// at blanks outside double quotes and has no escape for a quote, so a
+/// value with blanks is double-quoted and a value with a `"` (or a control
+/// character) is refused: carried as is, it would end the word early and
+/// let the rest of the value become kernel parameters or init's arguments.
+fn kernel_env_word(e: &str) -> Result<String, RuntimeError> {
+    const G: &str = "Linux";
+    let (k, v) = check_env_name(G, e)?;
+    if LINUX_PARAMS.contains(&k) {
+        return Err(refuse(
+            G,
+            "environment variable",
+            e,
+            "the kernel would take it as its own parameter; rename the variable",
+        ));
+    }
+    if v.contains('"') || has_control(v) {
+        return Err(refuse(
+            G,
+            "environment variable",
+            e,
+            "a double quote or control character cannot be carried on the kernel command line",
+        ));
+    }
+    Ok(if v.contains(' ') {
+        format!("{k}=\"{v}\"")
+    } else {
+        e.to_string()
+    })
+}
+
+/// urunc's convention with urunit (and bunny-init): an argument holding
+/// blanks travels in single quotes and the init joins the words back with
+/// one space. So it can carry single spaces, but not a `"` (the kernel's
+/// quote), control characters, a `'` among blanks or at the start, or blanks
+/// that do not come back as they were (leading, trailing or doubled).
+fn quote_arg(a: &str) -> Result<String, RuntimeError> {
+    const G: &str = "Linux";
+    let bad = |reason| Err(refuse(G, "argument", a, reason));
+    if a.contains('"') || has_control(a) {
+        return bad(
+            "a double quote or control character cannot be carried on the kernel command line",
+        );
+    }
+    if a.is_empty() {
+        return Ok("''".into());
+    }
+    if a.starts_with('\'') {
+        return bad(
+            "an argument starting with ' would be taken as a quoted one by the guest's init",
+        );
+    }
+    if !a.contains(' ') {
+        return Ok(a.to_string());
+    }
+    if a.contains('\'') {
+        return bad(
+            "an argument with both blanks and ' cannot be carried on the kernel command line",
+        );
+    }
+    if a.starts_with(' ') || a.ends_with(' ') || a.contains("  ") {
+        return bad("leading, trailing or repeated blanks do not survive the kernel command line");
+    }
+    Ok(format!("'{a}'"))
+}
+
+/// The program's path goes in `init=`, which takes no quotes at all.
+fn init_word(a: &str) -> Result<&str, RuntimeError> {
+    if a.is_empty() || a.contains(['"', '\'']) || a.contains(char::is_whitespace) || has_control(a)
+    {
+        return Err(refuse(
+            "Linux",
+            "program",
+            a,
+            "init= cannot carry an empty path, blanks, quotes or control characters",
+        ));
+    }
+    Ok(a)
+}
+
+/// Linux keeps only this much of a command line (x86 and arm64), cutting
+/// the rest silently: it could cut off `--` and the arguments.
+const LINUX_CMDLINE_MAX: usize = 2047;
 
 pub(crate) enum LinuxRoot {
     Initrd,
@@ -50,7 +178,11 @@ pub(crate) enum LinuxRoot {
 
 /// `panic=-1 console=ttyS0 ROOT [ip=IP::GW:MASK:urunc:eth0:off] ENV
 /// (rd)init=ARGV0 -- ARGS`
-pub(crate) fn linux(spec: &RunSpec, argv: &[String], root: LinuxRoot) -> String {
+pub(crate) fn linux(
+    spec: &RunSpec,
+    argv: &[String],
+    root: LinuxRoot,
+) -> Result<String, RuntimeError> {
     let mut p: Vec<String> = vec!["panic=-1".into(), "console=ttyS0".into()];
     let rd = match root {
         LinuxRoot::Initrd => {
@@ -69,13 +201,26 @@ pub(crate) fn linux(spec: &RunSpec, argv: &[String], root: LinuxRoot) -> String 
             p.push("URUNIT_DEFROUTE=1".into());
         }
     }
-    p.extend(spec.env.iter().map(|e| kernel_env_word(e)));
-    if let Some((argv0, rest)) = argv.split_first() {
-        p.push(format!("{rd}init={}", quote_arg(argv0)));
-        p.push("--".into());
-        p.extend(rest.iter().map(|a| quote_arg(a)));
+    for e in &spec.env {
+        p.push(kernel_env_word(e)?);
     }
-    p.join(" ")
+    if let Some((argv0, rest)) = argv.split_first() {
+        p.push(format!("{rd}init={}", init_word(argv0)?));
+        p.push("--".into());
+        for a in rest {
+            p.push(quote_arg(a)?);
+        }
+    }
+    let line = p.join(" ");
+    if line.len() > LINUX_CMDLINE_MAX {
+        return Err(refuse(
+            "Linux",
+            "a command line of",
+            &format!("{} bytes", line.len()),
+            "the kernel keeps only 2047 and would cut off the rest; shorten the environment or the arguments",
+        ));
+    }
+    Ok(line)
 }
 
 /// Rumprun's JSON configuration. It is not quite JSON (one `"env"` key per
@@ -85,10 +230,33 @@ pub(crate) fn rumprun(
     argv: &[String],
     monitor: Hypervisor,
     block_mount: Option<&str>,
-) -> String {
+) -> Result<String, RuntimeError> {
+    const G: &str = "rumprun";
     let s = |v: &str| json!(v).to_string();
+    // JSON escaping keeps every value inside its string; rumprun's parser
+    // does not undo escapes, so a control character would arrive as `\n`
+    // text, and its argv is split at blanks with no quoting.
+    for a in argv {
+        if has_control(a) || a.contains(char::is_whitespace) || a.is_empty() {
+            return Err(refuse(
+                G,
+                "argument",
+                a,
+                "rumprun splits its command line at blanks and has no quoting; an argument must be one non-empty word without control characters",
+            ));
+        }
+    }
     let mut out = format!("{{\"cmdline\":{}", s(&argv.join(" ")));
     for e in &spec.env {
+        check_env_name(G, e)?;
+        if has_control(e) {
+            return Err(refuse(
+                G,
+                "environment variable",
+                e,
+                "rumprun's configuration cannot carry control characters",
+            ));
+        }
         out.push_str(&format!(",\"env\":{}", s(e)));
     }
     if let Some((ip, mask, gw)) = spec.net.guest_addr() {
@@ -114,7 +282,7 @@ pub(crate) fn rumprun(
         ));
     }
     out.push('}');
-    out
+    Ok(out)
 }
 
 /// Unikraft releases before this take the legacy `netdev.ipv4_*` and
@@ -135,7 +303,36 @@ fn version_before(version: &str, limit: [u64; 3]) -> Option<bool> {
 }
 
 /// `Unikraft env.vars=[ .. ] netdev.ip=IP/N:GW:DNS vfs.fstab=[ .. ] -- ARGS`
-pub(crate) fn unikraft(spec: &RunSpec, argv: &[String], initrd: bool) -> String {
+pub(crate) fn unikraft(
+    spec: &RunSpec,
+    argv: &[String],
+    initrd: bool,
+) -> Result<String, RuntimeError> {
+    // uklibparam splits at blanks and treats quotes, brackets and
+    // backslashes specially: only plain words are passed through.
+    const G: &str = "Unikraft";
+    let plain = |what: &str, v: &str| {
+        if v.is_empty()
+            || has_control(v)
+            || v.contains(char::is_whitespace)
+            || v.contains(['"', '\'', '\\', '[', ']'])
+        {
+            return Err(refuse(
+                G,
+                what,
+                v,
+                "Unikraft's command line can only carry non-empty words without blanks, quotes, brackets, backslashes or control characters",
+            ));
+        }
+        Ok(())
+    };
+    for e in &spec.env {
+        check_env_name(G, e)?;
+        plain("environment variable", e)?;
+    }
+    for a in argv {
+        plain("argument", a)?;
+    }
     let legacy = spec
         .config
         .version
@@ -166,18 +363,28 @@ pub(crate) fn unikraft(spec: &RunSpec, argv: &[String], initrd: bool) -> String 
     }
     p.push("--".into());
     p.extend(argv.iter().cloned());
-    p.join(" ")
+    Ok(p.join(" "))
 }
 
 /// `--ipv4=IP/N --ipv4-gateway=GW ARGS`
-pub(crate) fn mirage(spec: &RunSpec, argv: &[String]) -> String {
+pub(crate) fn mirage(spec: &RunSpec, argv: &[String]) -> Result<String, RuntimeError> {
+    for a in argv {
+        if a.is_empty() || has_control(a) || a.contains(char::is_whitespace) {
+            return Err(refuse(
+                "MirageOS",
+                "argument",
+                a,
+                "solo5 splits the command line at blanks; an argument must be one non-empty word without control characters",
+            ));
+        }
+    }
     let mut p: Vec<String> = Vec::new();
     if let Some((ip, mask, gw)) = spec.net.guest_addr() {
         p.push(format!("--ipv4={ip}/{}", mask_bits(mask)));
         p.push(format!("--ipv4-gateway={gw}"));
     }
     p.extend(argv.iter().cloned());
-    p.join(" ")
+    Ok(p.join(" "))
 }
 
 /// FreeBSD's PVH boot arguments (each `name=value` becomes a kenv entry).
@@ -204,7 +411,32 @@ pub(crate) fn freebsd(
 /// urunit's configuration for a FreeBSD guest: env, process, volumes and
 /// network, padded with newlines to whole 512-byte sectors because it is
 /// exposed as a raw disk.
-pub(crate) fn freebsd_urunit_config(spec: &RunSpec, args: &[String]) -> Vec<u8> {
+pub(crate) fn freebsd_urunit_config(
+    spec: &RunSpec,
+    args: &[String],
+) -> Result<Vec<u8>, RuntimeError> {
+    // One item a line: a newline (or any control character) in a value
+    // would start a line of urunit's own, such as `UEE` or `ARV:`.
+    const G: &str = "FreeBSD";
+    for e in &spec.env {
+        check_env_name(G, e)?;
+        if has_control(e) {
+            return Err(refuse(
+                G,
+                "environment variable",
+                e,
+                "urunit's configuration is one line per item and cannot carry control characters",
+            ));
+        }
+    }
+    if let Some(a) = args.iter().find(|a| has_control(a)) {
+        return Err(refuse(
+            G,
+            "argument",
+            a,
+            "urunit's configuration is one line per item and cannot carry control characters",
+        ));
+    }
     let mut s = String::from("UES\n");
     for e in &spec.env {
         s.push_str(e);
@@ -224,7 +456,7 @@ pub(crate) fn freebsd_urunit_config(spec: &RunSpec, args: &[String]) -> Vec<u8> 
     let mut bytes = s.into_bytes();
     let padded = bytes.len().div_ceil(512) * 512;
     bytes.resize(padded, b'\n');
-    bytes
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -259,9 +491,42 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(quote_arg(" a b "), "'a b'");
-        assert_eq!(quote_arg("ab"), "ab");
-        assert_eq!(kernel_env_word("A=b c"), "A=\"b c\"");
-        assert_eq!(kernel_env_word("PATH=/bin"), "PATH=/bin");
+        assert_eq!(quote_arg("a b").unwrap(), "'a b'");
+        assert_eq!(quote_arg("ab").unwrap(), "ab");
+        assert_eq!(quote_arg("").unwrap(), "''");
+        assert_eq!(quote_arg("don't").unwrap(), "don't");
+        assert_eq!(kernel_env_word("A=b c").unwrap(), "A=\"b c\"");
+        assert_eq!(kernel_env_word("PATH=/bin").unwrap(), "PATH=/bin");
+        assert_eq!(kernel_env_word("EMPTY=").unwrap(), "EMPTY=");
+    }
+
+    #[test]
+    fn nothing_rewrites_the_command_line() {
+        for e in [
+            "MSG=say \"hi\" quiet loglevel=0 -- injected",
+            "MSG=a\"b",
+            "MSG=line\nnext",
+            "A B=c",
+            "a.b=c",
+            "init=/bin/sh",
+            "rdinit=/bin/sh",
+            "=x",
+        ] {
+            let err = kernel_env_word(e).unwrap_err().to_string();
+            assert!(err.contains("cannot pass"), "{e}: {err}");
+        }
+        for a in [
+            "a\"b",
+            "'quoted'",
+            "it' s",
+            " lead",
+            "trail ",
+            "two  blanks",
+            "nl\n",
+        ] {
+            assert!(quote_arg(a).is_err(), "{a:?} was let through");
+        }
+        assert!(init_word("/bin/my app").is_err());
+        assert!(init_word("/bin/app\"").is_err());
     }
 }

@@ -45,6 +45,14 @@ pub enum RuntimeError {
         reason: String,
     },
 
+    #[error("cannot pass {what} {value:?} to a {guest} guest: {reason}")]
+    Cmdline {
+        guest: &'static str,
+        what: String,
+        value: String,
+        reason: String,
+    },
+
     #[error("{guest} needs the program to run: the image has no entrypoint/cmd and no com.urunc.unikernel.cmdline")]
     NoInit { guest: &'static str },
 

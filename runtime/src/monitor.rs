@@ -230,7 +230,7 @@ fn plan_guest(
                     ));
                 }
             }
-            plan.cmdline = cmdline::linux(spec, &argv, root);
+            plan.cmdline = cmdline::linux(spec, &argv, root)?;
             if let Some(b) = &files.block {
                 plan.disks.push(Disk {
                     id: "rootfs",
@@ -249,7 +249,7 @@ fn plan_guest(
                 Some(mp) if !mp.is_empty() => mp,
                 _ => "/data",
             });
-            plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount);
+            plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount)?;
         }
         UnikernelType::Unikraft => {
             if files.block.is_some() {
@@ -259,7 +259,7 @@ fn plan_guest(
                     "unikraft guests take an initrd, not a block image",
                 ));
             }
-            plan.cmdline = cmdline::unikraft(spec, &argv, files.initrd.is_some());
+            plan.cmdline = cmdline::unikraft(spec, &argv, files.initrd.is_some())?;
         }
         UnikernelType::Mirage => {
             plan.solo5_names = ("service", "storage");
@@ -269,7 +269,7 @@ fn plan_guest(
                     path: b.clone(),
                 });
             }
-            plan.cmdline = cmdline::mirage(spec, &argv);
+            plan.cmdline = cmdline::mirage(spec, &argv)?;
         }
         UnikernelType::FreeBsd => {
             if files.initrd.is_some() {
@@ -309,7 +309,7 @@ fn plan_guest(
             let urunit_disk = if uses_urunit {
                 let conf = side_file(spec, "bunny-urunit.conf");
                 plan.files
-                    .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)));
+                    .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)?));
                 plan.disks.push(Disk {
                     id: "urunit",
                     path: conf,
@@ -430,7 +430,11 @@ fn qemu(
             let mut netdev = String::from("user,id=net0");
             for f in forwards {
                 let proto = if f.udp { "udp" } else { "tcp" };
-                let host_ip = f.host_ip.map(|i| i.to_string()).unwrap_or_default();
+                let host_ip = match f.host_ip {
+                    Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                    Some(ip) => ip.to_string(),
+                    None => String::new(),
+                };
                 netdev.push_str(&format!(
                     ",hostfwd={proto}:{host_ip}:{}-:{}",
                     f.host_port, f.guest_port

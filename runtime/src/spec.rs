@@ -1,6 +1,6 @@
 //! What to run: the unpacked image plus the user's run options.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::accel::Accel;
@@ -47,7 +47,7 @@ impl NetSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortForward {
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub guest_port: u16,
     pub udp: bool,
@@ -73,20 +73,41 @@ pub fn parse_publish(s: &str) -> Result<PortForward, RuntimeError> {
         Some((_, proto)) => return Err(bad(&format!("unknown protocol {proto:?}"))),
         None => (body, false),
     };
-    let parts: Vec<&str> = body.split(':').collect();
-    let (host_ip, host_port, guest_port) = match parts.as_slice() {
-        [h, g] => (None, *h, *g),
-        [ip, h, g] => {
-            let ip = if ip.is_empty() {
-                None
-            } else {
-                Some(
-                    ip.parse::<Ipv4Addr>()
-                        .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?,
-                )
-            };
-            (ip, *h, *g)
+    // An IPv6 address is written in brackets, as Docker wants it:
+    // `[::1]:8080:80`; its colons are not separators.
+    let (host_ip, ports) = match body.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 address needs its closing `]`"))?;
+            let ip = ip
+                .parse::<Ipv6Addr>()
+                .map_err(|_| bad(&format!("{ip:?} is not an IPv6 address")))?;
+            let ports = after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("write [IPv6]:HOST_PORT:GUEST_PORT"))?;
+            (Some(IpAddr::V6(ip)), ports)
         }
+        None => match body.split(':').collect::<Vec<_>>().as_slice() {
+            [_, _] => (None, body),
+            [ip, _, _] => {
+                let ip = if ip.is_empty() {
+                    None
+                } else {
+                    Some(IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| {
+                        bad(&format!(
+                            "{ip:?} is not an IPv4 address (an IPv6 one goes in brackets)"
+                        ))
+                    })?))
+                };
+                (ip, body.split_once(':').map_or(body, |(_, p)| p))
+            }
+            [_] => return Err(bad("both a host port and a guest port are needed")),
+            _ => return Err(bad("too many ':' (an IPv6 address goes in brackets)")),
+        },
+    };
+    let (host_port, guest_port) = match ports.split(':').collect::<Vec<_>>().as_slice() {
+        [h, g] => (*h, *g),
         [_] => return Err(bad("both a host port and a guest port are needed")),
         _ => return Err(bad("too many ':'")),
     };
@@ -177,7 +198,7 @@ impl RunSpec {
 mod tests {
     use super::*;
 
-    fn fwd(host_ip: Option<Ipv4Addr>, h: u16, g: u16, udp: bool) -> PortForward {
+    fn fwd(host_ip: Option<IpAddr>, h: u16, g: u16, udp: bool) -> PortForward {
         PortForward {
             host_ip,
             host_port: h,
@@ -198,7 +219,15 @@ mod tests {
         );
         assert_eq!(
             parse_publish("127.0.0.1:18080:80").unwrap(),
-            fwd(Some(Ipv4Addr::LOCALHOST), 18080, 80, false)
+            fwd(Some(Ipv4Addr::LOCALHOST.into()), 18080, 80, false)
+        );
+        assert_eq!(
+            parse_publish("[::1]:8080:80").unwrap(),
+            fwd(Some(Ipv6Addr::LOCALHOST.into()), 8080, 80, false)
+        );
+        assert_eq!(
+            parse_publish("[::]:53:53/udp").unwrap(),
+            fwd(Some(Ipv6Addr::UNSPECIFIED.into()), 53, 53, true)
         );
         assert_eq!(parse_publish("53:53/udp").unwrap(), fwd(None, 53, 53, true));
         assert_eq!(
@@ -212,6 +241,39 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forwards_reach_qemu_in_brackets() {
+        let config = crate::config::UnikernelConfig {
+            unikernel_type: crate::config::UnikernelType::Linux,
+            hypervisor: crate::config::Hypervisor::Qemu,
+            binary: "/.boot/kernel".into(),
+            cmdline: Some("/init".into()),
+            initrd: Some("/.boot/rootfs".into()),
+            block: None,
+            blk_mnt_point: None,
+            mount_rootfs: false,
+            version: None,
+        };
+        let mut spec = RunSpec::new("/b/rootfs", config);
+        spec.net = NetSpec::User {
+            forwards: vec![
+                parse_publish("[::1]:8080:80").unwrap(),
+                parse_publish("127.0.0.1:8081:81/udp").unwrap(),
+            ],
+        };
+        let cmd = crate::monitor_command(&spec, crate::ResolvedAccel::Tcg).unwrap();
+        let netdev = cmd
+            .args
+            .iter()
+            .find(|a| a.starts_with("user,"))
+            .expect("a user netdev");
+        assert!(
+            netdev.contains(",hostfwd=tcp:[::1]:8080-:80")
+                && netdev.contains(",hostfwd=udp:127.0.0.1:8081-:81"),
+            "{netdev}"
+        );
+    }
+
+    #[test]
     fn publish_errors_say_why() {
         for (input, needle) in [
             ("80", "both a host port"),
@@ -221,6 +283,11 @@ mod tests {
             ("80:70000", "guest port"),
             ("80:80/sctp", "unknown protocol"),
             ("300.1.1.1:80:80", "not an IPv4"),
+            ("::1:8080:80", "in brackets"),
+            ("[::1:8080:80", "closing"),
+            ("[fe80::zz]:80:80", "not an IPv6"),
+            ("[::1]8080:80", "[IPv6]:HOST_PORT"),
+            ("[::1]:8080", "both a host port"),
         ] {
             let e = parse_publish(input).unwrap_err().to_string();
             assert!(e.contains(needle), "{input}: {e}");

@@ -46,6 +46,9 @@ pub struct AppOptions {
     /// The steps already ran elsewhere (the BuildKit frontend runs them as
     /// exec ops): only the packing is left, on these directories.
     pub prebuilt: Option<PrebuiltSteps>,
+    /// Directories outside the context whose OCI layouts the BunnyFile may
+    /// name (`--allow-layout`).
+    pub allowed_layouts: Vec<PathBuf>,
 }
 
 /// The outputs of steps that ran outside bunny, and the framework's layers
@@ -177,7 +180,7 @@ pub fn build_app(
         std::fs::create_dir_all(&empty).map_err(io_ctx(format!("creating {}", empty.display())))?;
         empty
     } else {
-        fetch_source(app, context, store, opts.registry.as_ref(), progress)?
+        fetch_source(app, context, store, opts, progress)?
     };
 
     let runtime = Runtime {
@@ -442,9 +445,10 @@ fn fetch_source(
     app: &App,
     context: &Path,
     store: &Store,
-    registry: Option<&crate::oci::registry::RegistryOptions>,
+    opts: &AppOptions,
     progress: &dyn Progress,
 ) -> Result<PathBuf, BuildError> {
+    let registry = opts.registry.as_ref();
     let name = &app.name.value;
     let app_err = |message: String| BuildError::App {
         app: name.clone(),
@@ -479,9 +483,10 @@ fn fetch_source(
             return in_dir(&dir);
         }
     }
-    let (image_store, manifest) = resolve_image(store, from, registry, false)?;
+    let from = super::contain_layout(from, context, &opts.allowed_layouts)?;
+    let (image_store, manifest) = resolve_image(store, &from, registry, false)?;
     let image = ResolvedImage {
-        reference: from.to_string(),
+        reference: from.clone(),
         store: image_store,
         manifest,
     };

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use thiserror::Error;
 
+use crate::layers::layout::{Layout, LayoutError};
 use crate::layers::store::{Store, StoreError};
 use crate::layers::unpack::UnpackError;
 
@@ -53,6 +54,20 @@ pub enum BuildError {
         reference: String,
         #[source]
         source: StoreError,
+    },
+    #[error("the OCI layout {} is outside the build context {}; copy it into the context, or allow it with --allow-layout {}", layout.display(), context.display(), layout.display())]
+    LayoutOutsideContext { layout: PathBuf, context: PathBuf },
+    #[error("image `{reference}`: {source}")]
+    Layout {
+        reference: String,
+        #[source]
+        source: LayoutError,
+    },
+    #[error("image `{reference}`: {source}")]
+    ImageFs {
+        reference: String,
+        #[source]
+        source: crate::layers::image_fs::ImageFsError,
     },
     #[error("unpacking layer {digest} of image {manifest}: {source}")]
     Unpack {
@@ -150,19 +165,11 @@ pub fn resolve_image(
     };
     if let Some(rest) = reference.strip_prefix("oci:") {
         let (dir, tag) = split_layout_ref(rest);
-        let layout = open_layout(reference, Path::new(dir))?;
-        let desc = layout.resolve(tag.unwrap_or("latest")).map_err(store_err)?;
-        return Ok((layout, desc));
+        return import_layout(store, reference, Path::new(dir), tag);
     }
     let path = Path::new(reference);
     if path.join("oci-layout").is_file() {
-        let layout = open_layout(reference, path)?;
-        let list = layout.list().map_err(store_err)?;
-        let desc = match list.as_slice() {
-            [(_, only)] => only.clone(),
-            _ => layout.resolve("latest").map_err(store_err)?,
-        };
-        return Ok((layout, desc));
+        return import_layout(store, reference, path, None);
     }
     let local = if always_pull && registry.is_some() {
         Err(StoreError::NotFound {
@@ -214,18 +221,62 @@ fn split_layout_ref(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn open_layout(reference: &str, dir: &Path) -> Result<Store, BuildError> {
-    // Store::open creates a layout; a reference must name an existing one.
-    if !dir.join("oci-layout").is_file() {
-        return Err(BuildError::Image {
-            reference: reference.to_string(),
-            message: format!("{} is not an OCI image layout", dir.display()),
+/// A layout named by a BunnyFile or Containerfile, which the repository
+/// wrote and the user may not have read: it must lie inside the build
+/// context (a relative DIR is taken from there) or under a directory the
+/// user passed with `--allow-layout`, as no other file outside the context
+/// may be read. A layout comes back as `oci:REALDIR[:TAG]`; any other
+/// reference unchanged.
+pub fn contain_layout(
+    reference: &str,
+    context: &Path,
+    allowed: &[PathBuf],
+) -> Result<String, BuildError> {
+    let (dir, tag) = match reference.strip_prefix("oci:") {
+        Some(rest) => split_layout_ref(rest),
+        None => {
+            // A bare path to a layout, as resolve_image accepts one.
+            let p = Path::new(reference);
+            if !(p.join("oci-layout").is_file() || context.join(p).join("oci-layout").is_file()) {
+                return Ok(reference.to_string());
+            }
+            (reference, None)
+        }
+    };
+    let base = context.join(dir);
+    let real = std::fs::canonicalize(&base).map_err(|e| BuildError::Image {
+        reference: reference.to_string(),
+        message: format!("the OCI layout {}: {e}", base.display()),
+    })?;
+    let under = |root: &Path| std::fs::canonicalize(root).is_ok_and(|r| real.starts_with(r));
+    if !(under(context) || allowed.iter().any(|a| under(a))) {
+        return Err(BuildError::LayoutOutsideContext {
+            layout: real,
+            context: context.to_path_buf(),
         });
     }
-    Store::open(dir).map_err(|source| BuildError::ImageStore {
+    Ok(match tag {
+        Some(t) => format!("oci:{}:{t}", real.display()),
+        None => format!("oci:{}", real.display()),
+    })
+}
+
+/// An input layout's image, copied into `store` and verified blob by blob:
+/// from here on only the store's copy is used.
+pub fn import_layout(
+    store: &Store,
+    reference: &str,
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<(Store, Descriptor), BuildError> {
+    let layout_err = |source| BuildError::Layout {
         reference: reference.to_string(),
         source,
-    })
+    };
+    let layout = Layout::open(dir).map_err(layout_err)?;
+    let desc = layout.find(tag).map_err(layout_err)?;
+    let desc = layout.import(store, &desc).map_err(layout_err)?;
+    Ok((store.clone(), desc))
 }
 
 #[cfg(test)]

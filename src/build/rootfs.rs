@@ -4,15 +4,12 @@
 //! complete, so an interrupted unpack never looks like a finished one.
 
 use std::fs::{self, OpenOptions};
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
-use oci_spec::image::ImageManifest;
 
 use super::{io_ctx, BuildError, ResolvedImage};
-use crate::layers::store::{digest_hex, Store};
-use crate::layers::unpack::unpack_tar;
+use crate::layers::store::digest_hex;
 
 /// Where unpacked images live under a store root.
 pub fn cache_dir(store_root: &Path) -> PathBuf {
@@ -58,7 +55,12 @@ pub fn unpacked_rootfs(
         )))?;
     let target = tmp.path().join("rootfs");
     fs::create_dir(&target).map_err(io_ctx(format!("creating {}", target.display())))?;
-    unpack_image(&image.store, &digest, &target)?;
+    crate::layers::image_fs::unpack_image(&image.store, &image.manifest, &target).map_err(
+        |source| BuildError::ImageFs {
+            reference: image.reference.clone(),
+            source,
+        },
+    )?;
     let tmp_path = tmp.keep();
     fs::rename(&tmp_path, &done).map_err(|e| {
         let _ = fs::remove_dir_all(&tmp_path);
@@ -68,38 +70,4 @@ pub fn unpacked_rootfs(
         }
     })?;
     Ok((rootfs, true))
-}
-
-/// Unpacks every layer of a manifest, in order, into `target`.
-pub fn unpack_image(store: &Store, manifest_digest: &str, target: &Path) -> Result<(), BuildError> {
-    let store_err = |source| BuildError::ImageStore {
-        reference: manifest_digest.to_string(),
-        source,
-    };
-    let f = store.open_blob(manifest_digest).map_err(store_err)?;
-    let manifest =
-        ImageManifest::from_reader(BufReader::new(f)).map_err(|e| BuildError::Image {
-            reference: manifest_digest.to_string(),
-            message: format!("reading the manifest: {e}"),
-        })?;
-    for layer in manifest.layers() {
-        let digest = layer.digest().to_string();
-        let blob = BufReader::new(store.open_blob(&digest).map_err(store_err)?);
-        let media = layer.media_type().to_string();
-        let unpacked = if media.ends_with("gzip") {
-            unpack_tar(flate2::read::GzDecoder::new(blob), target)
-        } else if media.ends_with("zstd") {
-            let dec = zstd::stream::read::Decoder::with_buffer(blob)
-                .map_err(io_ctx(format!("reading zstd layer {digest}")))?;
-            unpack_tar(dec, target)
-        } else {
-            unpack_tar(blob, target)
-        };
-        unpacked.map_err(|source| BuildError::Unpack {
-            manifest: manifest_digest.to_string(),
-            digest: digest.clone(),
-            source,
-        })?;
-    }
-    Ok(())
 }

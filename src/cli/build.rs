@@ -106,6 +106,11 @@ pub struct BuildArgs {
     #[arg(long = "toolchain", value_name = "FRAMEWORK=REF")]
     toolchains: Vec<String>,
 
+    /// Let the BunnyFile or Containerfile name OCI layouts under DIR,
+    /// outside the build context (inside it they need no flag); repeatable.
+    #[arg(long = "allow-layout", value_name = "DIR")]
+    allow_layouts: Vec<PathBuf>,
+
     /// The build context: the directory local paths are resolved in.
     #[arg(default_value = ".")]
     context: PathBuf,
@@ -256,6 +261,8 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     let bf = &parsed.bunnyfile;
     let source = StoreSource {
         store: &store,
+        context: args.context.clone(),
+        allowed_layouts: args.allow_layouts.clone(),
         opts: args
             .registry
             .options(super::transfer::renderer(args.progress)),
@@ -285,6 +292,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         oci_runtime: args.oci_runtime.clone(),
         layer_overrides,
         config_file: None,
+        allowed_layouts: args.allow_layouts.clone(),
         registry: Some(
             args.registry
                 .options(super::transfer::renderer(args.progress)),
@@ -339,6 +347,8 @@ fn run_containerfile(
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
     let source = StoreSource {
         store: &store,
+        context: args.context.clone(),
+        allowed_layouts: args.allow_layouts.clone(),
         opts: args
             .registry
             .options(super::transfer::renderer(args.progress)),
@@ -478,6 +488,10 @@ fn opts_tags(args: &BuildArgs) -> Vec<String> {
 /// local images unless told `--pull`), else the registry.
 struct StoreSource<'a> {
     store: &'a Store,
+    /// Layouts the BunnyFile or Containerfile names must be in here...
+    context: PathBuf,
+    /// ...or under one of these, which the user named.
+    allowed_layouts: Vec<PathBuf>,
     opts: crate::oci::registry::RegistryOptions,
     platform: crate::oci::registry::PlatformWanted,
     cache: PathBuf,
@@ -486,7 +500,9 @@ struct StoreSource<'a> {
 
 impl pipeline::ImageSource for StoreSource<'_> {
     fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
-        // Issue 11: `oci:DIR[:TAG]` layouts too (e.g. `FROM oci:./img:tag`).
+        let reference =
+            &crate::build::contain_layout(reference, &self.context, &self.allowed_layouts)?;
+        // `oci:DIR[:TAG]` layouts too (e.g. `FROM oci:./img:tag`).
         if reference.starts_with("oci:") {
             let (layout, manifest) =
                 crate::build::resolve_image(self.store, reference, None, false)?;
@@ -516,6 +532,8 @@ impl pipeline::ImageSource for StoreSource<'_> {
     }
 
     fn config(&self, reference: &str) -> Option<oci_spec::image::Config> {
+        let reference =
+            &crate::build::contain_layout(reference, &self.context, &self.allowed_layouts).ok()?;
         let (store, manifest) = if reference.starts_with("oci:") {
             crate::build::resolve_image(self.store, reference, None, false).ok()?
         } else {

@@ -194,33 +194,12 @@ fn locate(args: &RunArgs, root: &Path) -> anyhow::Result<(Store, Descriptor)> {
         Some((d, t)) if Path::new(d).join("oci-layout").is_file() => (PathBuf::from(d), Some(t)),
         _ => (PathBuf::from(image), None),
     };
-    if dir.join("oci-layout").is_file() {
-        let layout = Store::open(&dir)
-            .with_context(|| format!("opening the OCI layout {}", dir.display()))?;
-        let images = layout.list()?;
-        let found = match tag {
-            Some(t) => images
-                .into_iter()
-                .find(|(n, _)| n == t || n.rsplit(':').next() == Some(t)),
-            None if images.len() == 1 => images.into_iter().next(),
-            None => bail!(
-                "{} holds {} images; name one as {}:TAG",
-                dir.display(),
-                images.len(),
-                dir.display()
-            ),
-        };
-        let Some((_, desc)) = found else {
-            bail!(
-                "{} has no image tagged `{}`",
-                dir.display(),
-                tag.unwrap_or("")
-            )
-        };
-        return Ok((layout, desc));
-    }
     let store =
         Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    if dir.join("oci-layout").is_file() {
+        // Run from the store's verified copy, never from the layout's files.
+        return Ok(crate::build::import_layout(&store, image, &dir, tag)?);
+    }
     let name = if image.starts_with("sha256:") {
         image.to_string()
     } else {

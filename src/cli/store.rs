@@ -19,7 +19,8 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum StoreAction {
-    /// Rehash every blob and check every named image is complete (exit 1 on damage).
+    /// Rehash every blob, check every named image is complete and every
+    /// unpacked image still matches its blobs (exit 1 on damage).
     Verify,
 }
 
@@ -28,7 +29,20 @@ pub fn run(args: StoreArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
     match args.action {
         StoreAction::Verify => {
-            let problems = store.verify()?;
+            let mut problems = store.verify()?;
+            // The unpacked images later builds and runs use in place of
+            // the blobs: `rootfs/` (runs, `from:`) and `toolchains/` (steps).
+            let root = &globals.root;
+            problems.extend(crate::layers::image_fs::verify_cache(
+                &store,
+                &root.join("rootfs"),
+                None,
+            )?);
+            problems.extend(crate::layers::image_fs::verify_cache(
+                &store,
+                &crate::build::rootfs::cache_dir(root),
+                Some("rootfs"),
+            )?);
             if problems.is_empty() {
                 println!("{}: ok", globals.root.display());
                 Ok(ExitCode::SUCCESS)

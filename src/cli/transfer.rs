@@ -30,7 +30,8 @@ pub struct RegistryFlags {
     )]
     pub certs_dir: PathBuf,
     /// Give up on a registry request that is silent this long (connect, or
-    /// between reads).
+    /// between reads); a manifest must arrive whole in this time, and after
+    /// it a blob must keep arriving at 64 KiB/s, whatever size it claims.
     #[arg(
         long = "registry-timeout",
         value_name = "SECONDS",

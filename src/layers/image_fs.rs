@@ -108,3 +108,121 @@ pub fn unpacked_image(
     }
     Ok(dir)
 }
+
+/// Checks every unpacked image under `cache` (`<hex>/` plus `inner`, e.g.
+/// `rootfs` for the toolchain cache) against a fresh unpack of the store's
+/// own blobs for manifest `sha256:<hex>`: an entry the store holds no
+/// manifest for, or whose files differ in any path, type, mode, content or
+/// link target, is a problem. The cache is trusted by later builds and runs
+/// as if it were the image, so this is what proves it still is.
+pub fn verify_cache(
+    store: &Store,
+    cache: &Path,
+    inner: Option<&str>,
+) -> Result<Vec<String>, ImageFsError> {
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(cache) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(problems),
+        Err(e) => return Err(io("reading", cache)(e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // `.unpack-*`, `.verify-*`: someone's work in progress.
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    for name in names {
+        let dir = match inner {
+            Some(i) => cache.join(&name).join(i),
+            None => cache.join(&name),
+        };
+        let digest = format!("sha256:{name}");
+        if crate::layers::store::digest_hex(&digest).is_err() || !store.has_blob(&digest) {
+            problems.push(format!(
+                "{}: an unpacked image with no manifest {digest} in the store; remove it",
+                dir.display()
+            ));
+            continue;
+        }
+        let desc = crate::layers::store::descriptor(
+            oci_spec::image::MediaType::ImageManifest.as_ref(),
+            0,
+            &digest,
+        )?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".verify-")
+            .tempdir_in(cache)
+            .map_err(io("creating a directory in", cache))?;
+        let fresh = tmp.path().join("rootfs");
+        if let Err(e) = unpack_image(store, &desc, &fresh) {
+            problems.push(format!(
+                "{}: image {digest} no longer unpacks: {}",
+                dir.display(),
+                crate::error_chain(&e)
+            ));
+            continue;
+        }
+        let want = fingerprint(&fresh)?;
+        let have = fingerprint(&dir)?;
+        let differing: Vec<&String> = want
+            .keys()
+            .chain(have.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|p| want.get(*p) != have.get(*p))
+            .collect();
+        if let Some(first) = differing.first() {
+            let show = |m: &std::collections::BTreeMap<String, String>| {
+                m.get(*first).cloned().unwrap_or_else(|| "absent".into())
+            };
+            problems.push(format!(
+                "{}: does not match image {digest}: {} path(s) differ, the first /{first} (image: {}; cache: {}); remove it",
+                dir.display(),
+                differing.len(),
+                show(&want),
+                show(&have)
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Every path under `root` mapped to its type, mode and content (sha256 of
+/// a file, target of a link); mtimes and owners are left out.
+fn fingerprint(root: &Path) -> Result<std::collections::BTreeMap<String, String>, ImageFsError> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
+            let entry = entry.map_err(io("reading", &dir))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(io("reading", &path))?;
+            let mode = meta.permissions().mode() & 0o7777;
+            let rel = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let what = if meta.is_dir() {
+                todo.push(path.clone());
+                format!("directory {mode:o}")
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).map_err(io("reading", &path))?;
+                format!("link to {}", target.display())
+            } else if meta.is_file() {
+                let mut f = File::open(&path).map_err(io("opening", &path))?;
+                let mut h = sha2::Sha256::new();
+                std::io::copy(&mut f, &mut h).map_err(io("reading", &path))?;
+                format!("file {mode:o} sha256:{}", hex::encode(h.finalize()))
+            } else {
+                format!("special {mode:o}")
+            };
+            out.insert(rel, what);
+        }
+    }
+    Ok(out)
+}

@@ -9,6 +9,7 @@ pub mod block;
 pub mod error;
 pub mod image_fs;
 pub mod initrd;
+pub mod layout;
 pub mod store;
 pub mod tree;
 pub mod ufs;

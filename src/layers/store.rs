@@ -50,6 +50,19 @@ pub enum StoreError {
     },
     #[error("invalid OCI data in {path}: {message}")]
     Spec { path: PathBuf, message: String },
+    #[error("{source_name} is not blob {expected}: its content hashes to {actual}")]
+    Mismatch {
+        expected: String,
+        actual: String,
+        source_name: String,
+    },
+    #[error("{source_name} is {actual} bytes but blob {digest} was declared as {declared}")]
+    WrongSize {
+        digest: String,
+        declared: u64,
+        actual: u64,
+        source_name: String,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -552,6 +565,41 @@ impl BlobWriter {
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+
+    /// Commits only if what was written is exactly the blob `expected`
+    /// (of `declared` bytes, when known) names; otherwise the temp file is
+    /// dropped and nothing is stored. `source_name` says where the bytes
+    /// came from (a file, a URL) for the error.
+    pub fn commit_verified(
+        self,
+        media_type: &str,
+        expected: &str,
+        declared: Option<u64>,
+        source_name: &str,
+    ) -> Result<Descriptor, StoreError> {
+        let actual = self.digest();
+        if actual != expected {
+            return Err(StoreError::Mismatch {
+                expected: expected.to_string(),
+                actual,
+                source_name: source_name.to_string(),
+            });
+        }
+        if let Some(declared) = declared.filter(|d| *d != self.size) {
+            return Err(StoreError::WrongSize {
+                digest: expected.to_string(),
+                declared,
+                actual: self.size,
+                source_name: source_name.to_string(),
+            });
+        }
+        self.commit(media_type)
     }
 
     /// Syncs the blob and moves it under its digest. If the store already has

@@ -100,14 +100,24 @@ pub fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 impl Registry {
     pub fn start_http() -> Registry {
-        Registry::start(None)
+        Registry::start(None, None)
     }
 
     pub fn start_tls(auth: TlsAuth) -> Registry {
-        Registry::start(Some(auth))
+        Registry::start(Some(auth), None)
     }
 
-    fn start(tls: Option<TlsAuth>) -> Registry {
+    /// TLS, and token authentication whose challenge names `realm` as the
+    /// token service (the token itself is never checked in these tests).
+    pub fn start_tls_token(realm: &str) -> Registry {
+        let unused = TlsAuth {
+            user: "",
+            password: "",
+        };
+        Registry::start(Some(unused), Some(realm))
+    }
+
+    fn start(tls: Option<TlsAuth>, token_realm: Option<&str>) -> Registry {
         let bin = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("reg")
@@ -126,14 +136,21 @@ impl Registry {
                 crt.display(),
                 key.display()
             ));
-            let htpasswd = require_tool("htpasswd");
-            let line = run(Command::new(htpasswd).args(["-Bbn", auth.user, auth.password]));
-            let file = dir.path().join("htpasswd");
-            fs::write(&file, line.trim()).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: bunny-test\n    path: {}\n",
-                file.display()
-            ));
+            if let Some(realm) = token_realm {
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: bunny-test\n    issuer: bunny-test\n    rootcertbundle: {}\n",
+                    ca_crt.display()
+                ));
+            } else {
+                let htpasswd = require_tool("htpasswd");
+                let line = run(Command::new(htpasswd).args(["-Bbn", auth.user, auth.password]));
+                let file = dir.path().join("htpasswd");
+                fs::write(&file, line.trim()).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: bunny-test\n    path: {}\n",
+                    file.display()
+                ));
+            }
             ca = Some(ca_crt);
         }
         let config_path = dir.path().join("config.yml");

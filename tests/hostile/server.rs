@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,38 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Send the body one byte a second.
     pub trickle: bool,
+    /// Instead of `body`, an endless stream of zeros.
+    pub endless: Option<Endless>,
+}
+
+/// A body that does not end: `chunk` zero bytes every `every`, until the
+/// client hangs up or `stop_after` bytes are out (so a test of a client
+/// that never hangs up still ends). `sent` counts what went out.
+#[derive(Clone)]
+pub struct Endless {
+    pub chunk: usize,
+    pub every: Duration,
+    pub stop_after: u64,
+    /// The Content-Length to announce; none means the body ends when the
+    /// connection closes.
+    pub announce: Option<u64>,
+    pub sent: Arc<AtomicU64>,
+}
+
+impl Endless {
+    pub fn fast(stop_after: u64, announce: Option<u64>) -> Endless {
+        Endless {
+            chunk: 64 * 1024,
+            every: Duration::ZERO,
+            stop_after,
+            announce,
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
 }
 
 impl Reply {
@@ -21,6 +54,7 @@ impl Reply {
             headers: vec![("Content-Type".into(), content_type.into())],
             body: body.into(),
             trickle: false,
+            endless: None,
         }
     }
 
@@ -96,6 +130,9 @@ fn serve(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body)?;
         let reply = handler(&method, &path);
+        if let Some(e) = &reply.endless {
+            return endless(out, &reply, e);
+        }
         let mut head = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             reply.status,
@@ -119,4 +156,27 @@ fn serve(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
             out.write_all(&reply.body)?;
         }
     }
+}
+
+fn endless(mut out: TcpStream, reply: &Reply, e: &Endless) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+    match e.announce {
+        Some(n) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        None => head.push_str("Connection: close\r\n"),
+    }
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    let zeros = vec![0u8; e.chunk];
+    while e.sent() < e.stop_after {
+        out.write_all(&zeros)?;
+        out.flush()?;
+        e.sent.fetch_add(zeros.len() as u64, Ordering::SeqCst);
+        if !e.every.is_zero() {
+            std::thread::sleep(e.every);
+        }
+    }
+    Ok(())
 }

@@ -8,15 +8,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::archive;
 use super::FreeBsdError;
 use crate::bunnyfile::PackageReq;
-use crate::layers::store::Store;
+use crate::layers::store::{Store, StoreError};
 
 /// Media type bunny records for downloaded packages (never pushed).
 pub const PKG_MEDIA_TYPE: &str = "application/vnd.freebsd.pkg";
@@ -179,6 +180,8 @@ impl Fetcher {
             .map_err(|e| FreeBsdError::io("starting the HTTP client", e))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("bunny/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(TIMEOUT)
+            .read_timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|e| FreeBsdError::Http {
@@ -188,13 +191,26 @@ impl Fetcher {
         Ok(Fetcher { rt, http })
     }
 
-    /// Streams `url` into `out`; `Ok(false)` when the server has no such file.
-    pub fn get(&self, url: &str, out: &mut dyn Write) -> Result<bool, FreeBsdError> {
+    /// Streams `url` into `out`; `Ok(false)` when the server has no such
+    /// file. Never more than `limit` bytes: an announced Content-Length
+    /// over it is refused unread, a longer body is cut off before the byte
+    /// past it is written. A mirror that answers slowly gets TIMEOUT, then
+    /// must keep sending at MIN_BYTES_PER_SEC: only received bytes buy time.
+    pub fn get(&self, url: &str, out: &mut dyn Write, limit: u64) -> Result<bool, FreeBsdError> {
+        let too_long = |n: u64| FreeBsdError::Http {
+            url: url.to_string(),
+            message: format!("more than the {limit} bytes expected (at least {n}); refused"),
+        };
         if let Some(path) = url.strip_prefix("file://") {
             return match File::open(path) {
-                Ok(mut f) => io::copy(&mut f, out)
-                    .map(|_| true)
-                    .map_err(|e| FreeBsdError::io(&format!("reading {url}"), e)),
+                Ok(f) => {
+                    let n = io::copy(&mut f.take(limit.saturating_add(1)), out)
+                        .map_err(|e| FreeBsdError::io(&format!("reading {url}"), e))?;
+                    if n > limit {
+                        return Err(too_long(n));
+                    }
+                    Ok(true)
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(FreeBsdError::io(&format!("reading {url}"), e)),
             };
@@ -204,7 +220,19 @@ impl Fetcher {
             message: e.to_string(),
         };
         self.rt.block_on(async {
-            let mut resp = self.http.get(url).send().await.map_err(http_err)?;
+            let start = tokio::time::Instant::now();
+            let stalled = |got: u64| FreeBsdError::Http {
+                url: url.to_string(),
+                message: format!(
+                    "timed out: {got} bytes after {:?}, slower than {} KiB/s",
+                    start.elapsed(),
+                    MIN_BYTES_PER_SEC / 1024
+                ),
+            };
+            let mut resp = tokio::time::timeout(TIMEOUT, self.http.get(url).send())
+                .await
+                .map_err(|_| stalled(0))?
+                .map_err(http_err)?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
                 return Ok(false);
             }
@@ -214,14 +242,36 @@ impl Fetcher {
                     message: format!("the server answered {}", resp.status()),
                 });
             }
-            while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+            if let Some(n) = resp.content_length().filter(|n| *n > limit) {
+                return Err(too_long(n));
+            }
+            let mut got = 0u64;
+            loop {
+                let due = start
+                    + TIMEOUT
+                    + Duration::from_secs_f64(got as f64 / MIN_BYTES_PER_SEC as f64);
+                let chunk = tokio::time::timeout_at(due, resp.chunk())
+                    .await
+                    .map_err(|_| stalled(got))?
+                    .map_err(http_err)?;
+                let Some(chunk) = chunk else { break };
+                if got + chunk.len() as u64 > limit {
+                    return Err(too_long(got + chunk.len() as u64));
+                }
                 out.write_all(&chunk)
                     .map_err(|e| FreeBsdError::io(&format!("saving {url}"), e))?;
+                got += chunk.len() as u64;
             }
             Ok(true)
         })
     }
 }
+
+/// How long a mirror may stay silent, and the rate it must keep after that.
+const TIMEOUT: Duration = Duration::from_secs(60);
+const MIN_BYTES_PER_SEC: u64 = 64 * 1024;
+/// A catalogue (packagesite.pkg) is some MiB; anything near this is not one.
+const MAX_CATALOGUE_BYTES: u64 = 256 << 20;
 
 fn join_url(base: &str, path: &str) -> String {
     format!(
@@ -242,7 +292,7 @@ pub fn fetch_catalogue(
         let mut w = store
             .blob_writer()
             .map_err(FreeBsdError::store(&file_url))?;
-        if !fetcher.get(&file_url, &mut w)? {
+        if !fetcher.get(&file_url, &mut w, MAX_CATALOGUE_BYTES)? {
             continue;
         }
         let desc = w
@@ -284,7 +334,10 @@ pub fn fetch_package(
         let mut w = store
             .blob_writer()
             .map_err(FreeBsdError::store(&file_url))?;
-        if !fetcher.get(&file_url, &mut w)? {
+        // The catalogue's size bounds the download; without one, a
+        // package may be as large as a catalogue.
+        let limit = entry.size.unwrap_or(MAX_CATALOGUE_BYTES);
+        if !fetcher.get(&file_url, &mut w, limit)? {
             return Err(FreeBsdError::Http {
                 url: file_url,
                 message: format!(
@@ -293,18 +346,19 @@ pub fn fetch_package(
                 ),
             });
         }
-        let desc = w
-            .commit(PKG_MEDIA_TYPE)
-            .map_err(FreeBsdError::store(&file_url))?;
-        if desc.digest().as_ref() != digest {
-            return Err(FreeBsdError::Checksum {
-                name: entry.name.clone(),
-                version: entry.version.clone(),
-                url: file_url,
-                expected: entry.sum.clone(),
-                actual: desc.digest().to_string(),
-            });
-        }
+        // Checked before the store takes it: a corrupted package never
+        // enters the store, not even under its own digest.
+        w.commit_verified(PKG_MEDIA_TYPE, &digest, entry.size, &file_url)
+            .map_err(|e| match e {
+                StoreError::Mismatch { actual, .. } => FreeBsdError::Checksum {
+                    name: entry.name.clone(),
+                    version: entry.version.clone(),
+                    url: file_url.clone(),
+                    expected: entry.sum.clone(),
+                    actual,
+                },
+                other => FreeBsdError::store(&file_url)(other),
+            })?;
     }
     store
         .blob_path(&digest)

@@ -64,7 +64,7 @@ pub enum RegistryError {
         expected: String,
         actual: String,
     },
-    #[error("{reference} has no image for platform {wanted}; it offers: {available}")]
+    #[error("{reference} has no image for platform {wanted}; its index has {available}")]
     NoPlatform {
         reference: String,
         wanted: String,

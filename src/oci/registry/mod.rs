@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
 use oci_spec::image::{Descriptor, ImageManifest, PlatformBuilder};
 use serde_json::Value;
@@ -815,16 +814,12 @@ impl Puller<'_> {
         };
         // A manifest is small: a registry that takes longer than the timeout
         // for all of it is trickling, whatever each read does.
-        let (bytes, digest) = session
+        let (bytes, header_digest) = session
             // The timer must be made inside the runtime, hence the async block.
             .block_on(async {
                 tokio::time::timeout(
                     self.opts.timeout,
-                    session.client.pull_manifest_raw(
-                        r,
-                        &RegistryAuth::Anonymous,
-                        ACCEPTED_MANIFESTS,
-                    ),
+                    session.get_manifest(r, ACCEPTED_MANIFESTS, MAX_MANIFEST_BYTES, &what),
                 )
                 .await
             })
@@ -834,18 +829,19 @@ impl Puller<'_> {
                     "fetching {what} (no complete answer in {:?})",
                     self.opts.timeout
                 ),
-            })?
-            .map_err(|e| session.map_err(e, r.repository(), &format!("fetching {what}"), &what))?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::Protocol {
+            })??;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        // Asked for by digest, it must be that digest; a digest header that
+        // disagrees with the body is a lie either way.
+        let claimed = r.digest().map(str::to_string).or(header_digest);
+        if let Some(claimed) = claimed.filter(|c| c.starts_with("sha256:") && *c != digest) {
+            return Err(RegistryError::DigestMismatch {
                 host: session.host.clone(),
-                message: format!(
-                    "{what} is {} bytes, more than a manifest can sensibly be",
-                    bytes.len()
-                ),
+                expected: claimed,
+                actual: digest,
             });
         }
-        Ok((bytes.to_vec(), digest))
+        Ok((bytes, digest))
     }
 
     fn pull_blob(
@@ -867,30 +863,57 @@ impl Puller<'_> {
         let host = session.host.clone();
         let missing = format!("blob {digest} in repository `{}`", self.r.repository());
         let mut writer = self.store.blob_writer()?;
-        let mut hasher = Sha256::new();
         let tmp = self.store.tmp_dir();
-        // The whole blob must arrive at a modest minimum rate, so a registry
-        // that trickles a byte at a time cannot hold a pull forever.
-        let deadline = self.opts.timeout + std::time::Duration::from_secs(size / MIN_BYTES_PER_SEC);
-        let timed_out = || RegistryError::Timeout {
-            host: session.host.clone(),
-            operation: format!(
-                "fetching blob {digest} ({size} bytes; no complete answer in {deadline:?})"
+        let timeout = self.opts.timeout;
+        let too_long = |n: u64, when: &str| {
+            RegistryError::Protocol {
+            host: host.clone(),
+            message: format!(
+                "blob {digest} is {when} {n} bytes, but the manifest declares {size}; refused, nothing stored"
             ),
+        }
         };
         let result: Result<(), RegistryError> = session.block_on(async {
-            tokio::time::timeout(deadline, async {
-            let mut stream = session
-                .client
-                .pull_blob_stream(&self.r, digest)
-                .await
-                .map_err(|e| session.map_err(e, self.r.repository(), &format!("fetching blob {digest}"), &missing))?;
+            let start = tokio::time::Instant::now();
+            let mut stream = tokio::time::timeout(
+                timeout,
+                session.client.pull_blob_stream(&self.r, digest),
+            )
+            .await
+            .map_err(|_| RegistryError::Timeout {
+                host: host.clone(),
+                operation: format!("fetching blob {digest} (no answer in {timeout:?})"),
+            })?
+            .map_err(|e| {
+                session.map_err(e, self.r.repository(), &format!("fetching blob {digest}"), &missing)
+            })?;
+            if let Some(n) = stream.content_length.filter(|n| *n > size) {
+                return Err(too_long(n, "announced as"));
+            }
             let mut got = 0u64;
-            while let Some(chunk) = stream.next().await {
+            loop {
+                // After the first `timeout`, bytes must keep arriving at
+                // MIN_BYTES_PER_SEC on average: the next chunk is due by a
+                // time that only received bytes move on, so neither the
+                // declared size nor a byte now and then extends it.
+                let due = start
+                    + timeout
+                    + Duration::from_secs_f64(got as f64 / MIN_BYTES_PER_SEC as f64);
+                let next = tokio::time::timeout_at(due, stream.next())
+                    .await
+                    .map_err(|_| RegistryError::Timeout {
+                        host: host.clone(),
+                        operation: format!(
+                            "fetching blob {digest} ({got} of {size} bytes after {:?}, slower than {} KiB/s)",
+                            start.elapsed(),
+                            MIN_BYTES_PER_SEC / 1024
+                        ),
+                    })?;
+                let Some(chunk) = next else { break };
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
-                        let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
+                        let actual = writer.digest();
                         if actual != digest && got >= size {
                             return Err(RegistryError::DigestMismatch {
                                 host: host.clone(),
@@ -907,20 +930,21 @@ impl Puller<'_> {
                         });
                     }
                 };
+                // Cut off the moment it is longer than declared: not one
+                // byte past the declared size reaches the disk.
+                if got + chunk.len() as u64 > size {
+                    return Err(too_long(got + chunk.len() as u64, "at least"));
+                }
                 writer
                     .write_all(&chunk)
                     .map_err(error::io_err("write blob into", &tmp))?;
-                hasher.update(&chunk);
                 got += chunk.len() as u64;
                 progress.blob_progress(digest, got);
             }
             Ok(())
-            })
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))
         });
         result?;
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let actual = writer.digest();
         if actual != digest {
             // Dropping the writer deletes its temp file: nothing is stored.
             return Err(RegistryError::DigestMismatch {
@@ -984,11 +1008,7 @@ pub fn pull(
                 return Err(RegistryError::NoPlatform {
                     reference: reference.to_string(),
                     wanted: platform.to_string(),
-                    available: if available.is_empty() {
-                        "nothing".into()
-                    } else {
-                        available.join(", ")
-                    },
+                    available: crate::summarize(&available, "entry", "entries"),
                 });
             }
             ManifestDoc::Index {

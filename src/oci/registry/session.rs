@@ -26,6 +26,12 @@ pub(crate) struct Session {
     http: reqwest::Client,
     scheme: &'static str,
     pub has_credentials: bool,
+    /// What oci-client was given, for the requests bunny makes itself.
+    auth: RegistryAuth,
+    /// The registry asked for HTTP Basic (not a token) at `/v2/`.
+    basic_challenge: bool,
+    /// The user named this registry with `--insecure-registry`.
+    explicit_insecure: bool,
     /// Which CA files were used, phrased for a TLS error.
     ca_hint: String,
     rt: tokio::runtime::Runtime,
@@ -218,6 +224,11 @@ impl Session {
             None
         };
         let has_credentials = creds.is_some();
+        if has_credentials {
+            if let Some((realm, _)) = challenge.as_deref().and_then(parse_bearer) {
+                clear_text_allowed(host, scheme, &realm, explicit_insecure)?;
+            }
+        }
         let registry_auth = match creds {
             None => RegistryAuth::Anonymous,
             Some(Credentials {
@@ -276,12 +287,18 @@ impl Session {
             ca: ca_text(host, &cas, opts),
         })?;
         rt.block_on(client.store_auth_if_needed(host, &registry_auth));
+        let basic_challenge = challenge
+            .as_deref()
+            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("basic"));
         Ok(Session {
             host: host.to_string(),
             client,
             http,
             scheme,
             has_credentials,
+            auth: registry_auth,
+            basic_challenge,
+            explicit_insecure,
             ca_hint,
             rt,
         })
@@ -300,35 +317,8 @@ impl Session {
         operation: &str,
         missing: &str,
     ) -> RegistryError {
-        let host = self.host.clone();
-        let by_status = |status: u16, message: String| -> RegistryError {
-            match status {
-                401 => RegistryError::Unauthorized {
-                    host: host.clone(),
-                    repository: repository.to_string(),
-                    detail: self.auth_detail(),
-                },
-                403 => RegistryError::Forbidden {
-                    host: host.clone(),
-                    repository: repository.to_string(),
-                },
-                404 => RegistryError::NotFound {
-                    host: host.clone(),
-                    what: missing.to_string(),
-                },
-                s if s >= 500 => RegistryError::Server {
-                    host: host.clone(),
-                    status: s,
-                    operation: operation.to_string(),
-                    message,
-                },
-                s => RegistryError::Rejected {
-                    host: host.clone(),
-                    status: s,
-                    operation: operation.to_string(),
-                    message,
-                },
-            }
+        let by_status = |status: u16, message: String| {
+            self.status_error(status, message, repository, operation, missing)
         };
         match e {
             OciDistributionError::RequestError(re) => {
@@ -385,6 +375,133 @@ impl Session {
         }
     }
 
+    /// What an HTTP error status means for the user.
+    pub fn status_error(
+        &self,
+        status: u16,
+        message: String,
+        repository: &str,
+        operation: &str,
+        missing: &str,
+    ) -> RegistryError {
+        let host = self.host.clone();
+        match status {
+            401 => RegistryError::Unauthorized {
+                host,
+                repository: repository.to_string(),
+                detail: self.auth_detail(),
+            },
+            403 => RegistryError::Forbidden {
+                host,
+                repository: repository.to_string(),
+            },
+            404 => RegistryError::NotFound {
+                host,
+                what: missing.to_string(),
+            },
+            s if s >= 500 => RegistryError::Server {
+                host,
+                status: s,
+                operation: operation.to_string(),
+                message,
+            },
+            s => RegistryError::Rejected {
+                host,
+                status: s,
+                operation: operation.to_string(),
+                message,
+            },
+        }
+    }
+
+    /// GETs a manifest or index by tag or digest, never holding more than
+    /// `limit` bytes: an announced Content-Length over it is refused before
+    /// the body is read, and a body without one is cut off as soon as it
+    /// passes it. oci-client reads the whole body first, so this request
+    /// is made here, with the token oci-client negotiated.
+    /// Returns the body and the `Docker-Content-Digest` header, if any.
+    pub async fn get_manifest(
+        &self,
+        r: &oci_client::Reference,
+        accept: &[&str],
+        limit: usize,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let operation = format!("fetching {what}");
+        let repository = r.repository();
+        let token = self
+            .client
+            .auth(r, &self.auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| self.map_err(e, repository, &operation, what))?;
+        let reference = match (r.digest(), r.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, t) => t.unwrap_or("latest").to_string(),
+        };
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url());
+        let mut req = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        req = match (token, &self.auth) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, RegistryAuth::Basic(user, pass)) if self.basic_challenge => {
+                req.basic_auth(user, Some(pass))
+            }
+            (None, RegistryAuth::Bearer(t)) => req.bearer_auth(t),
+            _ => req,
+        };
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| map_reqwest(&self.host, &operation, &e, &self.ca_hint))?;
+        let status = resp.status();
+        let too_large = |n: String| RegistryError::Protocol {
+            host: self.host.clone(),
+            message: format!(
+                "{what} is {n} bytes, more than a manifest can sensibly be (the limit is {limit})"
+            ),
+        };
+        if !status.is_success() {
+            // The registry's own message, but never more than a page of it.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() > 64 * 1024 {
+                    break;
+                }
+            }
+            return Err(self.status_error(
+                status.as_u16(),
+                short_body(&String::from_utf8_lossy(&body)),
+                repository,
+                &operation,
+                what,
+            ));
+        }
+        if let Some(n) = resp.content_length().filter(|n| *n > limit as u64) {
+            return Err(too_large(n.to_string()));
+        }
+        let header_digest = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        loop {
+            let chunk = resp
+                .chunk()
+                .await
+                .map_err(|e| map_reqwest(&self.host, &operation, &e, &self.ca_hint))?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(format!("more than {}", body.len() + chunk.len())));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, header_digest))
+    }
+
     fn auth_detail(&self) -> String {
         if self.has_credentials {
             "; the stored credentials were not accepted".into()
@@ -421,6 +538,9 @@ impl Session {
                 return Ok(true);
             }
             let bearer = challenge.as_deref().and_then(parse_bearer);
+            if let Some((realm, _)) = &bearer {
+                clear_text_allowed(&host, self.scheme, realm, self.explicit_insecure)?;
+            }
             let resp = match bearer {
                 Some((realm, service)) => {
                     let mut req = self
@@ -556,6 +676,32 @@ fn map_reqwest(host: &str, operation: &str, e: &reqwest::Error, ca_hint: &str) -
         host: host.into(),
         message: format!("{operation}: {text}"),
     }
+}
+
+/// Credentials travel in clear text only where the user accepted plain
+/// HTTP: to a registry reached over it (named insecure, or loopback as
+/// Docker allows), or to the token service of a registry named with
+/// `--insecure-registry`. An HTTPS registry whose challenge names a
+/// plain-HTTP realm would otherwise have the password sent there in clear.
+fn clear_text_allowed(
+    host: &str,
+    scheme: &str,
+    realm: &str,
+    explicit_insecure: bool,
+) -> Result<(), RegistryError> {
+    let plain = realm
+        .trim_start()
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if plain && scheme == "https" && !explicit_insecure {
+        return Err(RegistryError::Protocol {
+            host: host.to_string(),
+            message: format!(
+                "its token service {realm} is plain HTTP; bunny will not send credentials there in clear text (pass --insecure-registry {host} if that is really wanted)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `Bearer realm="...",service="..."` -> (realm, service).
