@@ -164,8 +164,11 @@ fn prepare(spec: &RunSpec) -> Result<MonitorCommand, RuntimeError> {
         &c.binary,
         "kernel (com.urunc.unikernel.binary)",
     )?;
-    let solo5 = match hv {
-        Hypervisor::Hvt | Hypervisor::Spt => Some(crate::solo5::read_abi(&kernel)?),
+    // hvt without KVM is refused below, whatever the kernel: say that first.
+    let solo5 = match (hv, accel) {
+        (Hypervisor::Spt, _) | (Hypervisor::Hvt, ResolvedAccel::Kvm) => {
+            Some(crate::solo5::read_abi(&kernel)?)
+        }
         _ => None,
     };
     let files = GuestFiles {

@@ -175,10 +175,7 @@ impl HostNet {
 
     fn publish(&mut self, forwards: &[PortForward]) -> Result<(), RuntimeError> {
         for f in forwards {
-            let host_ip = f
-                .host_ip
-                .map(IpAddr::from)
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let host_ip = f.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             let at = SocketAddr::new(host_ip, f.host_port);
             let bind_err = |e: std::io::Error| RuntimeError::Publish {
                 addr: at.to_string(),
