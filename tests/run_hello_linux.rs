@@ -45,8 +45,11 @@ fn free_port() -> u16 {
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    http_at(([127, 0, 0, 1], port).into(), path)
+}
+
+fn http_at(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
     let mut body = String::new();
@@ -70,6 +73,11 @@ fn serves_http_on_a_published_port_and_exits_cleanly() {
     let root = tmp.path().join("store");
     build_example(&root, "hello:test");
     let port = free_port();
+    let port6 = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let log = tmp.path().join("console.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
         .args([
@@ -80,7 +88,9 @@ fn serves_http_on_a_published_port_and_exits_cleanly() {
             "--accel",
             "auto",
         ])
-        .args(["-p", &format!("127.0.0.1:{port}:80"), "hello:test"])
+        .args(["-p", &format!("127.0.0.1:{port}:80")])
+        // IPv6, as Docker takes it; qemu's own forwards are IPv4 only.
+        .args(["-p", &format!("[::1]:{port6}:80"), "hello:test"])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::piped())
@@ -110,6 +120,12 @@ fn serves_http_on_a_published_port_and_exits_cleanly() {
     assert!(
         page.contains("hello-linux: a Debian kernel and busybox"),
         "{page}"
+    );
+    let page6 = http_at((std::net::Ipv6Addr::LOCALHOST, port6).into(), "/")
+        .expect("no answer on the IPv6 publication");
+    assert!(
+        page6.contains("200 OK") && page6.contains("hello-linux"),
+        "{page6}"
     );
 
     // Stopping httpd makes the init power the guest off.

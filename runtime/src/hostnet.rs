@@ -153,6 +153,22 @@ impl HostNet {
         Ok(hn)
     }
 
+    /// Only the port proxy, to `target` on the host's own network: how an
+    /// address the monitor cannot listen on (qemu 7.2's user network takes
+    /// no IPv6 host address) is published through one it can.
+    pub fn relay(target: Ipv4Addr, forwards: &[PortForward]) -> Result<HostNet, RuntimeError> {
+        let mut net = HostNet {
+            netns: None,
+            tap: String::new(),
+            guest: target,
+            gateway: target,
+            mask: Ipv4Addr::BROADCAST,
+            listeners: Vec::new(),
+        };
+        net.publish(forwards)?;
+        Ok(net)
+    }
+
     /// What the monitor is given.
     pub fn net_spec(&self) -> NetSpec {
         NetSpec::Tap {

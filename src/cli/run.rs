@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, RunSpec, RuntimeError};
+use std::net::Ipv4Addr;
+
+use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, PortForward, RunSpec, RuntimeError};
 use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
@@ -152,10 +154,35 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     // qemu has a network stack of its own for port forwards; the other
     // monitors need a tap, and the forwards then go through bunny's proxy.
     let hv = spec.monitor.unwrap_or(spec.config.hypervisor);
+    let mut relay = None;
     let host_net = match &args.tap {
         Some(tap) => Some(HostNet::existing(tap, &forwards)?),
         None if hv == Hypervisor::Qemu => {
-            spec.net = NetSpec::User { forwards };
+            // qemu (7.2, Debian 12's) refuses IPv6 host addresses in its
+            // port forwards: those go to a loopback port of qemu's through
+            // bunny's proxy instead.
+            let (v6, mut direct): (Vec<PortForward>, Vec<PortForward>) = forwards
+                .into_iter()
+                .partition(|f| f.host_ip.is_some_and(|ip| ip.is_ipv6()));
+            let mut relayed = Vec::new();
+            for f in v6 {
+                let port = free_loopback_port(f.udp)
+                    .context("finding a loopback port for an IPv6 publication")?;
+                direct.push(PortForward {
+                    host_ip: Some(Ipv4Addr::LOCALHOST.into()),
+                    host_port: port,
+                    ..f
+                });
+                relayed.push(PortForward {
+                    guest_port: port,
+                    ..f
+                });
+            }
+            spec.net = NetSpec::User { forwards: direct };
+            if !relayed.is_empty() {
+                // Only a proxy: the guest keeps qemu's network.
+                relay = Some(HostNet::relay(Ipv4Addr::LOCALHOST, &relayed)?);
+            }
             None
         }
         None => match HostNet::private(hv.program(), &forwards) {
@@ -174,7 +201,7 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     }
 
     let status = bunny_runtime::boot(&spec)?;
-    drop(host_net);
+    drop((host_net, relay));
     if args.rm {
         run_dir
             .close()
@@ -184,6 +211,16 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         eprintln!("bunny: the run's files are kept in {}", kept.display());
     }
     Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// A loopback port free now, for qemu to listen on.
+fn free_loopback_port(udp: bool) -> std::io::Result<u16> {
+    let at = (Ipv4Addr::LOCALHOST, 0);
+    if udp {
+        Ok(std::net::UdpSocket::bind(at)?.local_addr()?.port())
+    } else {
+        Ok(std::net::TcpListener::bind(at)?.local_addr()?.port())
+    }
 }
 
 /// Finds the image: an OCI layout directory (DIR or DIR:TAG), else a name or
