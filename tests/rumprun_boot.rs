@@ -117,10 +117,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The argv of every live process whose parent is `pid`.
-fn children_argv(pid: u32) -> Vec<Vec<String>> {
+/// Every live process whose parent is `pid`: its pid and argv.
+fn children(pid: u32) -> Vec<(u32, Vec<String>)> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
             continue;
         };
@@ -131,12 +134,12 @@ fn children_argv(pid: u32) -> Vec<Vec<String>> {
             .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             let raw = fs::read(e.path().join("cmdline")).unwrap_or_default();
-            out.push(
-                raw.split(|b| *b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect(),
-            );
+            let argv = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            out.push((child, argv));
         }
     }
     out
@@ -221,9 +224,9 @@ fn bunny_run_publishes_a_port_of_spt_guests_of_both_solo5_abis() {
         assert!(env.contains("GREETING=hi from the host"), "{env}");
 
         // The tender that fits the guest's ABI, with that ABI's options.
-        let tender = children_argv(r.child.id())
+        let (tender_pid, tender) = children(r.child.id())
             .into_iter()
-            .find(|a| a.first().is_some_and(|p| p.contains("solo5-spt")))
+            .find(|(_, a)| a.first().is_some_and(|p| p.contains("solo5-spt")))
             .unwrap_or_else(|| panic!("no solo5-spt under bunny run; log:\n{}", r.log()));
         if legacy {
             assert!(tender[0].ends_with("solo5-spt-0.4"), "{tender:?}");
@@ -242,25 +245,7 @@ fn bunny_run_publishes_a_port_of_spt_guests_of_both_solo5_abis() {
         }
         // The guest lives in a network namespace of the run's own.
         let ns = |p: u32| fs::read_link(format!("/proc/{p}/ns/net")).ok();
-        let monitor_pid = fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .find(|p| {
-                fs::read_to_string(format!("/proc/{p}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(')')?
-                            .1
-                            .split_whitespace()
-                            .nth(1)?
-                            .parse::<u32>()
-                            .ok()
-                    })
-                    == Some(r.child.id())
-            })
-            .unwrap();
-        assert_ne!(ns(monitor_pid), ns(std::process::id()));
+        assert_ne!(ns(tender_pid), ns(std::process::id()));
 
         let code = r.stop();
         assert_eq!(code, 128 + 15, "a guest stopped by SIGTERM");

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use std::net::Ipv4Addr;
-
 use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, PortForward, RunSpec, RuntimeError};
 use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageConfiguration};
@@ -151,16 +150,37 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         .iter()
         .map(|p| bunny_runtime::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
-    // qemu has a network stack of its own for port forwards; the other
-    // monitors need a tap, and the forwards then go through bunny's proxy.
+    let host_side = guest_network(&mut spec, args.tap.as_deref(), forwards)?;
+
+    let status = bunny_runtime::boot(&spec)?;
+    drop(host_side);
+    if args.rm {
+        run_dir
+            .close()
+            .with_context(|| format!("removing the run directory under {}", runs.display()))?;
+    } else {
+        let kept = run_dir.keep();
+        eprintln!("bunny: the run's files are kept in {}", kept.display());
+    }
+    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// Gives the guest its network and returns what must live on the host side
+/// while it runs (tap namespaces, port proxies). qemu has a network stack
+/// of its own for port forwards; the other monitors get a tap, and the
+/// forwards go through bunny's proxy.
+fn guest_network(
+    spec: &mut RunSpec,
+    tap: Option<&str>,
+    forwards: Vec<PortForward>,
+) -> anyhow::Result<Option<HostNet>> {
     let hv = spec.monitor.unwrap_or(spec.config.hypervisor);
-    let mut relay = None;
-    let host_net = match &args.tap {
-        Some(tap) => Some(HostNet::existing(tap, &forwards)?),
+    let net = match tap {
+        Some(tap) => HostNet::existing(tap, &forwards)?,
         None if hv == Hypervisor::Qemu => {
             // qemu (7.2, Debian 12's) refuses IPv6 host addresses in its
             // port forwards: those go to a loopback port of qemu's through
-            // bunny's proxy instead.
+            // bunny's proxy instead, and the guest keeps qemu's network.
             let (v6, mut direct): (Vec<PortForward>, Vec<PortForward>) = forwards
                 .into_iter()
                 .partition(|f| f.host_ip.is_some_and(|ip| ip.is_ipv6()));
@@ -179,38 +199,25 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
                 });
             }
             spec.net = NetSpec::User { forwards: direct };
-            if !relayed.is_empty() {
-                // Only a proxy: the guest keeps qemu's network.
-                relay = Some(HostNet::relay(Ipv4Addr::LOCALHOST, &relayed)?);
-            }
-            None
+            return Ok(if relayed.is_empty() {
+                None
+            } else {
+                Some(HostNet::relay(Ipv4Addr::LOCALHOST, &relayed)?)
+            });
         }
         None => match HostNet::private(hv.program(), &forwards) {
-            Ok(net) => Some(net),
+            Ok(net) => net,
             // Nothing was published: run without a NIC rather than refuse.
             Err(e @ RuntimeError::TapNeedsRoot { .. }) if forwards.is_empty() => {
                 eprintln!("bunny: the guest gets no network: {e}");
-                None
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         },
     };
-    if let Some(net) = &host_net {
-        spec.net = net.net_spec();
-        spec.netns = net.netns_fd();
-    }
-
-    let status = bunny_runtime::boot(&spec)?;
-    drop((host_net, relay));
-    if args.rm {
-        run_dir
-            .close()
-            .with_context(|| format!("removing the run directory under {}", runs.display()))?;
-    } else {
-        let kept = run_dir.keep();
-        eprintln!("bunny: the run's files are kept in {}", kept.display());
-    }
-    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+    spec.net = net.net_spec();
+    spec.netns = net.netns_fd();
+    Ok(Some(net))
 }
 
 /// A loopback port free now, for qemu to listen on.
