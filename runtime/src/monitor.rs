@@ -50,13 +50,19 @@ impl GuestFiles {
                 .as_deref()
                 .map(|p| lexical_in_rootfs(&spec.rootfs, p, "initrd (com.urunc.unikernel.initrd)"))
                 .transpose()?,
-            block: c
-                .block
-                .as_deref()
-                .map(|p| {
-                    lexical_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)")
-                })
-                .transpose()?,
+            block: match (&c.block, &spec.block_copy) {
+                (Some(_), Some(copy)) => Some(copy.clone()),
+                (block, _) => block
+                    .as_deref()
+                    .map(|p| {
+                        lexical_in_rootfs(
+                            &spec.rootfs,
+                            p,
+                            "block image (com.urunc.unikernel.block)",
+                        )
+                    })
+                    .transpose()?,
+            },
             solo5: None,
         })
     }

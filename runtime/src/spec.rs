@@ -152,6 +152,10 @@ pub struct RunSpec {
     /// A network namespace (an open `/proc/.../ns/net` descriptor owned by
     /// the caller) the monitor runs in: where `bunny run` put the guest's tap.
     pub netns: Option<std::os::fd::RawFd>,
+    /// A private copy (a host path) of the image's block file, handed to
+    /// the monitor instead of the one in `rootfs`: for monitors that cannot
+    /// overlay a shared disk the way qemu's `snapshot=on` does.
+    pub block_copy: Option<PathBuf>,
 }
 
 impl RunSpec {
@@ -172,6 +176,7 @@ impl RunSpec {
             work_dir: None,
             shared_image: false,
             netns: None,
+            block_copy: None,
         }
     }
 

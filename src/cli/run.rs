@@ -105,20 +105,31 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         })?),
         None => None,
     };
-    // Only qemu can overlay a shared disk; other monitors get a private copy.
-    let private = uk.block.is_some() && monitor.unwrap_or(uk.hypervisor) != Hypervisor::Qemu;
-    let rootfs = if private {
-        let own = run_dir.path().join("rootfs");
-        super::images::export_local(&store, &manifest_desc, &own)
-            .with_context(|| format!("unpacking {} for the run", args.image))?;
-        own
-    } else {
-        shared
+    // Only qemu can overlay a shared disk; other monitors get a private copy
+    // of the disk (the kernel and the rest are read from the shared image).
+    let block_copy = match &uk.block {
+        Some(block) if monitor.unwrap_or(uk.hypervisor) != Hypervisor::Qemu => {
+            let image_disk = bunny_runtime::resolve_in_rootfs(
+                &shared,
+                block,
+                "block image (com.urunc.unikernel.block)",
+            )?;
+            let own = run_dir.path().join("block.img");
+            std::fs::copy(&image_disk, &own).with_context(|| {
+                format!(
+                    "copying the block image {} for the run",
+                    image_disk.display()
+                )
+            })?;
+            Some(own)
+        }
+        _ => None,
     };
 
-    let mut spec = RunSpec::new(rootfs, uk);
+    let mut spec = RunSpec::new(shared, uk);
     spec.work_dir = Some(run_dir.path().to_path_buf());
-    spec.shared_image = !private;
+    spec.shared_image = block_copy.is_none();
+    spec.block_copy = block_copy;
     spec.monitor = monitor;
     let cfg = config.config().as_ref();
     let mut argv: Vec<String> = cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
