@@ -228,18 +228,29 @@ fn bunny_run_publishes_a_port_of_spt_guests_of_both_solo5_abis() {
             .into_iter()
             .find(|(_, a)| a.first().is_some_and(|p| p.contains("solo5-spt")))
             .unwrap_or_else(|| panic!("no solo5-spt under bunny run; log:\n{}", r.log()));
+        // The guest writes to a private copy of the disk; the kernel is
+        // read from the store's shared unpacked image.
+        let kernel = tender.iter().find(|a| a.ends_with("/.boot/kernel"));
+        assert!(
+            kernel.is_some_and(|k| k.starts_with(&*ex.store().join("rootfs").to_string_lossy())),
+            "{tender:?}"
+        );
         if legacy {
             assert!(tender[0].ends_with("solo5-spt-0.4"), "{tender:?}");
             assert!(tender.contains(&"--net=tap0".to_string()), "{tender:?}");
             assert!(
-                tender.iter().any(|a| a.starts_with("--disk=")),
+                tender
+                    .iter()
+                    .any(|a| a.starts_with("--disk=") && a.ends_with("/block.img")),
                 "{tender:?}"
             );
         } else {
             assert!(tender[0].ends_with("/solo5-spt"), "{tender:?}");
             assert!(tender.contains(&"--net:tap=tap0".to_string()), "{tender:?}");
             assert!(
-                tender.iter().any(|a| a.starts_with("--block:rootfs=")),
+                tender
+                    .iter()
+                    .any(|a| a.starts_with("--block:rootfs=") && a.ends_with("/block.img")),
                 "{tender:?}"
             );
         }

@@ -178,15 +178,7 @@ fn prepare(spec: &RunSpec) -> Result<MonitorCommand, RuntimeError> {
             .as_deref()
             .map(|p| resolve_in_rootfs(&spec.rootfs, p, "initrd (com.urunc.unikernel.initrd)"))
             .transpose()?,
-        block: match (&c.block, &spec.block_copy) {
-            (Some(_), Some(copy)) => Some(copy.clone()),
-            (block, _) => block
-                .as_deref()
-                .map(|p| {
-                    resolve_in_rootfs(&spec.rootfs, p, "block image (com.urunc.unikernel.block)")
-                })
-                .transpose()?,
-        },
+        block: crate::monitor::block_path(spec, resolve_in_rootfs)?,
         solo5,
     };
     let mut cmd = match build(spec, accel, &files) {

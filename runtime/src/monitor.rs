@@ -50,21 +50,24 @@ impl GuestFiles {
                 .as_deref()
                 .map(|p| lexical_in_rootfs(&spec.rootfs, p, "initrd (com.urunc.unikernel.initrd)"))
                 .transpose()?,
-            block: match (&c.block, &spec.block_copy) {
-                (Some(_), Some(copy)) => Some(copy.clone()),
-                (block, _) => block
-                    .as_deref()
-                    .map(|p| {
-                        lexical_in_rootfs(
-                            &spec.rootfs,
-                            p,
-                            "block image (com.urunc.unikernel.block)",
-                        )
-                    })
-                    .transpose()?,
-            },
+            block: block_path(spec, lexical_in_rootfs)?,
             solo5: None,
         })
+    }
+}
+
+/// The block image the monitor opens: the run's private copy if it has
+/// one, else the image's own file, placed in the rootfs by `place`.
+pub(crate) fn block_path(
+    spec: &RunSpec,
+    place: fn(&Path, &str, &'static str) -> Result<PathBuf, RuntimeError>,
+) -> Result<Option<PathBuf>, RuntimeError> {
+    match (&spec.config.block, &spec.block_copy) {
+        (Some(_), Some(copy)) => Ok(Some(copy.clone())),
+        (block, _) => block
+            .as_deref()
+            .map(|p| place(&spec.rootfs, p, "block image (com.urunc.unikernel.block)"))
+            .transpose(),
     }
 }
 
