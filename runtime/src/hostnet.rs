@@ -29,7 +29,7 @@ use crate::RuntimeError;
 
 /// The guest side of a run's private network: the same addresses qemu's
 /// user-mode network gives, so a guest sees one network whatever its monitor.
-pub const PRIVATE_TAP: &str = "tap0";
+const PRIVATE_TAP: &str = "tap0";
 const PRIVATE_GUEST: Ipv4Addr = crate::spec::USER_NET_GUEST_IP;
 const PRIVATE_GATEWAY: Ipv4Addr = crate::spec::USER_NET_GATEWAY;
 const PRIVATE_MASK: Ipv4Addr = crate::spec::USER_NET_MASK;
@@ -183,10 +183,6 @@ impl HostNet {
     /// The namespace the monitor must run in, if the run has its own.
     pub fn netns_fd(&self) -> Option<RawFd> {
         self.netns.as_ref().map(|fd| fd.as_raw_fd())
-    }
-
-    pub fn guest_addr(&self) -> Ipv4Addr {
-        self.guest
     }
 
     fn publish(&mut self, forwards: &[PortForward]) -> Result<(), RuntimeError> {
