@@ -28,6 +28,8 @@ packages=(
   libseccomp2 zstd
   # the static qemu wrapper urunc runs under TCG (see below)
   gcc libc6-dev
+  # readelf: the rumprun tests read the unikernels' ELF notes with it
+  binutils
   # kill (procps) and flock (util-linux) in tests; /usr/bin/time and python3 in bench/
   procps util-linux time python3
 )

@@ -231,12 +231,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// Makes sure tap device `tap` exists and is up, creating it (with the
 /// gateway address) when we are root.
 pub fn ensure_tap(tap: &str, gateway: Ipv4Addr, mask: Ipv4Addr) -> Result<(), RuntimeError> {
-    if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', '\0']) {
-        return Err(RuntimeError::TapSetup {
-            tap: tap.into(),
-            detail: "not a valid interface name (1-15 characters, no '/' or blanks)".into(),
-        });
-    }
+    crate::hostnet::check_ifname(tap)?;
     if Path::new("/sys/class/net").join(tap).exists() {
         return Ok(());
     }
@@ -251,30 +246,18 @@ pub fn ensure_tap(tap: &str, gateway: Ipv4Addr, mask: Ipv4Addr) -> Result<(), Ru
         });
     }
     let addr = format!("{gateway}/{}", mask_bits(mask));
-    for args in [
-        vec!["tuntap", "add", "dev", tap, "mode", "tap"],
-        vec!["addr", "add", &addr, "dev", tap],
-        vec!["link", "set", tap, "up"],
-    ] {
-        let out = Command::new("ip")
-            .args(&args)
-            .output()
-            .map_err(|e| RuntimeError::TapSetup {
-                tap: tap.into(),
-                detail: format!("cannot run ip (install iproute2): {e}"),
-            })?;
-        if !out.status.success() {
-            return Err(RuntimeError::TapSetup {
-                tap: tap.into(),
-                detail: format!(
-                    "`ip {}` failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-    }
-    Ok(())
+    crate::hostnet::ip_batch(
+        None,
+        &[
+            format!("tuntap add dev {tap} mode tap"),
+            format!("addr add {addr} dev {tap}"),
+            format!("link set {tap} up"),
+        ],
+    )
+    .map_err(|detail| RuntimeError::TapSetup {
+        tap: tap.into(),
+        detail,
+    })
 }
 
 fn supervise(

@@ -105,12 +105,7 @@ impl HostNet {
             tap: tap.to_string(),
             detail: "it does not exist".into(),
         };
-        if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', '\0']) {
-            return Err(RuntimeError::TapSetup {
-                tap: tap.into(),
-                detail: "not a valid interface name (1-15 characters, no '/' or blanks)".into(),
-            });
-        }
+        check_ifname(tap)?;
         if !std::path::Path::new("/sys/class/net").join(tap).exists() {
             return Err(missing());
         }
@@ -221,6 +216,18 @@ impl Drop for HostNet {
     }
 }
 
+/// Refuses what Linux would not take as an interface name, before it
+/// reaches `ip` or a monitor's command line.
+pub(crate) fn check_ifname(tap: &str) -> Result<(), RuntimeError> {
+    if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', '\n', '\t', '\0']) {
+        return Err(RuntimeError::TapSetup {
+            tap: tap.into(),
+            detail: "not a valid interface name (1-15 characters, no '/' or blanks)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Makes a network namespace and returns a handle to it. unshare(2) moves
 /// only the calling thread, so a short-lived thread does it.
 fn new_netns() -> Result<OwnedFd, RuntimeError> {
@@ -256,7 +263,7 @@ pub(crate) fn enter_netns(netns: RawFd) -> std::io::Result<()> {
 
 /// Runs `ip -batch -` with `cmds`, inside `netns` when given: one exec for
 /// the whole setup.
-fn ip_batch(netns: Option<RawFd>, cmds: &[String]) -> Result<(), String> {
+pub(crate) fn ip_batch(netns: Option<RawFd>, cmds: &[String]) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("ip");
     c.args(["-batch", "-"])
