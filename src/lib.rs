@@ -10,11 +10,11 @@
 
 pub mod build;
 pub mod bunnyfile;
-// Issue 11: Containerfile input (parser + image build).
 pub mod cli;
 pub mod containerfile;
 pub mod frameworks;
 pub mod layers;
+pub mod model;
 pub mod oci;
 pub mod pipeline;
 pub mod platform;

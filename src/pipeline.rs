@@ -8,14 +8,18 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use thiserror::Error;
 
-use crate::bunnyfile::{BunnyFile, Include, Source};
+use crate::bunnyfile::{Include, Source};
 use crate::frameworks::{self, Framework};
 use crate::layers::block::{build_block, BlockOptions};
 use crate::layers::error::LayerError;
 use crate::layers::initrd::{write_initrd, InitrdOptions};
 use crate::layers::store::{Store, StoreError};
 use crate::layers::tree::{resolve_in_context, EntryKind, Tree};
-use crate::oci::annotations::{UruncConfig, KERNEL_PATH, ROOTFS_PATH, URUNC_JSON_PATH};
+use crate::model::{KernelSpec, Spec, INIT_CONFIG_PATH, INIT_PATH};
+use crate::oci::annotations::{
+    UruncConfig, KERNEL_PATH, KEY_BLK_MNT_POINT, KEY_INITRD, KEY_MOUNT_ROOTFS, PREFIX, ROOTFS_PATH,
+    URUNC_JSON_PATH,
+};
 use crate::oci::error::OciError;
 use crate::oci::image::{assemble, ImageConfig, ImageSpec};
 use crate::oci::layer::{
@@ -35,6 +39,23 @@ pub trait ImageSource {
     /// when it cannot be read.
     fn config(&self, _reference: &str) -> Option<oci_spec::image::Config> {
         None
+    }
+
+    /// A framework's dependency layer by name (its kernel image, ...): the
+    /// reference used and the image's files. By default the framework's own
+    /// reference; the CLI applies `--toolchain` overrides, the BuildKit
+    /// frontend hands over what it mounted.
+    fn layer(
+        &self,
+        framework: &dyn Framework,
+        name: &str,
+    ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
+        let dep = framework
+            .layers()
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| format!("framework `{}` has no `{name}` layer", framework.name()))?;
+        Ok((dep.reference.to_string(), self.files(dep.reference)?))
     }
 }
 
@@ -91,6 +112,18 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// The urunc keys, with the user's labels over bunny's, do not make a
+    /// configuration urunc can use.
+    #[error("{message}; add `LABEL com.urunc.unikernel.binary=/path/of/the/kernel` (the path the COPY put it at) if the kernel is missing")]
+    Labels { message: String },
+    #[error("{file}:{line}: {message}")]
+    User {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("bunny-init: {message}")]
+    Init { message: String },
     #[error("internal error: {what}; please report it")]
     Internal { what: &'static str },
     #[error(transparent)]
@@ -106,8 +139,11 @@ pub enum PipelineError {
 #[derive(Debug)]
 pub enum KernelInput {
     Local(PathBuf),
-    /// Built from the BunnyFile's `app` by [`prepare_app`] (issue 7).
+    /// Built from the spec's `app` by [`prepare_app`].
     App,
+    /// Already among the rootfs files at this path (a raw rootfs that brings
+    /// its own kernel); `binary` names it there.
+    InRootfs(String),
 }
 
 /// The guest's rootfs, as the image will carry it.
@@ -124,6 +160,15 @@ pub enum RootfsPlan {
     },
 }
 
+impl RootfsPlan {
+    fn tree_mut(&mut self) -> Option<&mut Tree> {
+        match self {
+            RootfsPlan::Initrd(t) | RootfsPlan::Block(t, _) | RootfsPlan::Raw(t) => Some(t),
+            RootfsPlan::None | RootfsPlan::Prebuilt { .. } => None,
+        }
+    }
+}
+
 /// Everything `build` needs, decided and checked up front.
 pub struct Plan {
     pub framework: Box<dyn Framework>,
@@ -136,13 +181,25 @@ pub struct Plan {
     pub env: Vec<String>,
     pub cmdline: Option<String>,
     pub unikernel_version: Option<String>,
-    /// The `app` to build before packing, and the context it is read from
-    /// (issue 7); [`prepare_app`] builds it.
+    /// The rootfs type the spec asked for (kept for an app's files when the
+    /// spec itself brings none).
+    pub rootfs_kind: RootfsType,
+    /// Labels besides the computed urunc keys; a urunc key here is the
+    /// user's and wins.
+    pub labels: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    /// `uid:gid`, numbers.
+    pub user: Option<String>,
+    /// The `app` to build before packing, and the context it is read from;
+    /// [`prepare_app`] builds it.
     pub app: Option<(crate::bunnyfile::App, PathBuf)>,
+    /// Files the plan generated (the init's configuration), alive until the
+    /// image is written.
+    _generated: Option<tempfile::TempDir>,
 }
 
 impl Plan {
-    /// urunc's settings for this image.
+    /// urunc's settings for this image, as bunny computes them.
     pub fn urunc(&self) -> UruncConfig {
         let (initrd, block, blk_mnt_point, mount_rootfs) = match &self.rootfs {
             RootfsPlan::None => (None, None, None, false),
@@ -170,24 +227,70 @@ impl Plan {
         UruncConfig {
             unikernel_type: self.framework.unikernel_type().to_string(),
             hypervisor: self.monitor.as_str().to_string(),
-            binary: KERNEL_PATH.to_string(),
+            binary: match &self.kernel {
+                KernelInput::InRootfs(p) => p.clone(),
+                KernelInput::Local(_) | KernelInput::App => KERNEL_PATH.to_string(),
+            },
             cmdline: self.cmdline.clone(),
             initrd,
             block,
             blk_mnt_point,
             mount_rootfs,
             unikernel_version: self.unikernel_version.clone(),
+            use_dm_block: None,
         }
+    }
+
+    /// The urunc settings the image carries and its annotations: bunny's
+    /// computed keys, each overridden by a value the user set, plus the
+    /// user's other labels. A key the user did not ask for is never written
+    /// over one they set.
+    pub fn annotations(&self) -> Result<(UruncConfig, BTreeMap<String, String>), PipelineError> {
+        let mut keys = self.urunc().to_annotations();
+        let users = |k: &str| self.labels.get(k).map(String::as_str);
+        // Go bunny's rule for files that name their own root: an initrd or
+        // a root block image is the rootfs, so the container's files are not
+        // also handed over.
+        if users(KEY_MOUNT_ROOTFS).is_none()
+            && (users(KEY_INITRD).is_some() || users(KEY_BLK_MNT_POINT) == Some("/"))
+        {
+            keys.insert(KEY_MOUNT_ROOTFS.into(), "false".into());
+        }
+        for (k, v) in &self.labels {
+            if k.starts_with(PREFIX) {
+                keys.insert(k.clone(), v.clone());
+            }
+        }
+        let urunc = UruncConfig::from_annotations(&keys).map_err(|e| PipelineError::Labels {
+            message: e.to_string(),
+        })?;
+        let mut annotations = urunc.to_annotations();
+        for (k, v) in &self.labels {
+            if !k.starts_with(PREFIX) {
+                annotations.insert(k.clone(), v.clone());
+            }
+        }
+        Ok((urunc, annotations))
     }
 }
 
-/// Resolves a BunnyFile against its context. Nothing is written.
-pub fn plan(
-    bf: &BunnyFile,
-    context: &Path,
-    architecture: Option<Arch>,
-    images: &dyn ImageSource,
-) -> Result<Plan, PipelineError> {
+/// What planning reads besides the spec.
+pub struct PlanInputs<'a> {
+    /// The build context.
+    pub context: &'a Path,
+    /// Overrides the spec's architecture (`--platform`).
+    pub architecture: Option<Arch>,
+    pub images: &'a dyn ImageSource,
+    /// The static bunny-init for specs that ask for it (default:
+    /// [`crate::containerfile::find_init`]).
+    pub init: Option<PathBuf>,
+}
+
+/// Resolves a spec against its context. Nothing is written but the init's
+/// configuration.
+pub fn plan(spec: &Spec, inputs: &PlanInputs) -> Result<Plan, PipelineError> {
+    let context = inputs.context;
+    let images = inputs.images;
     let image_files = |reference: &str| {
         images
             .files(reference)
@@ -196,25 +299,26 @@ pub fn plan(
                 source,
             })
     };
-    let framework = frameworks::resolve(&bf.platforms.framework.value);
+    let framework = frameworks::resolve(&spec.framework);
 
-    let kernel = match &bf.kernel {
-        Some(k) => match &k.from.value {
+    let mut layer_kernel = None;
+    let kernel = match &spec.kernel {
+        KernelSpec::File { from, path, .. } => match from {
             Source::Local => {
-                KernelInput::Local(resolve_in_context(context, &k.path.value).map_err(
+                KernelInput::Local(resolve_in_context(context, in_image(path)).map_err(
                     |source| PipelineError::Kernel {
-                        path: k.path.value.clone(),
+                        path: path.clone(),
                         source,
                     },
                 )?)
             }
             Source::Image(r) => KernelInput::Local(
-                resolve_in_context(&image_files(r)?, in_image(&k.path.value)).map_err(
-                    |source| PipelineError::Kernel {
-                        path: format!("{} in image {r}", k.path.value),
+                resolve_in_context(&image_files(r)?, in_image(path)).map_err(|source| {
+                    PipelineError::Kernel {
+                        path: format!("{path} in image {r}"),
                         source,
-                    },
-                )?,
+                    }
+                })?,
             ),
             Source::Scratch => {
                 return Err(PipelineError::Unsupported {
@@ -223,10 +327,27 @@ pub fn plan(
                 })
             }
         },
-        // Issue 7: the framework builds the kernel side from `app`.
-        None if bf.app.is_some() => KernelInput::App,
+        KernelSpec::Layer(name) => {
+            let (reference, dir) =
+                images
+                    .layer(framework.as_ref(), name)
+                    .map_err(|source| PipelineError::Image {
+                        reference: format!("{}.{name}", framework.name()),
+                        source,
+                    })?;
+            let path = resolve_in_context(&dir, in_image(KERNEL_PATH)).map_err(|source| {
+                PipelineError::Kernel {
+                    path: format!("{KERNEL_PATH} in the kernel image {reference}"),
+                    source,
+                }
+            })?;
+            layer_kernel = Some(dir);
+            KernelInput::Local(path)
+        }
+        KernelSpec::InRootfs(p) => KernelInput::InRootfs(p.clone()),
+        KernelSpec::App if spec.app.is_some() => KernelInput::App,
         // The validator already refuses this; kept as an error, not a panic.
-        None => {
+        KernelSpec::App => {
             return Err(PipelineError::Unsupported {
                 what: "a BunnyFile with neither `kernel` nor `app`".into(),
                 hint: "add `kernel:` (a prebuilt kernel) or `app:` (build from source)",
@@ -234,100 +355,231 @@ pub fn plan(
         }
     };
 
-    let kind = bf.rootfs.kind_or(framework.default_rootfs_type());
-    let rootfs = match &bf.rootfs.from.value {
-        Source::Image(r) => {
-            let dir = image_files(r)?;
-            match &bf.rootfs.path {
-                Some(p) => RootfsPlan::Prebuilt {
-                    path: resolve_in_context(&dir, in_image(&p.value)).map_err(|source| {
-                        PipelineError::RootfsPath {
-                            path: format!("{} in image {r}", p.value),
-                            source,
-                        }
-                    })?,
-                    kind,
-                },
-                // The image's own files are the rootfs, with the includes on top
-                // (the Go bunny's raw-rootfs update).
-                None => {
-                    let mut tree = Tree::new();
-                    tree.add_from_context(&dir, ".", "/").map_err(|source| {
-                        PipelineError::RootfsPath {
-                            path: format!("the files of image {r}"),
-                            source,
-                        }
-                    })?;
-                    add_includes(&mut tree, context, &bf.rootfs.include, &image_files)?;
-                    match kind {
-                        RootfsType::Initrd => RootfsPlan::Initrd(tree),
-                        RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
-                        RootfsType::Raw => RootfsPlan::Raw(tree),
-                    }
+    let kind = spec.rootfs.kind;
+    let from_files = |tree: Tree| match kind {
+        RootfsType::Initrd => RootfsPlan::Initrd(tree),
+        RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
+        RootfsType::Raw => RootfsPlan::Raw(tree),
+    };
+    let mut rootfs = match (&spec.rootfs.from, &spec.rootfs.path) {
+        (Source::Image(r), Some((p, _))) => RootfsPlan::Prebuilt {
+            path: resolve_in_context(&image_files(r)?, in_image(p)).map_err(|source| {
+                PipelineError::RootfsPath {
+                    path: format!("{p} in image {r}"),
+                    source,
                 }
-            }
-        }
-        Source::Local => match &bf.rootfs.path {
-            Some(p) => RootfsPlan::Prebuilt {
-                path: resolve_in_context(context, &p.value).map_err(|source| {
-                    PipelineError::RootfsPath {
-                        path: p.value.clone(),
-                        source,
-                    }
-                })?,
-                kind,
-            },
-            None => RootfsPlan::None,
+            })?,
+            kind,
         },
-        Source::Scratch if bf.rootfs.include.is_empty() => RootfsPlan::None,
-        Source::Scratch => {
+        // The image's own files are the rootfs, with the includes on top
+        // (Go bunny's raw-rootfs update, and Dockerfile's FROM + COPY).
+        (Source::Image(r), None) => {
             let mut tree = Tree::new();
-            add_includes(&mut tree, context, &bf.rootfs.include, &image_files)?;
-            match kind {
-                RootfsType::Initrd => RootfsPlan::Initrd(tree),
-                RootfsType::Block => RootfsPlan::Block(tree, framework.block_fs()),
-                RootfsType::Raw => RootfsPlan::Raw(tree),
-            }
+            tree.add_from_context(&image_files(r)?, ".", "/")
+                .map_err(|source| PipelineError::RootfsPath {
+                    path: format!("the files of image {r}"),
+                    source,
+                })?;
+            add_includes(&mut tree, context, &spec.rootfs.include, &image_files)?;
+            from_files(tree)
+        }
+        (Source::Local, Some((p, _))) => RootfsPlan::Prebuilt {
+            path: resolve_in_context(context, in_image(p)).map_err(|source| {
+                PipelineError::RootfsPath {
+                    path: p.clone(),
+                    source,
+                }
+            })?,
+            kind,
+        },
+        (Source::Local, None) => RootfsPlan::None,
+        (Source::Scratch, _) if spec.rootfs.include.is_empty() && !spec.init => RootfsPlan::None,
+        (Source::Scratch, _) => {
+            let mut tree = Tree::new();
+            add_includes(&mut tree, context, &spec.rootfs.include, &image_files)?;
+            from_files(tree)
         }
     };
 
-    let cmdline = match &bf.cmdline {
-        Some(c) => Some(c.value.clone()),
-        // The Go bunny joins `cmd`; with an `entrypoint` (our extension) the
-        // process urunc starts is entrypoint + cmd, so that is what we join.
-        None if !bf.cmd.is_empty() || !bf.entrypoint.is_empty() => Some(
-            bf.entrypoint
-                .iter()
-                .chain(bf.cmd.iter())
-                .map(|c| c.value.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        None => None,
+    // `FROM image` inherits the image's config as Dockerfile does: its Env
+    // (overridden key by key), Entrypoint and Cmd (a new ENTRYPOINT drops the
+    // old Cmd), Labels (overridden by the file's), WorkingDir and User.
+    let base = spec.inherit.as_ref().and_then(|(r, _)| images.config(r));
+    let mut labels: BTreeMap<String, String> = base
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default();
+    labels.extend(spec.labels.clone());
+    let mut entrypoint = spec
+        .entrypoint
+        .clone()
+        .or_else(|| base.as_ref().and_then(|c| c.entrypoint().clone()))
+        .unwrap_or_default();
+    let cmd = match (&spec.cmd, &spec.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => base
+            .as_ref()
+            .and_then(|c| c.cmd().clone())
+            .unwrap_or_default(),
     };
+    let mut env: Vec<String> = base
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_default();
+    for e in &spec.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|old| old.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    let working_dir = spec
+        .workdir
+        .clone()
+        .or_else(|| base.as_ref().and_then(|c| c.working_dir().clone()));
+
+    let mut user = None;
+    let mut generated = None;
+    if let Some((u, pos)) = &spec.user {
+        let empty = Tree::new();
+        let tree = match &rootfs {
+            RootfsPlan::Initrd(t) | RootfsPlan::Block(t, _) | RootfsPlan::Raw(t) => t,
+            _ => &empty,
+        };
+        user = Some(
+            resolve_user(u, tree).map_err(|message| PipelineError::User {
+                file: spec.origin.clone(),
+                line: pos.line,
+                message,
+            })?,
+        );
+    }
+    if spec.init {
+        let init = match &inputs.init {
+            Some(p) => p.clone(),
+            None => crate::containerfile::find_init().map_err(|e| PipelineError::Init {
+                message: e.to_string(),
+            })?,
+        };
+        crate::containerfile::check_static(&init).map_err(|e| PipelineError::Init {
+            message: e.to_string(),
+        })?;
+        let tree = rootfs.tree_mut().ok_or(PipelineError::Unsupported {
+            what: "bunny-init with a prebuilt rootfs file".into(),
+            hint: "build the rootfs from files, or turn the init off",
+        })?;
+        tree.insert_file(INIT_PATH, &init, 0o755)
+            .map_err(|source| PipelineError::Rootfs {
+                what: "init",
+                source,
+            })?;
+        if let Some(text) = init_config(working_dir.as_deref(), user) {
+            let dir = tempfile::Builder::new()
+                .prefix("bunny-plan-")
+                .tempdir()
+                .map_err(|source| PipelineError::Io {
+                    context: "creating a scratch directory".into(),
+                    source,
+                })?;
+            let p = dir.path().join("urunit.conf");
+            std::fs::write(&p, text).map_err(|source| PipelineError::Io {
+                context: format!("writing {}", p.display()),
+                source,
+            })?;
+            tree.insert_file(INIT_CONFIG_PATH, &p, 0o644)
+                .map_err(|source| PipelineError::Rootfs {
+                    what: "init configuration",
+                    source,
+                })?;
+            generated = Some(dir);
+        }
+        // The kernel's modules (virtio_net, ...) go where bunny-init loads
+        // them from, unless the image brings its own.
+        if let Some(dir) = &layer_kernel {
+            if dir.join("lib/modules").is_dir() && tree.get("lib/modules").is_none() {
+                tree.add_from_context(dir, "lib/modules", "/lib/modules")
+                    .map_err(|source| PipelineError::Rootfs {
+                        what: "kernel modules",
+                        source,
+                    })?;
+            }
+        }
+        entrypoint.insert(0, INIT_PATH.to_string());
+    }
 
     Ok(Plan {
-        monitor: bf.platforms.monitor.value,
-        architecture: architecture.unwrap_or(bf.platforms.architecture.value),
+        monitor: spec.monitor,
+        architecture: inputs.architecture.unwrap_or(spec.architecture),
         kernel,
         rootfs,
-        // The Go bunny's rule: with no `cmd`, the image's Cmd is `cmdline`
-        // split at spaces, so urunc's process args match the annotation.
-        cmd: if bf.cmd.is_empty() {
-            bf.cmdline
-                .as_ref()
-                .map(|c| c.value.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        } else {
-            bf.cmd.iter().map(|s| s.value.clone()).collect()
-        },
-        entrypoint: bf.entrypoint.iter().map(|s| s.value.clone()).collect(),
-        env: bf.envs.iter().map(|s| s.value.clone()).collect(),
-        cmdline,
-        unikernel_version: bf.platforms.version.as_ref().map(|v| v.value.clone()),
-        app: bf.app.clone().map(|a| (a, context.to_path_buf())),
+        cmd,
+        entrypoint,
+        env,
+        cmdline: spec.cmdline.clone(),
+        unikernel_version: spec.unikernel_version.clone(),
+        rootfs_kind: kind,
+        labels,
+        working_dir,
+        user: user
+            .map(|(u, g)| format!("{u}:{g}"))
+            .or_else(|| base.as_ref().and_then(|c| c.user().clone())),
+        app: spec.app.clone().map(|a| (a, context.to_path_buf())),
         framework,
+        _generated: generated,
     })
+}
+
+/// `USER` as numbers: a name is looked up in the rootfs's /etc/passwd; the
+/// group defaults to the user's (or the uid). Numbers, because docker
+/// resolves a name against the container's own /etc/passwd, which a
+/// unikernel image lacks.
+fn resolve_user(user: &str, tree: &Tree) -> Result<(u32, u32), String> {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let (uid, pw_gid) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => lookup_user(tree, u).ok_or_else(|| {
+            format!("USER `{u}` is not a number and not in the image's /etc/passwd")
+        })?,
+    };
+    let gid = if g.is_empty() {
+        pw_gid.unwrap_or(uid)
+    } else {
+        g.parse::<u32>()
+            .map_err(|_| format!("USER group `{g}` must be a number"))?
+    };
+    Ok((uid, gid))
+}
+
+fn lookup_user(tree: &Tree, name: &str) -> Option<(u32, Option<u32>)> {
+    let entry = tree.get("etc/passwd")?;
+    let EntryKind::File { source, .. } = &entry.kind else {
+        return None;
+    };
+    let text = std::fs::read_to_string(source).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 || f[0] != name {
+            return None;
+        }
+        let uid: u32 = f[2].parse().ok()?;
+        Some((uid, f[3].parse::<u32>().ok()))
+    })
+}
+
+/// urunit's `UCS` block for the working directory and the user.
+fn init_config(workdir: Option<&str>, user: Option<(u32, u32)>) -> Option<String> {
+    if workdir.is_none() && user.is_none() {
+        return None;
+    }
+    let mut s = String::from("UCS\n");
+    if let Some((uid, gid)) = user {
+        s.push_str(&format!("UID: {uid}\nGID: {gid}\n"));
+    }
+    if let Some(w) = workdir {
+        s.push_str(&format!("WD: {w}\n"));
+    }
+    s.push_str("UCE\n");
+    Some(s)
 }
 
 /// Issue 7: builds the plan's `app` in build containers and points the plan's
@@ -364,13 +616,13 @@ pub fn prepare_app(
         return Ok(Some(built));
     }
     // The app's files join the rootfs the BunnyFile describes (its includes
-    // stay), in the framework's default form when it names none: an initrd
-    // for linux, a block image for rumprun and freebsd.
+    // stay), in the form it asked for (an app's default: an initrd for
+    // linux, a block image for rumprun and freebsd).
     let (mut tree, wrap): (Tree, WrapRootfs) =
         match std::mem::replace(&mut plan.rootfs, RootfsPlan::None) {
             RootfsPlan::None => (
                 Tree::new(),
-                match plan.framework.default_rootfs_type() {
+                match plan.rootfs_kind {
                     RootfsType::Initrd => |t, _| RootfsPlan::Initrd(t),
                     RootfsType::Block => |t, f| RootfsPlan::Block(t, f.block_fs()),
                     RootfsType::Raw => |t, _| RootfsPlan::Raw(t),
@@ -419,7 +671,9 @@ fn add_includes(
 ) -> Result<(), PipelineError> {
     for inc in include {
         let (base, source) = match &inc.from {
-            Source::Local => (context.to_path_buf(), inc.source.as_str()),
+            // Docker, BuildKit and Go bunny read a leading `/` as the
+            // context's root.
+            Source::Local => (context.to_path_buf(), in_image(&inc.source)),
             Source::Image(r) => (image_files(r)?, in_image(&inc.source)),
             Source::Scratch => {
                 return Err(PipelineError::Unsupported {
@@ -480,10 +734,10 @@ pub fn build(
         });
         Ok::<_, PipelineError>((kernel??, rootfs?))
     })?;
-    let mut layers = vec![kernel_layer];
+    let mut layers: Vec<Layer> = kernel_layer.into_iter().collect();
     layers.extend(rootfs_layers);
 
-    let urunc = plan.urunc();
+    let (urunc, annotations) = plan.annotations()?;
     progress.start("urunc.json layer");
     let layer = write_layer(
         &[LayerEntry {
@@ -497,7 +751,6 @@ pub fn build(
     progress.finish("urunc.json layer", &short(&layer.descriptor));
     layers.push(layer);
 
-    let annotations: BTreeMap<String, String> = urunc.to_annotations();
     let spec = ImageSpec {
         layers,
         config: ImageConfig {
@@ -507,8 +760,8 @@ pub fn build(
             entrypoint: plan.entrypoint.clone(),
             env: plan.env.clone(),
             labels: annotations.clone(),
-            working_dir: None,
-            user: None,
+            working_dir: plan.working_dir.clone(),
+            user: plan.user.clone(),
             created_epoch: opts.epoch,
         },
         annotations,
@@ -545,27 +798,60 @@ fn kernel_layer(
     store: &Store,
     layer_opts: &LayerOptions,
     progress: &dyn Progress,
-) -> Result<Layer, PipelineError> {
-    let kernel = match &plan.kernel {
-        KernelInput::Local(k) => k,
+) -> Result<Option<Layer>, PipelineError> {
+    let (path, kernel) = match &plan.kernel {
+        KernelInput::Local(k) => (KERNEL_PATH.to_string(), k.clone()),
+        // A raw rootfs carries the kernel in its own files layer; an initrd
+        // or block rootfs does not show its files to urunc, so the kernel
+        // gets a layer of its own at the path `binary` names.
+        KernelInput::InRootfs(p) => match &plan.rootfs {
+            RootfsPlan::Raw(_) => return Ok(None),
+            RootfsPlan::Initrd(t) | RootfsPlan::Block(t, _) => {
+                match t.get(p.trim_start_matches('/')).map(|e| &e.kind) {
+                    Some(EntryKind::File { source, .. }) => (p.clone(), source.clone()),
+                    _ => {
+                        return Err(PipelineError::Labels {
+                            message: format!(
+                                "com.urunc.unikernel.binary names `{p}`, which no COPY put in the image"
+                            ),
+                        })
+                    }
+                }
+            }
+            RootfsPlan::None | RootfsPlan::Prebuilt { .. } => {
+                return Err(PipelineError::Labels {
+                    message: format!(
+                        "com.urunc.unikernel.binary names `{p}`, but the image has no files"
+                    ),
+                })
+            }
+        },
         KernelInput::App => {
             return Err(PipelineError::Internal {
                 what: "the app was not built (prepare_app) before packing",
             })
         }
     };
+    // The kernel keeps its own mode, as Go bunny's copy does (timestamps are
+    // the epoch's, for reproducible digests).
+    let mode = std::fs::metadata(&kernel)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+        .map_err(|source| PipelineError::Io {
+            context: format!("reading {}", kernel.display()),
+            source,
+        })?;
     progress.start("kernel layer");
     let layer = write_layer(
         &[LayerEntry {
-            path: KERNEL_PATH.into(),
-            content: LayerContent::File(kernel.clone()),
-            mode: 0o755,
+            path,
+            content: LayerContent::File(kernel),
+            mode,
         }],
         layer_opts,
         store,
     )?;
     progress.finish("kernel layer", &short(&layer.descriptor));
-    Ok(layer)
+    Ok(Some(layer))
 }
 
 /// Writes the rootfs (initrd or block image, or the raw files) and its layers.

@@ -11,6 +11,8 @@ pub enum Monitor {
     Hvt,
     Spt,
     CloudHypervisor,
+    /// urunc's hedge, which starts guests through a kernel module.
+    Hedge,
 }
 
 impl Monitor {
@@ -20,6 +22,7 @@ impl Monitor {
         Monitor::Hvt,
         Monitor::Spt,
         Monitor::CloudHypervisor,
+        Monitor::Hedge,
     ];
 
     /// The value of `com.urunc.unikernel.hypervisor`.
@@ -30,6 +33,7 @@ impl Monitor {
             Monitor::Hvt => "hvt",
             Monitor::Spt => "spt",
             Monitor::CloudHypervisor => "cloud-hypervisor",
+            Monitor::Hedge => "hedge",
         }
     }
 

@@ -65,7 +65,7 @@ const EXPECTED: &[Expect] = &[
         4,
         12,
         "unknown monitor `kvm`",
-        "`qemu`, `firecracker`, `hvt`, `spt` or `cloud-hypervisor`",
+        "`qemu`, `firecracker`, `hvt`, `spt`, `cloud-hypervisor` or `hedge`",
     ),
     e(
         "missing-monitor",

@@ -17,11 +17,12 @@ fn names<T: std::fmt::Display>(values: &[T]) -> String {
 fn row(name: &str, f: &dyn Framework) -> String {
     let s = f.support();
     format!(
-        "| {name} | {} | {} | {} | {} |",
+        "| {name} | {} | {} | {} | {} | {} |",
         names(s.monitors),
         names(s.architectures),
         names(s.rootfs_types),
-        f.default_rootfs_type()
+        f.default_rootfs_type(),
+        f.app_rootfs_type()
     )
 }
 

@@ -160,7 +160,11 @@ fn go_test_file_float_version_and_unknown_framework_warning() {
     assert_eq!(p.bunnyfile.syntax.as_deref(), Some("foo"));
     assert_eq!(p.bunnyfile.version.value, "0.1");
     assert_eq!(p.bunnyfile.cmdline.unwrap().value, "foo bar");
-    assert_eq!(p.warnings.len(), 1);
+    // Accepted as Go accepts it; the prebuilt file without `type` is
+    // pointed out (Go takes it to be raw).
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(p.warnings[1].message.contains("without `type`"));
+    assert_eq!(p.warnings[1].pos, Pos { line: 12, col: 9 });
     let w = &p.warnings[0];
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!(w.pos, Pos { line: 8, col: 14 });

@@ -99,7 +99,10 @@ fn a_busybox_image_becomes_a_vm_serving_http() {
     std::fs::write(
         ctx.join("Containerfile"),
         format!(
-            "FROM {image}\nLABEL com.urunc.unikernel.hypervisor=qemu\n\
+            // bunny run boots a Linux guest from an initrd; Go bunny's
+            // default (the files over mountRootfs) needs urunc's devmapper
+            // or shared filesystem.
+            "FROM {image}\nLABEL com.urunc.unikernel.hypervisor=qemu\nLABEL bunny.rootfs=initrd\n\
              CMD [\"/bin/busybox\",\"httpd\",\"-f\",\"-p\",\"80\",\"-h\",\"/www\"]\n"
         ),
     )
@@ -165,7 +168,7 @@ fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
     std::fs::write(
         ctx.join("Containerfile"),
         format!(
-            "ARG BASE={image}\nFROM $BASE\nENV GREETING=hello\nWORKDIR /srv/data\n\
+            "ARG BASE={image}\nFROM $BASE\nLABEL bunny.rootfs=initrd\nENV GREETING=hello\nWORKDIR /srv/data\n\
              ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo app: args=[$0 $1] pwd=$(/bin/busybox pwd) greeting=$GREETING; (/bin/busybox sleep 0.2 &); /bin/busybox sleep 2; exit 7\"]\n\
              CMD [\"one\", \"two words\"]\n"
         ),

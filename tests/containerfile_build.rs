@@ -131,16 +131,25 @@ fn rumprun_example_substitutes_args_and_follows_the_go_defaults() {
 }
 
 #[test]
-fn linux_from_scratch_gets_kernel_init_and_initrd() {
+fn linux_from_scratch_gets_kernel_and_init_and_keeps_its_files_as_go_bunny_does() {
     let kernel = format!("linux.kernel={}", init_helper::kernel_image());
     let (a, l, u, config) = build("linux-scratch", &["--toolchain", &kernel]);
     let all = [&a, &l, &u];
     // Missing keys default to linux + qemu; the kernel comes from the
-    // framework's kernel image, the files go into an initrd.
+    // framework's kernel image; the files stay in the image's layers and
+    // urunc hands them over (Go bunny's mountRootfs=true); no cmdline.
     assert_key(&all, "com.urunc.unikernel.unikernelType", "linux");
     assert_key(&all, "com.urunc.unikernel.hypervisor", "qemu");
     assert_key(&all, "com.urunc.unikernel.binary", "/.boot/kernel");
-    assert_key(&all, "com.urunc.unikernel.initrd", "/.boot/rootfs");
+    assert_key(&all, "com.urunc.unikernel.mountRootfs", "true");
+    for m in all {
+        for k in ["initrd", "block", "cmdline", "useDMBlock"] {
+            assert!(
+                !m.contains_key(&format!("com.urunc.unikernel.{k}")),
+                "{k}: {m:?}"
+            );
+        }
+    }
     assert_key(
         &[&a, &l],
         "org.opencontainers.image.title",

@@ -343,8 +343,14 @@ fn build(
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("BunnyFile"), text).unwrap();
     let parsed = bunny::bunnyfile::parse("BunnyFile", text).map_err(|e| e.to_string())?;
-    let mut plan =
-        pipeline::plan(&parsed.bunnyfile, &ctx, None, &NoImages).map_err(|e| e.to_string())?;
+    let spec = bunny::bunnyfile::spec::to_spec(&parsed.bunnyfile, "BunnyFile");
+    let inputs = pipeline::PlanInputs {
+        context: &ctx,
+        architecture: None,
+        images: &NoImages,
+        init: None,
+    };
+    let mut plan = pipeline::plan(&spec, &inputs).map_err(|e| e.to_string())?;
     let opts = AppOptions {
         lock_file: ctx.join("bunny.lock"),
         layer_overrides: f.overrides.clone(),

@@ -69,18 +69,37 @@ pub struct PackImage {
     pub config: Option<serde_json::Value>,
 }
 
-struct MountedImages<'a>(&'a BTreeMap<String, PackImage>);
+struct MountedImages<'a> {
+    images: &'a BTreeMap<String, PackImage>,
+    /// A Containerfile's kernel image, the framework's `kernel` layer.
+    kernel: Option<&'a PackImage>,
+}
 
 impl ImageSource for MountedImages<'_> {
+    fn layer(
+        &self,
+        framework: &dyn bunny::frameworks::Framework,
+        name: &str,
+    ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
+        match self.kernel {
+            Some(k) if name == "kernel" => Ok((k.reference.clone(), PathBuf::from(&k.dir))),
+            _ => Err(format!(
+                "layer `{}.{name}` was not mounted into the pack step",
+                framework.name()
+            )
+            .into()),
+        }
+    }
+
     fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
-        self.0
+        self.images
             .get(reference)
             .map(|i| PathBuf::from(&i.dir))
             .ok_or_else(|| format!("image `{reference}` was not mounted into the pack step").into())
     }
 
     fn config(&self, reference: &str) -> Option<oci_spec::image::Config> {
-        let value = self.0.get(reference)?.config.clone()?;
+        let value = self.images.get(reference)?.config.clone()?;
         serde_json::from_value(value).ok()
     }
 }
@@ -129,18 +148,21 @@ fn pack(spec: &PackSpec) -> Result<(), FrontendError> {
         gzip_initrd: false,
         outputs: Vec::new(),
     };
-    let images = MountedImages(&spec.images);
+    let images = MountedImages {
+        images: &spec.images,
+        kernel: spec.kernel.as_ref(),
+    };
     let context = Path::new(&spec.context);
     let progress = Lines;
     let fail = |e: &dyn std::error::Error| FrontendError::Pack {
         file: spec.file_name.clone(),
         message: crate::gateway::chain(e),
     };
-    let manifest = match crate::translate::detect(&spec.file) {
+    // One planner and one packer for both formats: each becomes the same
+    // build model first.
+    let (model, app_opts) = match crate::translate::detect(&spec.file) {
         crate::translate::Syntax::BunnyFile => {
             let parsed = bunny::bunnyfile::parse_bytes(&spec.file_name, spec.file.as_bytes())?;
-            let bf = &parsed.bunnyfile;
-            let mut plan = pipeline::plan(bf, context, None, &images)?;
             let app_opts = bunny::build::AppOptions {
                 prebuilt: Some(bunny::build::PrebuiltSteps {
                     output: spec
@@ -156,30 +178,35 @@ fn pack(spec: &PackSpec) -> Result<(), FrontendError> {
                 }),
                 ..Default::default()
             };
-            let _app = pipeline::prepare_app(&mut plan, &store, &app_opts, &progress)
-                .map_err(|e| fail(&e))?;
-            pipeline::build(&plan, &store, &opts, &progress)
-                .map_err(|e| fail(&e))?
-                .manifest
+            (
+                bunny::bunnyfile::spec::to_spec(&parsed.bunnyfile, &spec.file_name),
+                app_opts,
+            )
         }
         crate::translate::Syntax::Containerfile => {
             let parsed = bunny::containerfile::parse_bytes(&spec.file_name, spec.file.as_bytes())
                 .map_err(|e| fail(&e))?;
-            let inputs = bunny::containerfile::BuildInputs {
-                file_name: spec.file_name.clone(),
-                context,
-                images: &images,
-                kernel_image: spec.kernel.as_ref().map(|k| k.reference.clone()),
-                kernel_files: spec.kernel.as_ref().map(|k| PathBuf::from(&k.dir)),
-                registry: None,
-                init: spec.init.as_ref().map(PathBuf::from),
-                architecture: bunny::platform::Arch::host(),
-            };
-            bunny::containerfile::build(&parsed.containerfile, &inputs, &store, &opts, &progress)
-                .map_err(|e| fail(&e))?
-                .manifest
+            let model =
+                bunny::containerfile::to_spec(&parsed.containerfile, &spec.file_name, &images)
+                    .map_err(|e| fail(&e))?;
+            (model, bunny::build::AppOptions::default())
         }
     };
+    let mut plan = pipeline::plan(
+        &model,
+        &pipeline::PlanInputs {
+            context,
+            architecture: None,
+            images: &images,
+            init: spec.init.as_ref().map(PathBuf::from),
+        },
+    )
+    .map_err(|e| fail(&e))?;
+    let _app =
+        pipeline::prepare_app(&mut plan, &store, &app_opts, &progress).map_err(|e| fail(&e))?;
+    let manifest = pipeline::build(&plan, &store, &opts, &progress)
+        .map_err(|e| fail(&e))?
+        .manifest;
     lay_out(&store, manifest.digest().as_ref(), spec)
 }
 

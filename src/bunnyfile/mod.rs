@@ -6,6 +6,7 @@
 //! `docs/bunnyfile.md`.
 
 pub mod model;
+pub mod spec;
 mod validate;
 mod yaml;
 

@@ -490,9 +490,30 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
     );
     let entrypoint = string_list(ctx, &top, "entrypoint", "write `entrypoint: [\"/init\"]`");
     let envs = envs(ctx, &top);
+    if let (Some(c), Some(_)) = (&cmdline, cmd.first()) {
+        ctx.warn(
+            c.pos,
+            "`cmdline` is ignored when `cmd` is given (as Go bunny does): the image's cmdline is `cmd` joined by spaces",
+            "remove `cmdline`, or remove `cmd` to have `cmdline` split at spaces become the command",
+        );
+    }
 
     if let (Some(p), Some(r)) = (&platforms, &rootfs) {
         combinations(ctx, p, r);
+        let has_app = top.get("app").is_some();
+        let fw = frameworks::resolve(&p.framework.value);
+        if let (Some(path), None, false) = (&r.path, &r.kind, has_app) {
+            if fw.default_rootfs_type() == RootfsType::Raw {
+                ctx.warn(
+                    path.pos,
+                    format!(
+                        "a prebuilt rootfs file without `type`: as Go bunny does, a `{}` image takes it to be `raw`, so the file is carried at /.boot/rootfs but urunc hands the guest the container's files (mountRootfs=true)",
+                        fw.name()
+                    ),
+                    "add `type: initrd` or `type: block` (what the file is) for the guest to boot from it",
+                );
+            }
+        }
     }
     if ctx.has_errors() {
         return None;
@@ -577,7 +598,11 @@ fn version(ctx: &mut Ctx, top: &Section) -> Option<Spanned<String>> {
 }
 
 fn known_framework_names() -> Vec<&'static str> {
-    frameworks::known().iter().map(|f| f.name()).collect()
+    frameworks::known()
+        .iter()
+        .map(|f| f.name())
+        .chain(frameworks::generic::URUNC_GUESTS.iter().copied())
+        .collect()
 }
 
 fn platforms(ctx: &mut Ctx, top: &Section) -> Option<Platforms> {

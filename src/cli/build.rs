@@ -274,17 +274,20 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         },
         cache: globals.root.join("rootfs"),
         pull: args.pull,
+        layer_overrides: layer_overrides(&args)?,
     };
-    let mut plan = pipeline::plan(bf, &args.context, architecture, &source)
-        .with_context(|| format!("planning {}", file.display()))?;
-    // Issue 7: build the `app` (if any) before packing.
-    let mut layer_overrides = std::collections::BTreeMap::new();
-    for t in &args.toolchains {
-        let (k, v) = crate::build::app::parse_layer_override(t).with_context(|| {
-            format!("--toolchain `{t}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
-        })?;
-        layer_overrides.insert(k, v);
-    }
+    let spec = crate::bunnyfile::spec::to_spec(bf, &file.display().to_string());
+    let mut plan = pipeline::plan(
+        &spec,
+        &pipeline::PlanInputs {
+            context: &args.context,
+            architecture,
+            images: &source,
+            init: None,
+        },
+    )
+    .with_context(|| format!("planning {}", file.display()))?;
+    let layer_overrides = source.layer_overrides.clone();
     let app_opts = crate::build::AppOptions {
         lock_file: crate::build::lock::lock_path(&file),
         no_cache: args.no_cache,
@@ -322,6 +325,16 @@ fn run_containerfile(
         eprintln!("{w}");
     }
     if args.check {
+        // The same translation the build makes, so that check and build
+        // never disagree (a FROM image's labels are read at build time).
+        if let Err(err) = crate::containerfile::to_spec(
+            &parsed.containerfile,
+            &file.display().to_string(),
+            &NoImages,
+        ) {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
         println!("{}: ok", file.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -329,19 +342,7 @@ fn run_containerfile(
         bail!("--push needs a destination: add -t REGISTRY/NAME:TAG");
     }
     let (opts, locals) = build_options(args)?;
-    let architecture = match args.platform.as_deref().map(parse_platform).transpose()? {
-        Some(a) => a,
-        None => Arch::host(),
-    };
-    let mut kernel_image = None;
-    for t in &args.toolchains {
-        let (k, v) = crate::build::app::parse_layer_override(t).with_context(|| {
-            format!("--toolchain `{t}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
-        })?;
-        if k == "linux.kernel" {
-            kernel_image = Some(v);
-        }
-    }
+    let architecture = args.platform.as_deref().map(parse_platform).transpose()?;
     let progress = reporter(args.progress);
     let store = Store::open(&globals.root)
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
@@ -353,34 +354,55 @@ fn run_containerfile(
             .registry
             .options(super::transfer::renderer(args.progress)),
         platform: crate::oci::registry::PlatformWanted {
-            arch: architecture,
+            arch: architecture.unwrap_or_else(Arch::host),
             os: None,
         },
         cache: globals.root.join("rootfs"),
         pull: args.pull,
+        layer_overrides: layer_overrides(args)?,
     };
-    let inputs = crate::containerfile::BuildInputs {
-        file_name: file.display().to_string(),
-        context: &args.context,
-        images: &source,
-        kernel_image,
-        kernel_files: None,
-        registry: Some(
-            args.registry
-                .options(super::transfer::renderer(args.progress)),
-        ),
-        init: None,
-        architecture,
+    let name = file.display().to_string();
+    let spec = match crate::containerfile::to_spec(&parsed.containerfile, &name, &source) {
+        Ok(spec) => spec,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
-    let built = crate::containerfile::build(
-        &parsed.containerfile,
-        &inputs,
-        &store,
-        &opts,
-        progress.as_ref(),
+    let plan = pipeline::plan(
+        &spec,
+        &pipeline::PlanInputs {
+            context: &args.context,
+            architecture,
+            images: &source,
+            init: None,
+        },
     )
-    .with_context(|| format!("building {}", file.display()))?;
+    .with_context(|| format!("planning {name}"))?;
+    let built = pipeline::build(&plan, &store, &opts, progress.as_ref())
+        .with_context(|| format!("building {name}"))?;
     finish(args, &store, &built.manifest, &locals)
+}
+
+/// `--toolchain FRAMEWORK[.LAYER]=REF`, by `FRAMEWORK.LAYER`.
+fn layer_overrides(args: &BuildArgs) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut overrides = std::collections::BTreeMap::new();
+    for t in &args.toolchains {
+        let (k, v) = crate::build::app::parse_layer_override(t).with_context(|| {
+            format!("--toolchain `{t}`: write FRAMEWORK=REF or FRAMEWORK.LAYER=REF")
+        })?;
+        overrides.insert(k, v);
+    }
+    Ok(overrides)
+}
+
+/// Images for a check, which reads none.
+struct NoImages;
+
+impl pipeline::ImageSource for NoImages {
+    fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("`{reference}` is not read by a check").into())
+    }
 }
 
 /// The build settings both input formats share: outputs (and `local`
@@ -496,9 +518,39 @@ struct StoreSource<'a> {
     platform: crate::oci::registry::PlatformWanted,
     cache: PathBuf,
     pull: bool,
+    /// `--toolchain` references, by `FRAMEWORK.LAYER`.
+    layer_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl pipeline::ImageSource for StoreSource<'_> {
+    fn layer(
+        &self,
+        framework: &dyn crate::frameworks::Framework,
+        name: &str,
+    ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
+        let key = format!("{}.{name}", framework.name());
+        let reference = match self.layer_overrides.get(&key) {
+            Some(r) => r.clone(),
+            None => framework
+                .layers()
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.reference.to_string())
+                .ok_or_else(|| format!("framework `{}` has no `{name}` layer", framework.name()))?,
+        };
+        // Layers are the user's own choice (a flag), like toolchain layers:
+        // resolved from the store, a layout or the registry.
+        let (store, manifest) =
+            crate::build::resolve_image(self.store, &reference, Some(&self.opts), self.pull)?;
+        let resolved = crate::build::ResolvedImage {
+            reference: reference.clone(),
+            store,
+            manifest,
+        };
+        let dir = crate::build::rootfs::unpacked_rootfs(self.store.root(), &resolved)?.0;
+        Ok((reference, dir))
+    }
+
     fn files(&self, reference: &str) -> Result<PathBuf, Box<dyn std::error::Error + Send + Sync>> {
         let reference =
             &crate::build::contain_layout(reference, &self.context, &self.allowed_layouts)?;

@@ -174,7 +174,7 @@ impl Framework for FreeBsd {
             rootfs_types: &[RootfsType::Block, RootfsType::Raw],
         }
     }
-    fn default_rootfs_type(&self) -> RootfsType {
+    fn app_rootfs_type(&self) -> RootfsType {
         RootfsType::Block
     }
     fn block_fs(&self) -> BlockFs {

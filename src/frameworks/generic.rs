@@ -8,6 +8,10 @@ pub struct Generic {
     name: String,
 }
 
+/// Guests urunc boots that bunny packages as given, with nothing of its own
+/// to add: known names, so no "unknown framework" warning.
+pub const URUNC_GUESTS: &[&str] = &["mewz", "hermit", "includeos", "osv"];
+
 impl Generic {
     pub fn new(name: &str) -> Generic {
         Generic {
@@ -30,9 +34,6 @@ impl Framework for Generic {
             rootfs_types: RootfsType::ALL,
         }
     }
-    fn default_rootfs_type(&self) -> RootfsType {
-        RootfsType::Initrd
-    }
     fn block_fs(&self) -> BlockFs {
         BlockFs::Ext2
     }
@@ -40,6 +41,6 @@ impl Framework for Generic {
         "/"
     }
     fn is_known(&self) -> bool {
-        false
+        URUNC_GUESTS.contains(&self.name.as_str())
     }
 }

@@ -52,7 +52,7 @@ impl Framework for Linux {
             rootfs_types: &[RootfsType::Initrd, RootfsType::Block, RootfsType::Raw],
         }
     }
-    fn default_rootfs_type(&self) -> RootfsType {
+    fn app_rootfs_type(&self) -> RootfsType {
         RootfsType::Initrd
     }
     fn block_fs(&self) -> BlockFs {

@@ -19,13 +19,12 @@ impl Framework for Mirage {
             rootfs_types: &[RootfsType::Block, RootfsType::Raw],
         }
     }
-    fn default_rootfs_type(&self) -> RootfsType {
-        RootfsType::Block
-    }
     fn block_fs(&self) -> BlockFs {
         BlockFs::Ext2
     }
     fn block_mount_point(&self) -> &str {
-        "/data"
+        // Go bunny gives every framework but rumprun `/` (the block image
+        // is the guest's root); a mirage image must mean the same to urunc.
+        "/"
     }
 }

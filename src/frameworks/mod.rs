@@ -10,7 +10,7 @@
 //! (issue 8) and freebsd (issue 9) fill in their steps here.
 
 pub mod freebsd;
-mod generic;
+pub mod generic;
 mod linux;
 mod mirage;
 mod rumprun;
@@ -147,8 +147,19 @@ pub trait Framework: Send + Sync {
 
     fn support(&self) -> Support;
 
-    /// The rootfs type used when the BunnyFile names none but has content.
-    fn default_rootfs_type(&self) -> RootfsType;
+    /// The rootfs type used when the build file names none but has content.
+    /// Go bunny's rule, which a file it builds must keep: `initrd` for
+    /// unikraft, `raw` (the files stay in the image's layers and urunc hands
+    /// them over with `mountRootfs`) for every other framework.
+    fn default_rootfs_type(&self) -> RootfsType {
+        RootfsType::Raw
+    }
+
+    /// The form an `app`'s files take when the BunnyFile names none: `app`
+    /// is bunny's own extension, so it may default to what boots best.
+    fn app_rootfs_type(&self) -> RootfsType {
+        self.default_rootfs_type()
+    }
 
     /// The filesystem a `block` rootfs is written in.
     fn block_fs(&self) -> BlockFs;
@@ -222,6 +233,9 @@ impl Framework for Known {
     fn default_rootfs_type(&self) -> RootfsType {
         self.0.default_rootfs_type()
     }
+    fn app_rootfs_type(&self) -> RootfsType {
+        self.0.app_rootfs_type()
+    }
     fn block_fs(&self) -> BlockFs {
         self.0.block_fs()
     }
@@ -268,9 +282,32 @@ mod tests {
 
     #[test]
     fn unknown_frameworks_are_generic() {
-        let f = resolve("osv");
+        let f = resolve("nanos");
         assert!(!f.is_known());
-        assert_eq!(f.unikernel_type(), "osv");
+        assert_eq!(f.unikernel_type(), "nanos");
         assert_eq!(f.support().monitors, Monitor::ALL);
+        // Guests urunc boots are known names, packaged the same way.
+        let f = resolve("mewz");
+        assert!(f.is_known());
+        assert_eq!(f.default_rootfs_type(), RootfsType::Raw);
+    }
+
+    #[test]
+    fn default_rootfs_types_are_go_bunnys() {
+        for name in ["linux", "rumprun", "freebsd", "mirage", "hermit", "nanos"] {
+            assert_eq!(
+                resolve(name).default_rootfs_type(),
+                RootfsType::Raw,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            resolve("unikraft").default_rootfs_type(),
+            RootfsType::Initrd
+        );
+        assert_eq!(resolve("linux").app_rootfs_type(), RootfsType::Initrd);
+        assert_eq!(resolve("rumprun").app_rootfs_type(), RootfsType::Block);
+        assert_eq!(resolve("freebsd").app_rootfs_type(), RootfsType::Block);
+        assert_eq!(resolve("mirage").block_mount_point(), "/");
     }
 }

@@ -76,7 +76,7 @@ pub fn bake_target(monitor: Monitor) -> Option<(&'static str, &'static str)> {
         Monitor::Hvt => Some(("solo5", "solo5_hvt")),
         Monitor::Spt => Some(("solo5", "solo5_spt")),
         Monitor::Qemu => Some(("hw", "hw_virtio")),
-        Monitor::Firecracker | Monitor::CloudHypervisor => None,
+        Monitor::Firecracker | Monitor::CloudHypervisor | Monitor::Hedge => None,
     }
 }
 
@@ -106,7 +106,7 @@ impl Framework for Rumprun {
             rootfs_types: &[RootfsType::Block, RootfsType::Raw],
         }
     }
-    fn default_rootfs_type(&self) -> RootfsType {
+    fn app_rootfs_type(&self) -> RootfsType {
         RootfsType::Block
     }
     fn block_fs(&self) -> BlockFs {

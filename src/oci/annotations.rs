@@ -24,7 +24,9 @@ pub const KEY_INITRD: &str = "com.urunc.unikernel.initrd";
 pub const KEY_BLOCK: &str = "com.urunc.unikernel.block";
 pub const KEY_BLK_MNT_POINT: &str = "com.urunc.unikernel.blkMntPoint";
 pub const KEY_MOUNT_ROOTFS: &str = "com.urunc.unikernel.mountRootfs";
-/// Older urunc's name for `mountRootfs`; written beside it.
+/// Older urunc's devmapper switch. urunc of mid-2025 lets any non-empty
+/// value override the operator's `USE_DEVMAPPER_AS_BLOCK`, and Go bunny never
+/// writes it: so it is passed through when the user set it, never made up.
 pub const KEY_USE_DM_BLOCK: &str = "com.urunc.unikernel.useDMBlock";
 pub const KEY_UNIKERNEL_VERSION: &str = "com.urunc.unikernel.unikernelVersion";
 
@@ -39,6 +41,8 @@ pub struct UruncConfig {
     pub blk_mnt_point: Option<String>,
     pub mount_rootfs: bool,
     pub unikernel_version: Option<String>,
+    /// Only ever the user's own value (see [`KEY_USE_DM_BLOCK`]).
+    pub use_dm_block: Option<String>,
 }
 
 impl UruncConfig {
@@ -57,6 +61,7 @@ impl UruncConfig {
             (KEY_BLOCK, &self.block),
             (KEY_BLK_MNT_POINT, &self.blk_mnt_point),
             (KEY_UNIKERNEL_VERSION, &self.unikernel_version),
+            (KEY_USE_DM_BLOCK, &self.use_dm_block),
         ];
         for (k, v) in optionals {
             if let Some(v) = v {
@@ -65,7 +70,6 @@ impl UruncConfig {
         }
         let flag = if self.mount_rootfs { "true" } else { "false" };
         put(KEY_MOUNT_ROOTFS, flag);
-        put(KEY_USE_DM_BLOCK, flag);
         m
     }
 
@@ -114,6 +118,7 @@ impl UruncConfig {
             blk_mnt_point: optional(KEY_BLK_MNT_POINT),
             mount_rootfs,
             unikernel_version: optional(KEY_UNIKERNEL_VERSION),
+            use_dm_block: optional(KEY_USE_DM_BLOCK),
         })
     }
 
@@ -172,13 +177,20 @@ mod tests {
     }
 
     #[test]
-    fn annotations_round_trip_and_write_both_rootfs_keys() {
+    fn annotations_round_trip_and_use_dm_block_is_never_made_up() {
         let c = sample();
         let a = c.to_annotations();
         assert_eq!(a[KEY_MOUNT_ROOTFS], "false");
-        assert_eq!(a[KEY_USE_DM_BLOCK], "false");
+        assert!(!a.contains_key(KEY_USE_DM_BLOCK));
         assert!(!a.contains_key(KEY_BLOCK));
         assert_eq!(UruncConfig::from_annotations(&a).unwrap(), c);
+        // The user's own value, even one that disagrees, goes through as is.
+        let mut a = a;
+        a.insert(KEY_USE_DM_BLOCK.into(), "true".into());
+        let c = UruncConfig::from_annotations(&a).unwrap();
+        assert_eq!(c.use_dm_block.as_deref(), Some("true"));
+        assert_eq!(c.to_annotations()[KEY_USE_DM_BLOCK], "true");
+        assert_eq!(c.to_annotations()[KEY_MOUNT_ROOTFS], "false");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub fn sample_urunc() -> UruncConfig {
         blk_mnt_point: None,
         mount_rootfs: false,
         unikernel_version: None,
+        use_dm_block: None,
     }
 }
 

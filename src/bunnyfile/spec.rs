@@ -1,0 +1,87 @@
+//! A validated BunnyFile as the build model, with Go bunny's meanings: a file
+//! Go bunny builds must give an image urunc treats the same way.
+
+use crate::model::{KernelSpec, RootfsSpec, Spec};
+use crate::platform::RootfsType;
+
+use super::{BunnyFile, Source};
+
+/// The rootfs type of `bf`: as written; else `app`'s default when it builds
+/// an app (bunny's extension), else Go bunny's (raw, initrd for unikraft).
+pub fn rootfs_type(bf: &BunnyFile) -> RootfsType {
+    let framework = crate::frameworks::resolve(&bf.platforms.framework.value);
+    let default = if bf.app.is_some() {
+        framework.app_rootfs_type()
+    } else {
+        framework.default_rootfs_type()
+    };
+    bf.rootfs.kind_or(default)
+}
+
+/// Go bunny's command line rule: with no `cmd`, `cmdline` split at spaces is
+/// the `cmd`; `com.urunc.unikernel.cmdline` is `cmd` joined by spaces (so a
+/// `cmdline` next to a `cmd` is ignored, and the entrypoint is not part of
+/// it: urunc puts the process's arguments first when it has them).
+pub fn command(bf: &BunnyFile) -> (Vec<String>, Option<String>) {
+    let cmd: Vec<String> = if bf.cmd.is_empty() {
+        bf.cmdline
+            .as_ref()
+            .map(|c| c.value.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    } else {
+        bf.cmd.iter().map(|c| c.value.clone()).collect()
+    };
+    let cmdline = (!cmd.is_empty()).then(|| cmd.join(" "));
+    (cmd, cmdline)
+}
+
+/// The build model of a validated BunnyFile read from `origin`.
+pub fn to_spec(bf: &BunnyFile, origin: &str) -> Spec {
+    let kernel = match &bf.kernel {
+        Some(k) => KernelSpec::File {
+            from: k.from.value.clone(),
+            path: k.path.value.clone(),
+            pos: k.path.pos,
+        },
+        // The validator requires `kernel` or `app`; the planner refuses an
+        // app-less spec it is handed anyway.
+        None => KernelSpec::App,
+    };
+    let (cmd, cmdline) = command(bf);
+    let entrypoint: Vec<String> = bf.entrypoint.iter().map(|e| e.value.clone()).collect();
+    Spec {
+        origin: origin.to_string(),
+        framework: bf.platforms.framework.value.clone(),
+        unikernel_version: bf.platforms.version.as_ref().map(|v| v.value.clone()),
+        monitor: bf.platforms.monitor.value,
+        architecture: bf.platforms.architecture.value,
+        kernel,
+        rootfs: RootfsSpec {
+            from: bf.rootfs.from.value.clone(),
+            path: bf.rootfs.path.as_ref().map(|p| (p.value.clone(), p.pos)),
+            kind: rootfs_type(bf),
+            include: bf.rootfs.include.clone(),
+        },
+        app: bf.app.clone(),
+        cmd: (!cmd.is_empty()).then_some(cmd),
+        entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
+        env: bf.envs.iter().map(|e| e.value.clone()).collect(),
+        cmdline,
+        labels: Default::default(),
+        workdir: None,
+        user: None,
+        init: false,
+        inherit: None,
+    }
+}
+
+/// Whether the rootfs is built from files (and so takes the `type`), as
+/// opposed to a prebuilt file or nothing.
+pub fn rootfs_from_files(bf: &BunnyFile) -> bool {
+    bf.rootfs.path.is_none()
+        && match &bf.rootfs.from.value {
+            Source::Local => false,
+            Source::Scratch => !bf.rootfs.include.is_empty(),
+            Source::Image(_) => true,
+        }
+}
