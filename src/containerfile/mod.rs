@@ -308,19 +308,20 @@ pub fn to_spec(
             )
         })?,
     };
-    let kernel =
-        match label(KEY_BINARY) {
-            Some(p) => KernelSpec::InRootfs(p.to_string()),
-            None if framework == "linux" => KernelSpec::Layer("kernel"),
-            None => return Err(invalid(
+    let kernel = match label(KEY_BINARY) {
+        Some(p) => KernelSpec::InRootfs(p.to_string()),
+        None if framework == "linux" => KernelSpec::Layer("kernel"),
+        None => {
+            return Err(invalid(
                 file_name,
                 at,
                 format!("a `{framework}` image needs its kernel named"),
                 &format!(
                     "add `LABEL {KEY_BINARY}=/path/of/the/kernel` (the path the COPY put it at)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     // Go bunny keeps the files in the image's layers (`mountRootfs`) unless
     // told otherwise; an initrd or a block image is bunny's opt-in.
     let kind = match label(LABEL_ROOTFS) {
