@@ -366,14 +366,25 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
         }
         _ => bunny::build::lock::LOCK_FILE.to_string(),
     };
-    let mut g = Graph::new(None);
-    let src = g.local(
-        DOCKERFILE_NAME,
-        session.as_deref(),
-        &[filename.clone(), lock_name.clone()],
-    );
-    let r = gw.solve(g.definition(Some(&src)))?;
-    let bytes = gw.read_file(&r, &filename, None)?;
+    // The file comes in the `dockerfile` input (docker build, buildctl
+    // --local dockerfile=); Go bunny reads it from `context`, so a
+    // `buildctl --local context=.` alone works too.
+    let read_from =
+        |gw: &mut Gateway, input: &str| -> Result<(SolvedRef, Vec<u8>), FrontendError> {
+            let mut g = Graph::new(None);
+            let src = g.local(
+                input,
+                session.as_deref(),
+                &[filename.clone(), lock_name.clone()],
+            );
+            let r = gw.solve(g.definition(Some(&src)))?;
+            let bytes = gw.read_file(&r, &filename, None)?;
+            Ok((r, bytes))
+        };
+    let (r, bytes) = match read_from(gw, DOCKERFILE_NAME) {
+        Ok(found) => found,
+        Err(first) => read_from(gw, CONTEXT_NAME).map_err(|_| first)?,
+    };
     let lock = match gw.read_file(&r, &lock_name, None) {
         Ok(b) => Some(
             bunny::build::lock::LockFile::parse(Path::new(&lock_name), &b).map_err(|e| {

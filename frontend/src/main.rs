@@ -20,6 +20,21 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None => bunny_frontend::gateway::run().map_err(anyhow::Error::from),
+        // Go bunny's command line: `-f FILE --LLB` prints the LLB for the
+        // files in the current directory; `-v` the versions.
+        Some(_) if args.iter().any(|a| a == "--LLB") => {
+            let mut rest: Vec<String> = args.iter().filter(|a| *a != "--LLB").cloned().collect();
+            rest.push(".".into());
+            llb(&rest)
+        }
+        Some("-v" | "--version") => {
+            println!("bunny version:\t\t {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Hops API version:\t v{}",
+                bunny::bunnyfile::SUPPORTED_VERSION
+            );
+            Ok(())
+        }
         Some("llb") => llb(&args[1..]),
         Some("image") => image(&args[1..]),
         Some("pack") => match args.get(1) {

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 
 use bunny::build::lock::LockFile;
 use bunny::bunnyfile::{self, BunnyFile, Source, FROM_PACKAGES};
-use bunny::containerfile::{self, Base, Containerfile, LABEL_ROOTFS};
+use bunny::containerfile::{self, Base, Containerfile};
 use bunny::frameworks::StepInput;
-use bunny::oci::annotations::KEY_BINARY;
+use bunny::model::KernelSpec;
 use bunny::platform::RootfsType;
 
 use crate::error::FrontendError;
@@ -402,14 +402,8 @@ pub fn translate_bunnyfile(
     for inc in &bf.rootfs.include {
         b.source(&inc.from, &inc.source, resolver)?;
     }
-    let kind = bf.rootfs.kind_or(framework.default_rootfs_type());
-    let built_from_files = bf.rootfs.path.is_none()
-        && match &bf.rootfs.from.value {
-            Source::Local => false,
-            Source::Scratch => !bf.rootfs.include.is_empty(),
-            Source::Image(_) => true,
-        };
-    b.needs_tools = built_from_files && kind == RootfsType::Block;
+    b.needs_tools = bunnyfile::spec::rootfs_from_files(bf)
+        && bunnyfile::spec::rootfs_type(bf) == RootfsType::Block;
 
     if let Some(app) = &bf.app {
         // Packing an app runs framework code that writes filesystems (ext2
@@ -549,7 +543,27 @@ pub fn translate_bunnyfile(
     b.finish()
 }
 
-/// A Containerfile -> LLB.
+/// The configs the translation resolved, as the build model's door reads
+/// them (the `FROM` image's labels decide the guest).
+struct ResolvedConfigs<'a>(&'a BTreeMap<String, (Output, PackImage)>);
+
+impl bunny::pipeline::ImageSource for ResolvedConfigs<'_> {
+    fn files(
+        &self,
+        reference: &str,
+    ) -> Result<std::path::PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("`{reference}` is only mounted in the pack step").into())
+    }
+
+    fn config(&self, reference: &str) -> Option<oci_spec::image::Config> {
+        let value = self.0.get(reference)?.1.config.clone()?;
+        serde_json::from_value(value).ok()
+    }
+}
+
+/// A Containerfile -> LLB. What to mount follows from the same build model
+/// the pack step plans with: the kernel layer when the model asks for one,
+/// bunny-init when it wants the init, the tools image for a block rootfs.
 pub fn translate_containerfile(
     cf: &Containerfile,
     file_name: &str,
@@ -558,33 +572,27 @@ pub fn translate_containerfile(
     opts: &TranslateOptions,
 ) -> Result<Translation, FrontendError> {
     let mut b = Builder::new(opts, file_name, text, bunny::platform::Arch::host());
-    let mut base_labels = BTreeMap::new();
     if let Base::Image(r) = &cf.base {
         b.image(r, resolver);
-        if let Some(labels) = b
-            .images
-            .get(r)
-            .and_then(|(_, i)| i.config.as_ref())
-            .and_then(|c| c.get("Labels"))
-            .and_then(|l| l.as_object())
-        {
-            for (k, v) in labels {
-                base_labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-            }
-        }
     }
     for c in &cf.copies {
         match &c.from {
-            None => b.context_path(&c.source)?,
+            None => b.context_path(c.source.trim_start_matches('/'))?,
             Some(r) => {
                 b.image(r, resolver);
             }
         }
     }
-    let has_binary = cf.labels.contains_key(KEY_BINARY) || base_labels.contains_key(KEY_BINARY);
-    if cf.unikernel_type() == "linux" && !has_binary {
-        let reference =
-            b.layer_reference("linux", "kernel", &containerfile::default_kernel_image());
+    let spec = containerfile::to_spec(cf, file_name, &ResolvedConfigs(&b.images))?;
+    if let KernelSpec::Layer(name) = spec.kernel {
+        let fw = bunny::frameworks::resolve(&spec.framework);
+        let default = fw
+            .layers()
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.reference)
+            .unwrap_or_default();
+        let reference = b.layer_reference(fw.name(), name, default);
         let out = b.g.image(&reference);
         let dir = "/.bunny/kernel".to_string();
         b.spec.kernel = Some(PackImage {
@@ -600,11 +608,11 @@ pub fn translate_containerfile(
             },
         ));
     }
-    if cf.wants_init() {
+    if spec.init {
         // bunny-init comes with the frontend image, mounted at BIN_DIR.
         b.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
     }
-    b.needs_tools = cf.labels.get(LABEL_ROOTFS).map(String::as_str) == Some("block");
+    b.needs_tools = spec.rootfs.kind == RootfsType::Block;
     b.finish()
 }
 

@@ -472,18 +472,40 @@ fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Issue 10: the LLB code lives in the `bunny-frontend` crate, which depends
-/// on this one (it reuses the parser and planner), so `bunny` cannot link it
-/// and runs its binary instead.
-fn print_llb(file: &Path, context: &Path, toolchains: &[String]) -> anyhow::Result<ExitCode> {
+/// `bunny-frontend`: $BUNNY_FRONTEND, else beside this binary, else in PATH.
+/// The LLB code lives in the `bunny-frontend` crate, which depends on this
+/// one (it reuses the parser and planner), so `bunny` cannot link it and
+/// runs its binary instead.
+fn frontend_binary() -> PathBuf {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("bunny-frontend")))
         .filter(|p| p.is_file());
-    let bin = std::env::var_os("BUNNY_FRONTEND")
+    std::env::var_os("BUNNY_FRONTEND")
         .map(PathBuf::from)
         .or(beside)
-        .unwrap_or_else(|| PathBuf::from("bunny-frontend"));
+        .unwrap_or_else(|| PathBuf::from("bunny-frontend"))
+}
+
+/// Runs `bunny-frontend ARGS` with this process's stdio and returns its
+/// status.
+pub(super) fn exec_frontend(args: &[&str]) -> ExitCode {
+    let bin = frontend_binary();
+    match std::process::Command::new(&bin).args(args).status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!(
+                "bunny: error: running {}: {e} (build it with `cargo build -p bunny-frontend`, or set BUNNY_FRONTEND)",
+                bin.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_llb(file: &Path, context: &Path, toolchains: &[String]) -> anyhow::Result<ExitCode> {
+    let bin = frontend_binary();
     let mut cmd = std::process::Command::new(&bin);
     cmd.arg("llb").arg("-f").arg(file);
     for t in toolchains {

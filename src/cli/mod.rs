@@ -56,6 +56,10 @@ pub struct Globals {
 pub fn main() -> ExitCode {
     bunny_runtime::timestamp("bunny-start");
     use_ca_bundle();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = go_command_line(&args) {
+        return code;
+    }
     let cli = Cli::parse();
     let globals = Globals {
         root: cli
@@ -79,6 +83,52 @@ pub fn main() -> ExitCode {
             eprintln!("bunny: error: {}", chain(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Go bunny's own command line, which scripts and docs written for it use:
+/// `bunny --version`/`-v` (bunny's and the BunnyFile API's versions),
+/// `bunny -f FILE --LLB` (the LLB for `buildctl build`), and no arguments at
+/// all under BuildKit (be the frontend). `None`: not Go's form, so bunny's
+/// own verbs parse it.
+fn go_command_line(args: &[std::ffi::OsString]) -> Option<ExitCode> {
+    let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
+    match args.as_slice() {
+        ["--version" | "-v"] => {
+            println!("bunny version:\t\t {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Hops API version:\t v{}",
+                crate::bunnyfile::SUPPORTED_VERSION
+            );
+            Some(ExitCode::SUCCESS)
+        }
+        [] if std::env::var_os("BUILDKIT_SESSION_ID").is_some() => {
+            // Started by BuildKit as a frontend: the frontend binary is the
+            // one that speaks its gateway protocol.
+            Some(build::exec_frontend(&[]))
+        }
+        _ if args.contains(&"--LLB") => {
+            let mut file = None;
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                match *a {
+                    "-f" | "--file" => file = it.next().copied(),
+                    "--LLB" => {}
+                    other => {
+                        eprintln!("bunny: error: `{other}` is not one of Go bunny's options (-f FILE, --LLB, -v)");
+                        return Some(ExitCode::FAILURE);
+                    }
+                }
+            }
+            let Some(file) = file else {
+                eprintln!("bunny: error: no instructions file as input: add -f FILE");
+                return Some(ExitCode::FAILURE);
+            };
+            // Go bunny reads the files of its `context` input from the
+            // current directory.
+            Some(build::exec_frontend(&["llb", "-f", file, "."]))
+        }
+        _ => None,
     }
 }
 

@@ -72,22 +72,6 @@ pub struct Containerfile {
     pub user_pos: Pos,
 }
 
-impl Containerfile {
-    /// Whether bunny-init goes in (linux guests unless `bunny.urunit=false`).
-    pub fn wants_init(&self) -> bool {
-        self.unikernel_type() == "linux"
-            && self.labels.get(LABEL_URUNIT).map(String::as_str) != Some("false")
-    }
-
-    /// `com.urunc.unikernel.unikernelType`, `linux` when missing.
-    pub fn unikernel_type(&self) -> &str {
-        self.labels
-            .get(KEY_UNIKERNEL_TYPE)
-            .map(String::as_str)
-            .unwrap_or("linux")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub containerfile: Containerfile,
@@ -383,15 +367,4 @@ pub fn to_spec(
             Base::Scratch => None,
         },
     })
-}
-
-/// The linux framework's `kernel` layer reference: a Containerfile's kernel
-/// when it names none.
-pub fn default_kernel_image() -> String {
-    crate::frameworks::resolve("linux")
-        .layers()
-        .iter()
-        .find(|l| l.name == "kernel")
-        .map(|l| l.reference.to_string())
-        .unwrap_or_else(|| "bunny/linux-kernel:bookworm".into())
 }
