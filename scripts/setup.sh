@@ -13,7 +13,8 @@ packages=(
   # real engines and registries the tests start themselves
   docker.io docker-registry containerd runc buildah
   apache2-utils openssl curl ca-certificates
-  # rootfs writers: ext2/ext4 (mke2fs -d), UFS2 (makefs), cpio for cross-checks
+  # rootfs writers: ext2/ext4 (mke2fs -d); makefs, the UFS2 writer bunny
+  # replaced, for bench/ufs2.sh; cpio for cross-checks
   e2fsprogs makefs cpio
   # `file` checks the static binaries (bunny-init, bunny-frontend) are static
   file

@@ -158,6 +158,7 @@ fn freebsd_block_is_ufs2() {
     assert_eq!(key(&b, "blkMntPoint"), Some("/"));
     let img = b.local.join(".boot/rootfs");
     let sb = bunny::layers::ufs::read_superblock(&img).expect("a UFS2 superblock");
+    common::ufs::check_image(&img);
     // The magic read straight off the disk, independent of bunny's reader.
     let bytes = std::fs::read(&img).unwrap();
     let at = sb.location as usize + 1372;

@@ -377,7 +377,7 @@ fn build(
     .map_err(|e| e.to_string())
 }
 
-// ---- a reader for the UFS2 image makefs writes (little-endian) ----
+// ---- a reader for the UFS2 image bunny writes (little-endian) ----
 
 fn le32(b: &[u8], o: usize) -> u64 {
     u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as u64
@@ -397,10 +397,12 @@ struct Ufs {
 impl Ufs {
     fn open(path: &Path) -> Ufs {
         let data = fs::read(path).unwrap();
-        let loc = [65536usize, 8192]
-            .into_iter()
-            .find(|&l| le32(&data, l + 1372) == 0x1954_0119)
-            .expect("no UFS2 superblock magic 0x19540119");
+        let loc = 65536usize;
+        assert_eq!(
+            le32(&data, loc + 1372),
+            0x1954_0119,
+            "no UFS2 superblock at 65536"
+        );
         let sb = &data[loc..];
         Ufs {
             fsize: le32(sb, 52),
@@ -485,7 +487,6 @@ fn unpack(layout_dir: &Path, bundle: &Path) -> serde_json::Value {
 
 #[test]
 fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
-    require_tool("makefs");
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
@@ -534,6 +535,7 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
     let img = rootfs.join(".boot/rootfs");
     let sb = bunny::layers::ufs::read_superblock(&img).unwrap();
     assert!(sb.bsize > 0 && sb.ncg > 0, "{sb:?}");
+    common::ufs::check_image(&img);
     let ufs = Ufs::open(&img);
     let listing = ufs.walk();
     let files: BTreeSet<&str> = listing
@@ -693,7 +695,6 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
 
 #[test]
 fn builds_are_reproducible() {
-    require_tool("makefs");
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
