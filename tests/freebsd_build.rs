@@ -272,7 +272,7 @@ fn fixture() -> Fixture {
     let kernel = dir.path().join("kernel");
     fs::write(
         &kernel,
-        b"bunny test fixture: stands in for a FreeBSD 14.3 FIRECRACKER kernel (PVH)\n",
+        b"bunny test fixture: stands in for a FreeBSD 14.3 FIRECRACKER kernel (PVH; drivers: virtio_mmio vtnet virtio_blk)\n",
     )
     .unwrap();
     let base = dir.path().join("base.txz");
@@ -641,7 +641,7 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
                     "-sandbox",
                     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
                     "-M",
-                    "microvm,acpi=on,pic=on,pit=on,rtc=on",
+                    "microvm,acpi=off,pic=on,pit=on,rtc=on",
                     "-accel",
                     "tcg",
                     "-kernel",
@@ -964,4 +964,44 @@ fn a_mirror_cannot_send_more_than_expected() {
             sent.load(Ordering::SeqCst) >> 20
         );
     }
+}
+
+#[test]
+fn a_kernel_without_virtio_mmio_is_refused_for_firecracker() {
+    let mut f = fixture();
+    let generic = f.dir.path().join("generic-kernel");
+    fs::write(
+        &generic,
+        b"bunny test fixture: stands in for a FreeBSD 14.3 GENERIC kernel (drivers: virtio_pci vtnet virtio_blk)\n",
+    )
+    .unwrap();
+    f.overrides.insert(
+        "freebsd.kernel".to_string(),
+        layout(
+            &f.dir.path().join("generic-layout"),
+            "14.3",
+            &[(KERNEL_PATH, &generic, 0o755)],
+        ),
+    );
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, None);
+    let server = serve(repo);
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let Err(err) = build(
+        &f,
+        &store,
+        &bunnyfile("firecracker", server.port, "[iperf3]"),
+        &f.dir.path().join("out-fc"),
+    ) else {
+        panic!("a GENERIC kernel was accepted for firecracker");
+    };
+    assert!(err.contains("virtio-mmio"), "{err}");
+    // The same kernel on qemu builds; the runtime gives it a PC machine.
+    build(
+        &f,
+        &store,
+        &bunnyfile("qemu", server.port, "[iperf3]"),
+        &f.dir.path().join("out-qemu"),
+    )
+    .unwrap();
 }

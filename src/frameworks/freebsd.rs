@@ -37,8 +37,8 @@ use crate::layers::tree::Tree;
 use crate::oci::annotations::KERNEL_PATH;
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 
-/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH, virtio-mmio
-/// and virtio-pci), at `/.boot/kernel`.
+/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH,
+/// virtio-mmio, no ACPI, no virtio-pci), at `/.boot/kernel`.
 pub const KERNEL: &str = "bunny/freebsd-kernel:14.3-FIRECRACKER";
 /// FreeBSD 14.3's `base.txz` at `/base.txz` (or the unpacked base system).
 pub const BASE: &str = "bunny/freebsd-base:14.3";
@@ -211,6 +211,15 @@ impl Framework for FreeBsd {
 
     fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
         let kernel = kernel(inputs)?;
+        // The same test the runtime makes: firecracker has virtio-mmio only.
+        if inputs.app.monitor == Some(Monitor::Firecracker)
+            && bunny_runtime::freebsd_bus(&kernel) == bunny_runtime::FreeBsdBus::Pci
+        {
+            return Err(FrameworkError::Build(format!(
+                "the kernel {} has no virtio-mmio driver (a GENERIC-like config) and firecracker has no PCI: target qemu, or use a FIRECRACKER-config kernel",
+                kernel.display()
+            )));
+        }
         let base = base_tree(inputs)?;
         let app_root = inputs.scratch.join("packages");
         fs::create_dir_all(&app_root).map_err(|source| FrameworkError::Io {
