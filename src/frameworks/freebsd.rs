@@ -32,10 +32,17 @@ use thiserror::Error;
 use super::{
     AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepSpec, Support,
 };
+use crate::layers::error::LayerError;
 use crate::layers::store::{Store, StoreError};
 use crate::layers::tree::Tree;
 use crate::oci::annotations::KERNEL_PATH;
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
+
+/// Directories every FreeBSD root needs, whatever built it: the kernel
+/// mounts devfs on `/dev` before it starts init (without it init has no
+/// `/dev/console`, so no console), and `/tmp` and `/var` are where base
+/// programs write.
+const ROOT_DIRS: [(&str, u32); 3] = [("/dev", 0o555), ("/tmp", 0o1777), ("/var", 0o755)];
 
 /// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH,
 /// virtio-mmio, no ACPI, no virtio-pci), at `/.boot/kernel`.
@@ -207,6 +214,15 @@ impl Framework for FreeBsd {
             });
         }
         Ok(Vec::new())
+    }
+
+    fn complete_block_root(&self, tree: &mut Tree) -> Result<(), LayerError> {
+        for (dir, mode) in ROOT_DIRS {
+            if tree.get(dir).is_none() {
+                tree.insert_dir(dir, mode)?;
+            }
+        }
+        Ok(())
     }
 
     fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
@@ -423,13 +439,11 @@ fn rootfs(app: &Path, base: &Path, program: &str, scratch: &Path) -> Result<Tree
         })?;
         Ok(path)
     };
-    for (dir, mode) in [
-        ("/dev", 0o555),
-        ("/etc", 0o755),
-        ("/tmp", 0o1777),
-        ("/var", 0o755),
-        ("/root", 0o750),
-    ] {
+    for (dir, mode) in ROOT_DIRS
+        .iter()
+        .copied()
+        .chain([("/etc", 0o755), ("/root", 0o750)])
+    {
         tree.insert_dir(dir, mode)?;
     }
     tree.insert_file("/etc/rc", &write("rc", &rc_script(program))?, 0o644)?;

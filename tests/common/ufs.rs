@@ -545,3 +545,39 @@ pub fn image_problems(data: &[u8]) -> Vec<String> {
     }
     bad
 }
+
+/// The root directory's entries (name → mode) of a UFS2 image, read
+/// through its direct blocks.
+pub fn root_entries(path: &Path) -> BTreeMap<String, u16> {
+    let data = std::fs::read(path).unwrap();
+    let fs = Fs::parse(&data[SBLOCK_UFS2 as usize..]);
+    let inode = |ino: i64| -> &[u8] {
+        let c = ino / fs.ipg;
+        let off = ((fs.cgbase(c) + fs.iblkno) * fs.fsize + (ino % fs.ipg) * 256) as usize;
+        &data[off..off + 256]
+    };
+    let root = inode(2);
+    let size = i64_(root, 16);
+    let mut dir = Vec::new();
+    for lbn in 0..howmany(size, fs.bsize) {
+        let at = (i64_(root, 112 + 8 * lbn as usize) * fs.fsize) as usize;
+        let n = (size - lbn * fs.bsize).min(fs.bsize) as usize;
+        dir.extend_from_slice(&data[at..at + n]);
+    }
+    let mut out = BTreeMap::new();
+    let mut at = 0;
+    while at + 8 <= dir.len() {
+        let ino = u32_(&dir, at);
+        let reclen = u16::from_le_bytes([dir[at + 4], dir[at + 5]]) as usize;
+        let namlen = dir[at + 7] as usize;
+        if reclen == 0 {
+            break;
+        }
+        let name = String::from_utf8_lossy(&dir[at + 8..at + 8 + namlen]).into_owned();
+        if ino != 0 && name != "." && name != ".." {
+            out.insert(name, u16::from_le_bytes([inode(ino)[0], inode(ino)[1]]));
+        }
+        at += reclen;
+    }
+    out
+}
