@@ -13,7 +13,8 @@ packages=(
   # real engines and registries the tests start themselves
   docker.io docker-registry containerd runc buildah
   apache2-utils openssl curl ca-certificates
-  # rootfs writers: ext2/ext4 (mke2fs -d), UFS2 (makefs), cpio for cross-checks
+  # rootfs writers: ext2/ext4 (mke2fs -d); makefs, the UFS2 writer bunny
+  # replaced, for bench/ufs2.sh; cpio for cross-checks
   e2fsprogs makefs cpio
   # `file` checks the static binaries (bunny-init, bunny-frontend) are static
   file
@@ -52,9 +53,10 @@ fi
 
 # A real kernel to boot (Debian's linux-image-amd64), extracted without
 # touching /boot, with the virtio modules the examples load from their initrd
-# (Debian builds virtio, virtio-net and virtio-blk as modules).
+# (Debian builds virtio, virtio-net and virtio-blk as modules) and ufs, with
+# which the tests read bunny's UFS2 images back.
 kdir="$here/target/linux-kernel"
-if [[ ! -s "$kdir/vmlinuz" || ! -d "$kdir/modules" ]]; then
+if [[ ! -s "$kdir/vmlinuz" || ! -s "$kdir/modules/ufs.ko" ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
@@ -62,7 +64,7 @@ if [[ ! -s "$kdir/vmlinuz" || ! -d "$kdir/modules" ]]; then
   dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
   rm -rf "$kdir" && mkdir -p "$kdir/modules"
   for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-           failover net_failover virtio_net virtio_blk; do
+           failover net_failover virtio_net virtio_blk ufs; do
     find "$tmp"/x/lib/modules -name "$m.ko" -exec cp {} "$kdir/modules/" \;
   done
   cp "$(ls "$tmp"/x/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz"

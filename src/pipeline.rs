@@ -891,6 +891,14 @@ fn rootfs_layers(
         }
         RootfsPlan::Block(tree, fs) => {
             progress.start("block image");
+            let mut tree = tree.clone();
+            plan.framework
+                .complete_block_root(&mut tree)
+                .map_err(|source| PipelineError::Rootfs {
+                    what: "block",
+                    source,
+                })?;
+            let tree = &tree;
             let path = scratch.join("rootfs.img");
             build_block(
                 tree,

@@ -154,6 +154,14 @@ fn freebsd_block_is_ufs2() {
     assert_eq!(key(&b, "blkMntPoint"), Some("/"));
     let img = b.local.join(".boot/rootfs");
     let sb = bunny::layers::ufs::read_superblock(&img).expect("a UFS2 superblock");
+    common::ufs::check_image(&img);
+    // What FreeBSD needs in any root, though the BunnyFile only brought /www:
+    // /dev for devfs (and so init's console), /tmp and /var.
+    let root = common::ufs::root_entries(&img);
+    assert_eq!(root.get("dev"), Some(&0o040555), "{root:?}");
+    assert_eq!(root.get("tmp"), Some(&0o041777), "{root:?}");
+    assert_eq!(root.get("var"), Some(&0o040755), "{root:?}");
+    assert!(root.contains_key("www"), "{root:?}");
     // The magic read straight off the disk, independent of bunny's reader.
     let bytes = std::fs::read(&img).unwrap();
     let at = sb.location as usize + 1372;

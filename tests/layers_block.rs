@@ -1,6 +1,9 @@
 //! Block rootfs images checked with independent readers: e2fsck/debugfs for
-//! ext2/ext4, and a minimal UFS2 reader here (Debian has no UFS tools and
-//! this kernel no UFS driver).
+//! ext2/ext4; for UFS2 a minimal reader here and the checks FreeBSD makes
+//! before mounting (tests/common/ufs.rs). Linux's own UFS driver reads the
+//! images in tests/ufs_linux_mount.rs.
+
+mod common;
 
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
@@ -239,12 +242,13 @@ fn le64(b: &[u8], o: usize) -> u64 {
 impl Ufs {
     fn open(path: &Path) -> Ufs {
         let data = fs::read(path).unwrap();
-        // makefs puts the UFS2 superblock at 8192 (FreeBSD's newfs at 65536);
-        // fs_sblockloc (offset 1000) must name where it was found.
-        let loc = [65536usize, 8192]
-            .into_iter()
-            .find(|&l| le32(&data, l + 1372) == 0x1954_0119 && le64(&data, l + 1000) == l as u64)
-            .expect("no UFS2 superblock (magic 0x19540119) at 65536 or 8192");
+        // FreeBSD reads the UFS2 superblock at 65536 only, and fs_sblockloc
+        // (offset 1000) must say so.
+        let loc = 65536usize;
+        assert!(
+            le32(&data, loc + 1372) == 0x1954_0119 && le64(&data, loc + 1000) == loc as u64,
+            "no UFS2 superblock (magic 0x19540119) at 65536"
+        );
         let sb = &data[loc..];
         Ufs {
             fsize: le32(sb, 52) as u64,
@@ -327,11 +331,11 @@ impl Ufs {
 
 #[test]
 fn ufs2_image_checks_out_and_is_reproducible() {
-    // Enough files that makefs initialises further inode blocks while
-    // populating, which is where its time-seeded generation numbers land.
+    // Enough files for several directory chunks and inode blocks.
     let f = fixture(300);
     let img = f.dir.path().join("rootfs.ufs");
     build_block(&f.tree, BlockFs::Ufs2, &img, &opts(Some("bunnyufs"))).unwrap();
+    common::ufs::check_image(&img);
 
     let ufs = Ufs::open(&img);
     let root = ufs.inode(2);
@@ -359,7 +363,7 @@ fn ufs2_image_checks_out_and_is_reproducible() {
     // Short symlink targets live in the inode's block pointers.
     assert_eq!(&sh.raw[112..112 + sh.size as usize], b"app");
 
-    let sb = 8192;
+    let sb = 65536;
     let data = fs::read(&img).unwrap();
     assert_eq!(&data[sb + 680..sb + 688], b"bunnyufs");
 
@@ -371,4 +375,63 @@ fn ufs2_image_checks_out_and_is_reproducible() {
         data == fs::read(&again).unwrap(),
         "UFS2 image differs between runs"
     );
+}
+
+#[test]
+fn ufs2_with_many_groups_and_indirect_blocks_checks_out() {
+    // Cylinder groups of 256 fragments (1 MiB) turn a few MiB into many
+    // groups: inodes, directories and files then cross group boundaries,
+    // and a 2.5 MiB file needs its single indirect block.
+    let f = fixture(700);
+    let big: Vec<u8> = (0..2_600_000u32).map(|i| (i % 251) as u8).collect();
+    let big_path = f.dir.path().join("big");
+    fs::write(&big_path, &big).unwrap();
+    let mut tree = f.tree.clone();
+    tree.insert_file("/data/big", &big_path, 0o644).unwrap();
+    // 120 bytes and more no longer fit the inode: the target gets a block.
+    let very_long = "t/".repeat(80);
+    tree.insert_symlink("/data/link", &very_long).unwrap();
+    let img = f.dir.path().join("groups.ufs");
+    bunny::layers::ufs::build_with_group_limit(&tree, &img, &opts(None), 256).unwrap();
+    common::ufs::check_image(&img);
+    let sb = bunny::layers::ufs::read_superblock(&img).unwrap();
+    assert!(sb.ncg >= 8, "{sb:?}");
+
+    let ufs = Ufs::open(&img);
+    assert_eq!(ufs.list(&ufs.lookup("many")).len(), 700);
+    assert_eq!(ufs.lookup("data/big").size, big.len() as u64);
+    assert_eq!(ufs.contents(&ufs.lookup("many/f0699")), b"699\n");
+    let long = ufs.lookup("etc/long");
+    assert_eq!(
+        &long.raw[112..112 + long.size as usize],
+        LONG_TARGET.as_bytes()
+    );
+    let link = ufs.lookup("data/link");
+    assert_eq!(ufs.contents(&link), very_long.as_bytes());
+}
+
+#[test]
+fn the_ufs2_checker_catches_what_freebsd_refuses() {
+    let f = fixture(3);
+    let img = f.dir.path().join("ok.ufs");
+    build_block(&f.tree, BlockFs::Ufs2, &img, &opts(None)).unwrap();
+    let good = fs::read(&img).unwrap();
+    assert!(common::ufs::image_problems(&good).is_empty());
+
+    let sb = 65536;
+    // makefs' location: fs_sblockloc 8192.
+    let mut bad = good.clone();
+    bad[sb + 1000..sb + 1008].copy_from_slice(&8192i64.to_le_bytes());
+    let p = common::ufs::image_problems(&bad);
+    assert!(p.iter().any(|m| m.contains("fs.sblockloc")), "{p:?}");
+    // A wrong cgsize.
+    let mut bad = good.clone();
+    bad[sb + 160..sb + 164].copy_from_slice(&100i32.to_le_bytes());
+    assert!(!common::ufs::image_problems(&bad).is_empty());
+    // A free-block count that disagrees with the maps.
+    let mut bad = good.clone();
+    let nbfree = i64::from_le_bytes(bad[sb + 1016..sb + 1024].try_into().unwrap());
+    bad[sb + 1016..sb + 1024].copy_from_slice(&(nbfree + 1).to_le_bytes());
+    let p = common::ufs::image_problems(&bad);
+    assert!(p.iter().any(|m| m.contains("fs_cstotal")), "{p:?}");
 }

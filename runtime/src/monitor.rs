@@ -116,6 +116,49 @@ struct GuestPlan {
     solo5_names: (&'static str, &'static str),
     files: Vec<(PathBuf, Vec<u8>)>,
     notes: Vec<String>,
+    /// FreeBSD only: the bus its kernel finds devices on.
+    freebsd_bus: Option<FreeBsdBus>,
+}
+
+/// Where a FreeBSD kernel looks for its virtio devices, which decides the
+/// machine it can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeBsdBus {
+    /// virtio-mmio (the FIRECRACKER config: no ACPI, no PCI virtio). It
+    /// learns the devices only from `virtio_mmio.device=` entries on its
+    /// command line, which qemu's microvm writes only with `acpi=off`, in
+    /// `-device` order.
+    Mmio,
+    /// virtio-pci (GENERIC): a PC machine.
+    Pci,
+}
+
+/// The bus of a FreeBSD kernel, from the drivers compiled into it: a kernel
+/// built with `device virtio_mmio` carries that driver's name. A kernel
+/// that cannot be read counts as FIRECRACKER, bunny's default config; the
+/// monitor then reports the missing file itself.
+pub fn freebsd_bus(kernel: &Path) -> FreeBsdBus {
+    const NEEDLE: &[u8] = b"virtio_mmio";
+    let Ok(mut f) = std::fs::File::open(kernel) else {
+        return FreeBsdBus::Mmio;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut keep = 0usize;
+    loop {
+        let n = match std::io::Read::read(&mut f, &mut buf[keep..]) {
+            Ok(0) => return FreeBsdBus::Pci,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return FreeBsdBus::Mmio,
+        };
+        let end = keep + n;
+        if buf[..end].windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+            return FreeBsdBus::Mmio;
+        }
+        // Keep the tail so a name split across reads is still found.
+        keep = (NEEDLE.len() - 1).min(end);
+        buf.copy_within(end - keep..end, 0);
+    }
 }
 
 pub(crate) fn build(
@@ -210,6 +253,7 @@ fn plan_guest(
         solo5_names: ("tap", "rootfs"),
         files: Vec::new(),
         notes: Vec::new(),
+        freebsd_bus: None,
     };
     match ty {
         UnikernelType::Linux => {
@@ -295,6 +339,15 @@ fn plan_guest(
                     "FreeBSD needs its root as a UFS2 block image (com.urunc.unikernel.block)",
                 ));
             };
+            let bus = freebsd_bus(&files.kernel);
+            if bus == FreeBsdBus::Pci && hv == Hypervisor::Firecracker {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    "this kernel has no virtio-mmio driver (a GENERIC-like config) and firecracker has no PCI; run it on qemu, or build the kernel with the FIRECRACKER config",
+                ));
+            }
+            plan.freebsd_bus = Some(bus);
             let (init_path, rest) = match argv.split_first() {
                 Some((a0, rest)) => (Some(a0.as_str()), rest),
                 None => (None, &[][..]),
@@ -381,7 +434,11 @@ fn qemu(
     plan: &GuestPlan,
     ty: UnikernelType,
 ) -> MonitorCommand {
-    let microvm = spec.microvm || ty == UnikernelType::FreeBsd;
+    let microvm = match plan.freebsd_bus {
+        Some(FreeBsdBus::Mmio) => true,
+        Some(FreeBsdBus::Pci) => false,
+        None => spec.microvm,
+    };
     let bus = if microvm { "device" } else { "pci" };
     let mut a: Vec<String> = vec![
         "-m".into(),
@@ -396,9 +453,17 @@ fn qemu(
     if std::env::var("BUNNY_QEMU_SANDBOX").as_deref() != Ok("off") {
         a.extend(["-sandbox".into(), QEMU_SANDBOX.into()]);
     }
-    if microvm {
+    match plan.freebsd_bus {
+        // No ACPI, so that qemu names the virtio-mmio devices on the
+        // kernel's command line (FreeBSD's only way to find them), and an
+        // MP table instead, which the FIRECRACKER config reads.
+        Some(FreeBsdBus::Mmio) => {
+            a.extend(["-M".into(), "microvm,acpi=off,pic=on,pit=on,rtc=on".into()])
+        }
+        Some(FreeBsdBus::Pci) => a.extend(["-M".into(), "q35".into()]),
         // Without pit and rtc the microvm machine can hang at boot.
-        a.extend(["-M".into(), "microvm,acpi=on,pic=on,pit=on,rtc=on".into()]);
+        None if microvm => a.extend(["-M".into(), "microvm,acpi=on,pic=on,pit=on,rtc=on".into()]),
+        None => {}
     }
     match accel {
         ResolvedAccel::Kvm => a.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),

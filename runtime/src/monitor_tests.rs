@@ -445,7 +445,7 @@ fn freebsd_qemu_microvm_with_urunit() {
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-M",
-            "microvm,acpi=on,pic=on,pit=on,rtc=on",
+            "microvm,acpi=off,pic=on,pit=on,rtc=on",
             "-accel",
             "tcg",
             "-kernel",
@@ -658,4 +658,61 @@ fn guest_exit_status_comes_back_through_qemu() {
     assert_eq!(guest_status((127 << 1) | 1), 127);
     assert_eq!(guest_status(1), 1, "qemu's own failure stays a failure");
     assert_eq!(guest_status(130), 130, "a signal is not a guest status");
+}
+
+#[test]
+fn freebsd_generic_kernel_gets_a_pc_machine_with_virtio_pci() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("rootfs/.boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    // What the GENERIC config compiles in: virtio over PCI only.
+    std::fs::write(
+        boot.join("kernel"),
+        b"\x7fELF ... virtio_pci vtnet virtio_blk ...",
+    )
+    .unwrap();
+    let mut sp = spec(UnikernelType::FreeBsd, Hypervisor::Qemu);
+    sp.rootfs = dir.path().join("rootfs");
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/sbin/init"]);
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd);
+    let m = a.iter().position(|x| x == "-M").unwrap();
+    assert_eq!(a[m + 1], "q35");
+    assert!(
+        a.contains(&"virtio-blk-pci,drive=rootfs".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|x| x.starts_with("virtio-net-pci,netdev=net0")),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("virtio-") && x.contains("-device,")),
+        "no virtio-mmio devices on a PC: {a:?}"
+    );
+
+    sp.config.hypervisor = Hypervisor::Firecracker;
+    let err = monitor_command(&sp, ResolvedAccel::Kvm).unwrap_err();
+    assert!(err.to_string().contains("virtio-mmio"), "{err}");
+}
+
+#[test]
+fn freebsd_bus_finds_the_mmio_driver_across_read_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("kernel");
+    // The driver name straddles the 1 MiB read buffer.
+    let mut bytes = vec![0u8; (1 << 20) - 4];
+    bytes.extend_from_slice(b"virtio_mmio");
+    bytes.extend_from_slice(&[0u8; 100]);
+    std::fs::write(&k, &bytes).unwrap();
+    assert_eq!(freebsd_bus(&k), FreeBsdBus::Mmio);
+    bytes.truncate((1 << 20) - 4);
+    bytes.extend_from_slice(b"virtio_pci");
+    std::fs::write(&k, &bytes).unwrap();
+    assert_eq!(freebsd_bus(&k), FreeBsdBus::Pci);
 }

@@ -32,13 +32,20 @@ use thiserror::Error;
 use super::{
     AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepSpec, Support,
 };
+use crate::layers::error::LayerError;
 use crate::layers::store::{Store, StoreError};
 use crate::layers::tree::Tree;
 use crate::oci::annotations::KERNEL_PATH;
 use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 
-/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH, virtio-mmio
-/// and virtio-pci), at `/.boot/kernel`.
+/// Directories every FreeBSD root needs, whatever built it: the kernel
+/// mounts devfs on `/dev` before it starts init (without it init has no
+/// `/dev/console`, so no console), and `/tmp` and `/var` are where base
+/// programs write.
+const ROOT_DIRS: [(&str, u32); 3] = [("/dev", 0o555), ("/tmp", 0o1777), ("/var", 0o755)];
+
+/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH,
+/// virtio-mmio, no ACPI, no virtio-pci), at `/.boot/kernel`.
 pub const KERNEL: &str = "bunny/freebsd-kernel:14.3-FIRECRACKER";
 /// FreeBSD 14.3's `base.txz` at `/base.txz` (or the unpacked base system).
 pub const BASE: &str = "bunny/freebsd-base:14.3";
@@ -209,8 +216,26 @@ impl Framework for FreeBsd {
         Ok(Vec::new())
     }
 
+    fn complete_block_root(&self, tree: &mut Tree) -> Result<(), LayerError> {
+        for (dir, mode) in ROOT_DIRS {
+            if tree.get(dir).is_none() {
+                tree.insert_dir(dir, mode)?;
+            }
+        }
+        Ok(())
+    }
+
     fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
         let kernel = kernel(inputs)?;
+        // The same test the runtime makes: firecracker has virtio-mmio only.
+        if inputs.app.monitor == Some(Monitor::Firecracker)
+            && bunny_runtime::freebsd_bus(&kernel) == bunny_runtime::FreeBsdBus::Pci
+        {
+            return Err(FrameworkError::Build(format!(
+                "the kernel {} has no virtio-mmio driver (a GENERIC-like config) and firecracker has no PCI: target qemu, or use a FIRECRACKER-config kernel",
+                kernel.display()
+            )));
+        }
         let base = base_tree(inputs)?;
         let app_root = inputs.scratch.join("packages");
         fs::create_dir_all(&app_root).map_err(|source| FrameworkError::Io {
@@ -414,13 +439,11 @@ fn rootfs(app: &Path, base: &Path, program: &str, scratch: &Path) -> Result<Tree
         })?;
         Ok(path)
     };
-    for (dir, mode) in [
-        ("/dev", 0o555),
-        ("/etc", 0o755),
-        ("/tmp", 0o1777),
-        ("/var", 0o755),
-        ("/root", 0o750),
-    ] {
+    for (dir, mode) in ROOT_DIRS
+        .iter()
+        .copied()
+        .chain([("/etc", 0o755), ("/root", 0o750)])
+    {
         tree.insert_dir(dir, mode)?;
     }
     tree.insert_file("/etc/rc", &write("rc", &rc_script(program))?, 0o644)?;

@@ -167,6 +167,12 @@ pub trait Framework: Send + Sync {
     /// Where the guest mounts a `block` rootfs (`blkMntPoint`).
     fn block_mount_point(&self) -> &str;
 
+    /// Adds what every block root of this framework needs and the tree
+    /// lacks; entries the tree already has are kept as they are.
+    fn complete_block_root(&self, _tree: &mut Tree) -> Result<(), LayerError> {
+        Ok(())
+    }
+
     /// False for frameworks bunny only packages generically.
     fn is_known(&self) -> bool {
         true
@@ -241,6 +247,9 @@ impl Framework for Known {
     }
     fn block_mount_point(&self) -> &str {
         self.0.block_mount_point()
+    }
+    fn complete_block_root(&self, tree: &mut Tree) -> Result<(), LayerError> {
+        self.0.complete_block_root(tree)
     }
     fn is_known(&self) -> bool {
         self.0.is_known()

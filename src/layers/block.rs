@@ -1,10 +1,11 @@
-//! Builds a block rootfs image (ext2, ext4 or UFS2) from a [`Tree`] with the
-//! host's filesystem tools, without root and byte-identical across runs.
+//! Builds a block rootfs image (ext2, ext4 or UFS2) from a [`Tree`], without
+//! root and byte-identical across runs.
 //!
-//! The tree is staged into a temporary directory holding only contents; the
-//! metadata the guest sees (modes, owner 0:0, timestamps) is applied by the
-//! filesystem-specific pass (a debugfs script for ext, an mtree spec for
-//! UFS), because staging cannot set ctimes or, without root, owners.
+//! ext images come from the host's e2fsprogs: the tree is staged into a
+//! temporary directory holding only contents, and the metadata the guest
+//! sees (modes, owner 0:0, timestamps) is applied by a debugfs script,
+//! because staging cannot set ctimes or, without root, owners. UFS2 images
+//! are written by [`super::ufs`] itself.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -47,8 +48,6 @@ pub fn build_block(
         .prefix(".bunny-block-")
         .tempdir_in(&dir)
         .map_err(|e| LayerError::io("creating a work directory in", &dir, e))?;
-    let staging = work.path().join("root");
-    stage(tree, &staging)?;
 
     let image = tempfile::Builder::new()
         .prefix(".bunny-image-")
@@ -56,9 +55,12 @@ pub fn build_block(
         .map_err(|e| LayerError::io("creating a temporary image in", &dir, e))?;
     match fs {
         BlockFs::Ext2 | BlockFs::Ext4 => {
+            let staging = work.path().join("root");
+            stage(tree, &staging)?;
             build_ext(tree, fs, &staging, work.path(), image.path(), opts)?
         }
-        BlockFs::Ufs2 => ufs::build(tree, &staging, work.path(), image.path(), opts)?,
+        // Written directly from the sources, with no staging copy.
+        BlockFs::Ufs2 => ufs::build(tree, image.path(), opts)?,
     }
     image
         .persist(out)

@@ -225,3 +225,4 @@ impl Drop for Dockerd {
 pub mod engines;
 pub mod image;
 pub mod registry;
+pub mod ufs;
