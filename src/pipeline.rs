@@ -50,12 +50,9 @@ pub trait ImageSource {
         framework: &dyn Framework,
         name: &str,
     ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
-        let dep = framework
-            .layers()
-            .iter()
-            .find(|l| l.name == name)
+        let reference = frameworks::layer_reference(framework, name)
             .ok_or_else(|| format!("framework `{}` has no `{name}` layer", framework.name()))?;
-        Ok((dep.reference.to_string(), self.files(dep.reference)?))
+        Ok((reference.to_string(), self.files(reference)?))
     }
 }
 

@@ -419,3 +419,36 @@ fn go_bunny_inputs_give_images_urunc_treats_the_same_way() {
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Go bunny takes the kernel per hypervisor: a firecracker guest gets the
+/// firecracker kernel layer, never qemu's.
+#[test]
+fn a_containerfile_kernel_is_chosen_per_hypervisor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nLABEL com.urunc.unikernel.hypervisor=firecracker\nCMD [\"/bin/app\"]\n",
+    )
+    .unwrap();
+    let build = |layer: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bunny"))
+            .arg("--root")
+            .arg(tmp.path().join("store"))
+            .args(["build", "--progress=plain", "--toolchain"])
+            .arg(format!("linux.{layer}={}", init_helper::kernel_image()))
+            .arg(&ctx)
+            .env("BUNNY_INIT", init_helper::static_init())
+            .env("BUNNY_REGISTRY_TIMEOUT", "5")
+            .output()
+            .unwrap()
+    };
+    // Only qemu's kernel given: the firecracker one is looked for, by name.
+    let o = build("kernel");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "built without a firecracker kernel");
+    assert!(err.contains("bunny/linux-kernel-firecracker"), "{err}");
+    let o = build("kernel-firecracker");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

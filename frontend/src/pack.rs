@@ -82,7 +82,9 @@ impl ImageSource for MountedImages<'_> {
         name: &str,
     ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
         match self.kernel {
-            Some(k) if name == "kernel" => Ok((k.reference.clone(), PathBuf::from(&k.dir))),
+            Some(k) if name.starts_with("kernel") => {
+                Ok((k.reference.clone(), PathBuf::from(&k.dir)))
+            }
             _ => Err(format!(
                 "layer `{}.{name}` was not mounted into the pack step",
                 framework.name()

@@ -586,12 +586,7 @@ pub fn translate_containerfile(
     let spec = containerfile::to_spec(cf, file_name, &ResolvedConfigs(&b.images))?;
     if let KernelSpec::Layer(name) = spec.kernel {
         let fw = bunny::frameworks::resolve(&spec.framework);
-        let default = fw
-            .layers()
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.reference)
-            .unwrap_or_default();
+        let default = bunny::frameworks::layer_reference(fw.as_ref(), name).unwrap_or_default();
         let reference = b.layer_reference(fw.name(), name, default);
         let out = b.g.image(&reference);
         let dir = "/.bunny/kernel".to_string();

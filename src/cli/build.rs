@@ -553,11 +553,8 @@ impl pipeline::ImageSource for StoreSource<'_> {
         let key = format!("{}.{name}", framework.name());
         let reference = match self.layer_overrides.get(&key) {
             Some(r) => r.clone(),
-            None => framework
-                .layers()
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| l.reference.to_string())
+            None => crate::frameworks::layer_reference(framework, name)
+                .map(str::to_string)
                 .ok_or_else(|| format!("framework `{}` has no `{name}` layer", framework.name()))?,
         };
         // Layers are the user's own choice (a flag), like toolchain layers:

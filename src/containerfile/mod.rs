@@ -292,10 +292,11 @@ pub fn to_spec(
             )
         })?,
     };
-    let kernel = match label(KEY_BINARY) {
-        Some(p) => KernelSpec::InRootfs(p.to_string()),
-        None if framework == "linux" => KernelSpec::Layer("kernel"),
-        None => {
+    let kernel_layer = crate::frameworks::resolve(&framework).kernel_layer(monitor);
+    let kernel = match (label(KEY_BINARY), kernel_layer) {
+        (Some(p), _) => KernelSpec::InRootfs(p.to_string()),
+        (None, Some(layer)) => KernelSpec::Layer(layer.name),
+        (None, None) => {
             return Err(invalid(
                 file_name,
                 at,

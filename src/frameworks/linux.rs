@@ -16,6 +16,8 @@ pub const TOOLCHAIN: &str = "bunny/linux-toolchain:gcc-bookworm";
 /// Debian bookworm's kernel at `/.boot/kernel`, its virtio modules in
 /// `/lib/modules` (`scripts/toolchain-image.sh`).
 pub const KERNEL: &str = "bunny/linux-kernel:bookworm";
+/// Firecracker boots an uncompressed ELF `vmlinux`, not qemu's bzImage.
+pub const KERNEL_FIRECRACKER: &str = "bunny/linux-kernel-firecracker:bookworm";
 /// The busybox the init runs on (Debian's busybox-static on the host).
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -73,6 +75,19 @@ impl Framework for Linux {
                 reference: KERNEL,
             },
         ]
+    }
+
+    fn kernel_layer(&self, monitor: Monitor) -> Option<LayerDep> {
+        Some(match monitor {
+            Monitor::Firecracker => LayerDep {
+                name: "kernel-firecracker",
+                reference: KERNEL_FIRECRACKER,
+            },
+            _ => LayerDep {
+                name: "kernel",
+                reference: KERNEL,
+            },
+        })
     }
 
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {

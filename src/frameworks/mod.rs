@@ -183,6 +183,13 @@ pub trait Framework: Send + Sync {
         &[]
     }
 
+    /// The kernel image a guest gets on `monitor` when its build file names
+    /// no kernel (a Containerfile without `binary`), as Go bunny takes one
+    /// kernel per hypervisor. `None`: the file must name its kernel.
+    fn kernel_layer(&self, _monitor: Monitor) -> Option<LayerDep> {
+        None
+    }
+
     /// The steps that build `app`, in order.
     fn app_steps(&self, _app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
         Err(FrameworkError::Unsupported {
@@ -209,6 +216,22 @@ static KNOWN: &[&dyn Framework] = &[
     &unikraft::Unikraft,
     &mirage::Mirage,
 ];
+
+/// The default reference of a framework's layer `name`: one of its
+/// [`Framework::layers`] or a per-monitor kernel layer.
+pub fn layer_reference(framework: &dyn Framework, name: &str) -> Option<&'static str> {
+    framework
+        .layers()
+        .iter()
+        .copied()
+        .chain(
+            Monitor::ALL
+                .iter()
+                .filter_map(|m| framework.kernel_layer(*m)),
+        )
+        .find(|l| l.name == name)
+        .map(|l| l.reference)
+}
 
 /// The frameworks bunny knows by name.
 pub fn known() -> &'static [&'static dyn Framework] {
@@ -256,6 +279,9 @@ impl Framework for Known {
     }
     fn layers(&self) -> &'static [LayerDep] {
         self.0.layers()
+    }
+    fn kernel_layer(&self, monitor: Monitor) -> Option<LayerDep> {
+        self.0.kernel_layer(monitor)
     }
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
         self.0.app_steps(app)
