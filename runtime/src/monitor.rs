@@ -241,7 +241,7 @@ fn plan_guest(
         return Err(unsupported(
             ty,
             hv,
-            "mountRootfs=true shares the container rootfs over devmapper/9p/virtiofs, which this runtime does not provide",
+            "mountRootfs=true shares the container rootfs over devmapper/9p/virtiofs, which this runtime does not provide; build the image with an initrd or a block rootfs (BunnyFile `type: initrd`/`type: block`, Containerfile `LABEL bunny.rootfs=initrd`)",
         ));
     }
     let blk_mnt = spec.config.blk_mnt_point.as_deref();
