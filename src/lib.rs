@@ -12,6 +12,7 @@ pub mod build;
 pub mod bunnyfile;
 pub mod cli;
 pub mod containerfile;
+pub mod door;
 pub mod frameworks;
 pub mod layers;
 pub mod model;

@@ -89,7 +89,7 @@ fn args_substitute_and_forms_parse() {
 
 #[test]
 fn detection_is_by_content() {
-    use bunny::bunnyfile::{detect_format, Format};
+    use bunny::door::{detect_format, Format};
     assert_eq!(
         detect_format(b"#syntax=x\n\nFROM scratch\n"),
         Format::Containerfile

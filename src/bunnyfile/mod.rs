@@ -176,23 +176,3 @@ fn too_large(file_name: &str, size: u64) -> BunnyFileError {
         severity: Severity::Error,
     }])
 }
-
-/// Issue 11: what kind of build file some text is. `bunny build` reads both;
-/// [`parse`] reads only BunnyFiles (a Containerfile is an error there that
-/// points at `crate::containerfile`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    BunnyFile,
-    Containerfile,
-}
-
-/// Tells the formats apart by content, not by file name: a Containerfile's
-/// first line that is neither empty nor a comment starts with a Dockerfile
-/// instruction (`FROM`, `ARG`, ...).
-pub fn detect_format(bytes: &[u8]) -> Format {
-    if crate::containerfile::is_containerfile(&String::from_utf8_lossy(bytes)) {
-        Format::Containerfile
-    } else {
-        Format::BunnyFile
-    }
-}

@@ -216,7 +216,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     }
     // Issue 11: a Containerfile (told apart by its content) takes its own path.
     if let Ok(head) = std::fs::read(&file) {
-        if bunnyfile::detect_format(&head) == bunnyfile::Format::Containerfile {
+        if crate::door::detect_format(&head) == crate::door::Format::Containerfile {
             return run_containerfile(&args, globals, &file);
         }
     }
