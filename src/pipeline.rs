@@ -61,7 +61,7 @@ pub trait Progress: Send + Sync {
     fn start(&self, step: &str);
     fn finish(&self, step: &str, detail: &str);
     fn warn(&self, message: &str);
-    /// One line a build step printed (issue 7); displays that draw bars
+    /// One line a build step printed; displays that draw bars
     /// override this to print above them.
     fn log(&self, step: &str, line: &str) {
         eprintln!("[{step}] {line}");
@@ -127,7 +127,7 @@ pub enum PipelineError {
     Oci(#[from] OciError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Building the `app` in build containers (issue 7).
+    /// Building the `app` in build containers.
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
 }
@@ -579,7 +579,7 @@ fn init_config(workdir: Option<&str>, user: Option<(u32, u32)>) -> Option<String
     Some(s)
 }
 
-/// Issue 7: builds the plan's `app` in build containers and points the plan's
+/// Builds the plan's `app` in build containers and points the plan's
 /// kernel and rootfs at the result (the app's files join any `include`d ones
 /// in the initrd). Call before [`build`]; keep the returned value alive until
 /// `build` has written the image (it owns generated files the plan points at).

@@ -239,7 +239,7 @@ fn check_rejects_every_broken_file_with_a_position() {
         }
         let out = bunny(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
-        // Issue 11: `bunny build` reads this one as a Containerfile (the
+        // `bunny build` reads this one as a Containerfile (the
         // BunnyFile parser still refuses it, see bunnyfile_broken.rs).
         if p.file_stem().and_then(|s| s.to_str()) == Some("containerfile") {
             assert!(out.status.success(), "{}: {err}", p.display());

@@ -1,4 +1,4 @@
-//! Issue 10: bunny's BuildKit frontend under a real BuildKit (the one inside
+//! bunny's BuildKit frontend under a real BuildKit (the one inside
 //! dockerd 20.10). The frontend binary is built static, packed into a
 //! FROM-scratch image by `bunny-frontend image`, pushed with `bunny push` to a
 //! local registry, and named by a `#syntax=` line; `docker build` must give

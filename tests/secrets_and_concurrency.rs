@@ -1,4 +1,4 @@
-//! Issue 12: no credential ever leaves the credential store (logs, errors,
+//! No credential ever leaves the credential store (logs, errors,
 //! metadata, images), and two builds sharing one store both succeed.
 
 mod common;

@@ -1,4 +1,4 @@
-//! bunny as a BuildKit frontend (issue 10).
+//! bunny as a BuildKit frontend.
 //!
 //! - [`translate`]: a build file (BunnyFile or Containerfile) -> LLB: sources,
 //!   one exec op per toolchain step, and the pack op.

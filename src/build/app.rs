@@ -39,7 +39,7 @@ pub struct AppOptions {
     /// store; None keeps the build offline (store and OCI layouts only).
     pub registry: Option<crate::oci::registry::RegistryOptions>,
     /// The image's monitor and architecture, for frameworks whose steps
-    /// depend on them (issue 8: rumprun); `pipeline::prepare_app` fills them
+    /// depend on them (rumprun); `pipeline::prepare_app` fills them
     /// in from the plan. The architecture defaults to the host's.
     pub monitor: Option<crate::platform::Monitor>,
     pub architecture: Option<crate::platform::Arch>,

@@ -1,4 +1,4 @@
-//! Build containers (issue 7): a framework's build steps run in a toolchain
+//! Build containers: a framework's build steps run in a toolchain
 //! image under an OCI runtime (runc by default), with the sources read-only at
 //! `/src`, a fresh output directory at `/out`, no network and a step cache.
 //!

@@ -65,7 +65,7 @@ pub struct BuildArgs {
     #[arg(long)]
     check: bool,
 
-    // Issue 10: the BuildKit frontend's LLB.
+    // The BuildKit frontend's LLB.
     /// Print the LLB definition (protobuf, what `buildctl build` reads on
     /// stdin) instead of building. Runs `bunny-frontend llb` ($BUNNY_FRONTEND,
     /// else beside this binary, else in PATH). The build runs inside BuildKit
@@ -82,7 +82,7 @@ pub struct BuildArgs {
     #[arg(long)]
     gzip_initrd: bool,
 
-    // Issue 7: building `app` sections in build containers.
+    // Building `app` sections in build containers.
     /// Run every build step, even those whose output is cached.
     #[arg(long)]
     no_cache: bool,
@@ -185,7 +185,7 @@ fn default_file(context: &Path) -> PathBuf {
     if lower.exists() {
         return lower;
     }
-    // Issue 11: a Containerfile (or Dockerfile) when there is no BunnyFile.
+    // A Containerfile (or Dockerfile) when there is no BunnyFile.
     for name in ["Containerfile", "Dockerfile"] {
         let p = context.join(name);
         if p.exists() {
@@ -214,7 +214,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     if args.llb {
         return print_llb(&file, &args.context, &args.toolchains);
     }
-    // Issue 11: a Containerfile (told apart by its content) takes its own path.
+    // A Containerfile (told apart by its content) takes its own path.
     if let Ok(head) = std::fs::read(&file) {
         if crate::door::detect_format(&head) == crate::door::Format::Containerfile {
             return run_containerfile(&args, globals, &file);
@@ -308,7 +308,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     finish(&args, &store, &built.manifest, &locals)
 }
 
-/// Issue 11: `bunny build` of a Containerfile.
+/// `bunny build` of a Containerfile.
 fn run_containerfile(
     args: &BuildArgs,
     globals: &super::Globals,

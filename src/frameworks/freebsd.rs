@@ -210,7 +210,6 @@ impl Framework for FreeBsd {
             return Err(FrameworkError::Unsupported {
                 framework: "freebsd".into(),
                 what: "build an `app` from source (list the binary `packages` it is made of)",
-                issue: Some(9),
             });
         }
         Ok(Vec::new())
@@ -274,7 +273,6 @@ fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
         return Err(FrameworkError::Unsupported {
             framework: "freebsd".into(),
             what: "build a kernel from sources with tools/build/make.py (use a prebuilt kernel layer: --toolchain freebsd.kernel=REF)",
-            issue: Some(9),
         });
     }
     Err(FrameworkError::Missing {

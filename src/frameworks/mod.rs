@@ -2,12 +2,12 @@
 //!
 //! Validation reads [`Framework::support`] so that a framework x monitor x
 //! rootfs combination urunc cannot boot is refused before anything is built.
-//! Building from source (issue 7) plugs in behind the same trait: a framework
+//! Building from source plugs in behind the same trait: a framework
 //! names its dependency layers ([`Framework::layers`]: toolchain image, kernel
 //! image, by reference with a version), the steps that build an `app` in them
 //! ([`Framework::app_steps`]) and how the steps' output becomes a kernel and a
 //! rootfs ([`Framework::package_app`]). `crate::build` runs the steps; rumprun
-//! (issue 8) and freebsd (issue 9) fill in their steps here.
+//! and freebsd fill in their steps here.
 
 pub mod freebsd;
 pub mod generic;
@@ -67,7 +67,7 @@ pub struct StepSpec {
 pub struct AppInfo {
     pub name: String,
     pub language: Option<String>,
-    /// The monitor the image targets (issue 8: rumprun bakes its kernel for
+    /// The monitor the image targets (rumprun bakes its kernel for
     /// one: solo5 hvt/spt, or the hw platform on qemu). None when the caller
     /// built the app without a plan; frameworks that need it refuse then.
     pub monitor: Option<Monitor>,
@@ -102,11 +102,10 @@ pub struct AppPackage {
 
 #[derive(Debug, Error)]
 pub enum FrameworkError {
-    #[error("framework `{framework}` cannot {what} yet{}", issue.map(|i| format!(" (issue {i})")).unwrap_or_default())]
+    #[error("framework `{framework}` cannot {what} yet")]
     Unsupported {
         framework: String,
         what: &'static str,
-        issue: Option<u32>,
     },
     #[error("{what} is missing: {path} ({hint})")]
     Missing {
@@ -195,7 +194,6 @@ pub trait Framework: Send + Sync {
         Err(FrameworkError::Unsupported {
             framework: self.name().to_string(),
             what: "build an `app` from source (it is packaged only; use `kernel:`)",
-            issue: None,
         })
     }
 
@@ -204,7 +202,6 @@ pub trait Framework: Send + Sync {
         Err(FrameworkError::Unsupported {
             framework: self.name().to_string(),
             what: "package an `app` built from source",
-            issue: None,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! Data is an ext2 block image the guest mounts at /data (or, `type: raw`,
 //! the container rootfs handed over by devmapper); rumprun has no initrd.
 //!
-//! Building an `app` (issue 8) follows the Go bunny and its
+//! Building an `app` follows the Go bunny and its
 //! `rumprun/tools` image: the app is compiled with the rumprun toolchain of
 //! the platform the monitor needs, then `rumprun-bake` links it into a
 //! unikernel. Two steps, both in the toolchain image:
@@ -127,7 +127,6 @@ impl Framework for Rumprun {
         let monitor = app.monitor.ok_or(FrameworkError::Unsupported {
             framework: "rumprun".into(),
             what: "build an `app` without knowing the monitor (it bakes the kernel for one)",
-            issue: None,
         })?;
         let (platform, config) = bake_target(monitor).ok_or_else(|| {
             FrameworkError::Build(format!(

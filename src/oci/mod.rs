@@ -1,4 +1,4 @@
-//! Image assembly, urunc annotations, outputs and (issue 4) registries.
+//! Image assembly, urunc annotations, outputs and registries.
 
 pub mod annotations;
 pub mod error;

@@ -1,4 +1,4 @@
-//! Hostile inputs (issue 12): every case must end in a clear error and a
+//! Hostile inputs: every case must end in a clear error and a
 //! non-zero exit, never a panic, and write nothing outside its target.
 //! The BunnyFile, context and layer cases use real files; the registry cases
 //! talk to `server::Hostile`, a small HTTP server in this test that stands in

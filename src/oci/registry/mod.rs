@@ -1,5 +1,5 @@
 //! bunny as a registry client: push images from the local store, pull them
-//! into it, log in and out (issue 4).
+//! into it, log in and out.
 //!
 //! The HTTP side is oci-client (blob HEAD, cross-repository mount, streamed
 //! monolithic upload, streamed download, token auth, extra CAs); its async
