@@ -1,6 +1,15 @@
-use bunny::bunnyfile::BunnyFileError;
+use bunny::bunnyfile::{BunnyFileError, Pos};
 use bunny::containerfile::ContainerfileError;
 use bunny::pipeline::PipelineError;
+
+/// gRPC status codes, as BuildKit passes them on to `buildctl` and docker.
+pub mod code {
+    pub const UNKNOWN: i32 = 2;
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontendError {
@@ -17,6 +26,23 @@ pub enum FrontendError {
     Pack { file: String, message: String },
     #[error("{what}: {why}")]
     Needs { what: String, why: String },
+    /// A path the build file names is not in the build context.
+    #[error("{file}:{}:{}: error: {what} `{path}` is not in the build context", pos.line, pos.col)]
+    Missing {
+        file: String,
+        pos: Pos,
+        what: &'static str,
+        path: String,
+    },
+    /// The build file itself is not where BuildKit was told to look.
+    #[error("cannot read the build file `{file}`: {}", .status.message())]
+    NoBuildFile {
+        file: String,
+        #[source]
+        status: Box<tonic::Status>,
+    },
+    #[error("{path}: {message}")]
+    BadLock { path: String, message: String },
     #[error("{context}")]
     Io {
         context: String,
@@ -44,5 +70,59 @@ impl FrontendError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FrontendError {
         let context = context.into();
         move |source| FrontendError::Io { context, source }
+    }
+
+    /// The gRPC code the build fails with. As BuildKit's own frontends: the
+    /// user's file or options at fault is InvalidArgument, something it
+    /// names that is not there NotFound, and a failed solve keeps the code
+    /// BuildKit gave it (a failed step is Unknown there).
+    pub fn code(&self) -> i32 {
+        match self {
+            FrontendError::BunnyFile(_)
+            | FrontendError::Containerfile(_)
+            | FrontendError::Needs { .. }
+            | FrontendError::BadLock { .. }
+            | FrontendError::BadPath { .. } => code::INVALID_ARGUMENT,
+            FrontendError::Missing { .. } | FrontendError::NoBuildFile { .. } => code::NOT_FOUND,
+            FrontendError::Plan(PipelineError::Unsupported { .. }) => code::INVALID_ARGUMENT,
+            FrontendError::Plan(_) | FrontendError::Pack { .. } | FrontendError::Io { .. } => {
+                code::UNKNOWN
+            }
+            FrontendError::Connect(_) => code::UNAVAILABLE,
+            FrontendError::Gateway { status, .. } => match status.code() as i32 {
+                0 => code::UNKNOWN,
+                c => c,
+            },
+            FrontendError::Protocol { .. } => code::INTERNAL,
+        }
+    }
+
+    /// Where in the build file the error is (1-based line and column): the
+    /// first error diagnostic, or the path a missing file was named at.
+    pub fn position(&self) -> Option<Pos> {
+        use bunny::bunnyfile::Severity;
+        let first = |d: &[bunny::bunnyfile::Diagnostic]| {
+            d.iter()
+                .find(|d| d.severity == Severity::Error)
+                .or(d.first())
+                .map(|d| d.pos)
+        };
+        match self {
+            FrontendError::BunnyFile(e) => first(e.diagnostics()),
+            FrontendError::Containerfile(e) => first(e.diagnostics()),
+            FrontendError::Missing { pos, .. } => Some(*pos),
+            _ => None,
+        }
+    }
+
+    /// The failed call's status, whose details (BuildKit's typed errors:
+    /// the failed vertex, its logs, an exit code) go back with the error.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            FrontendError::Gateway { status, .. } | FrontendError::NoBuildFile { status, .. } => {
+                Some(status)
+            }
+            _ => None,
+        }
     }
 }

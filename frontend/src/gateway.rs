@@ -15,7 +15,7 @@ use crate::error::FrontendError;
 use crate::llb::Graph;
 use crate::proto::fsutil::types::Stat;
 use crate::proto::gateway::{self, llb_bridge_client::LlbBridgeClient};
-use crate::proto::google::rpc::Status;
+use crate::proto::google::rpc::{Detail, Status};
 use crate::proto::pb;
 use crate::translate::{self, TranslateOptions, CONTEXT_NAME};
 
@@ -27,6 +27,16 @@ pub const FILENAME_OPT: &str = "filename";
 pub const IMAGE_CONFIG_KEY: &str = "containerimage.config";
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
+
+/// The exporter metadata key for the build's SOURCE_DATE_EPOCH (BuildKit's
+/// `exptypes.ExporterEpochKey`, read since BuildKit 0.11): the exporter then
+/// clamps the image's timestamps to it, as for the Dockerfile frontend.
+pub const EPOCH_KEY: &str = "source.date.epoch";
+
+/// The type URL BuildKit registers `errdefs.Source` under (JSON-encoded):
+/// the build file, and the ranges in it an error is about. `buildctl` and
+/// `docker build` print those lines under the error.
+pub const SOURCE_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
 
 /// A solved result, in the wire form the server used for it.
 #[derive(Debug, Clone)]
@@ -305,12 +315,12 @@ impl Gateway {
         Ok(())
     }
 
-    /// Fails the build with `message`, which docker shows the user.
-    pub fn return_error(&mut self, message: String) -> Result<(), FrontendError> {
+    /// Fails the build with `error`, which docker and buildctl show the
+    /// user: its code, its message, and the details of [`error_status`].
+    pub fn return_error(&mut self, error: Status) -> Result<(), FrontendError> {
         let req = gateway::ReturnRequest {
             result: None,
-            // 3: INVALID_ARGUMENT, the build file is at fault.
-            error: Some(Status { code: 3, message }),
+            error: Some(error),
         };
         self.rt
             .block_on(self.client.r#return(req))
@@ -321,24 +331,70 @@ impl Gateway {
 
 pub use bunny::error_chain as chain;
 
+/// The build file as read: its name and bytes.
+pub type BuildFile = (String, Vec<u8>);
+
+/// The status a failed build returns: the error's code and message; the
+/// details of a failed BuildKit call it passes on (as a Go frontend's
+/// gateway client does); and where in `file` the error is, as an
+/// `errdefs.Source` (as the Dockerfile frontend attaches its parse errors).
+pub fn error_status(e: &FrontendError, file: Option<&BuildFile>) -> Status {
+    let mut details = Vec::new();
+    if let Some(s) = e.status() {
+        if let Ok(inner) = <Status as prost::Message>::decode(s.details()) {
+            details.extend(inner.details);
+        }
+    }
+    if let (Some(pos), Some((name, bytes))) = (e.position(), file) {
+        details.push(source_detail(name, bytes, pos));
+    }
+    Status {
+        code: e.code(),
+        message: chain(e),
+        details,
+    }
+}
+
+/// `errdefs.Source` as BuildKit's grpcerrors encode it: Go's JSON of the
+/// message (bytes as base64; lines 1-based, characters 0-based).
+pub fn source_detail(name: &str, bytes: &[u8], pos: bunny::bunnyfile::Pos) -> Detail {
+    use base64::Engine as _;
+    let at = serde_json::json!({
+        "line": pos.line,
+        "character": pos.col.saturating_sub(1),
+    });
+    let source = serde_json::json!({
+        "info": {
+            "filename": name,
+            "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+        },
+        "ranges": [{"start": at, "end": at}],
+    });
+    Detail {
+        type_url: SOURCE_TYPE_URL.to_string(),
+        value: source.to_string().into_bytes(),
+    }
+}
+
 /// The frontend: read the build file, translate it, solve it, return it.
 /// Errors about the build are returned to BuildKit (docker prints them);
 /// only a broken connection is an `Err` here.
 pub fn run() -> Result<(), FrontendError> {
     let mut gw = Gateway::connect()?;
-    match build(&mut gw) {
+    let mut file = None;
+    match build(&mut gw, &mut file) {
         Ok((r, metadata)) => gw.return_result(r, metadata),
         Err(e) => {
-            let msg = chain(&e);
-            eprintln!("bunny-frontend: {msg}");
-            gw.return_error(msg)
+            let status = error_status(&e, file.as_ref());
+            eprintln!("bunny-frontend: {}", status.message);
+            gw.return_error(status)
         }
     }
 }
 
 type Built = (SolvedRef, BTreeMap<String, Vec<u8>>);
 
-fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
+fn build(gw: &mut Gateway, file: &mut Option<BuildFile>) -> Result<Built, FrontendError> {
     let filename = gw
         .opts
         .get(FILENAME_OPT)
@@ -373,13 +429,20 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
         &[filename.clone(), lock_name.clone()],
     );
     let r = gw.solve(g.definition(Some(&src)))?;
-    let bytes = gw.read_file(&r, &filename, None)?;
+    let bytes = gw.read_file(&r, &filename, None).map_err(|e| match e {
+        FrontendError::Gateway { status, .. } => FrontendError::NoBuildFile {
+            file: filename.clone(),
+            status,
+        },
+        e => e,
+    })?;
+    *file = Some((filename.clone(), bytes.clone()));
     let lock = match gw.read_file(&r, &lock_name, None) {
         Ok(b) => Some(
             bunny::build::lock::LockFile::parse(Path::new(&lock_name), &b).map_err(|e| {
-                FrontendError::Io {
-                    context: format!("reading {lock_name}"),
-                    source: std::io::Error::other(chain(&e)),
+                FrontendError::BadLock {
+                    path: lock_name.clone(),
+                    message: chain(&e),
                 }
             })?,
         ),
@@ -446,6 +509,7 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
     for w in &t.warnings {
         eprintln!("{w}");
     }
+    check_context(gw, &filename, &t)?;
     let r = gw.solve(t.definition)?;
     let meta = gw.solve(t.meta)?;
     let config = gw.read_file(&meta, crate::pack::META_CONFIG, None)?;
@@ -456,9 +520,23 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
     };
     let mut config: serde_json::Value =
         serde_json::from_slice(&config).map_err(|e| bad("config", e))?;
-    // BuildKit fills in the layers and history of the image it exports.
+    // BuildKit fills in the layers it exports: one, the pack step's
+    // output. Its history entry is written here, dated as the config (the
+    // epoch): left out, BuildKit dates it by the clock, and the image's
+    // digest would change from one clean build to the next.
     if let Some(obj) = config.as_object_mut() {
-        obj.remove("history");
+        let created = obj
+            .get("created")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!(epoch_rfc3339(epoch)));
+        obj.insert(
+            "history".into(),
+            serde_json::json!([{
+                "created": created,
+                "created_by": format!("bunny build -f {filename}"),
+                "comment": "bunny",
+            }]),
+        );
         obj.insert(
             "rootfs".into(),
             serde_json::json!({"type": "layers", "diff_ids": []}),
@@ -474,7 +552,62 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
     for (k, v) in annotations {
         metadata.insert(format!("annotation-manifest.{k}"), v.into_bytes());
     }
+    metadata.insert(EPOCH_KEY.to_string(), epoch.to_string().into_bytes());
     Ok((r, metadata))
+}
+
+/// `epoch` seconds as an RFC 3339 UTC time.
+fn epoch_rfc3339(epoch: u64) -> String {
+    let secs = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Fails with the file's line when a context path it names is missing:
+/// the pack step would fail too, but BuildKit would report only that a
+/// process exited 1. The check reads the context source the pack step
+/// mounts, so BuildKit sends the files once.
+fn check_context(
+    gw: &mut Gateway,
+    filename: &str,
+    t: &translate::Translation,
+) -> Result<(), FrontendError> {
+    let Some(def) = &t.context else {
+        return Ok(());
+    };
+    if t.checks.is_empty() {
+        return Ok(());
+    }
+    let ctx = gw.solve(def.clone())?;
+    for c in &t.checks {
+        let rel = c.path.trim_start_matches('/').trim_end_matches('/');
+        let path = if rel.is_empty() { "." } else { rel };
+        if let Err(FrontendError::Gateway { .. }) = gw.stat(&ctx, path) {
+            return Err(FrontendError::Missing {
+                file: filename.to_string(),
+                pos: c.pos,
+                what: c.what,
+                path: c.path.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Answers the translator's questions through the gateway.

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bunny::build::lock::LockFile;
-use bunny::bunnyfile::{self, BunnyFile, Source, FROM_PACKAGES};
+use bunny::bunnyfile::{self, BunnyFile, Pos, Source, FROM_PACKAGES};
 use bunny::containerfile::{self, Base, Containerfile, LABEL_ROOTFS};
 use bunny::frameworks::StepInput;
 use bunny::oci::annotations::KEY_BINARY;
@@ -89,6 +89,22 @@ pub struct Translation {
     pub meta: pb::Definition,
     /// Warnings the parser raised, for the build log.
     pub warnings: Vec<String>,
+    /// The context as the pack step gets it (None when it reads none).
+    pub context: Option<pb::Definition>,
+    /// Context paths the file names, with where: checked before the pack
+    /// step runs, so a missing one fails at its line, as BuildKit's own
+    /// frontends report a missing COPY source.
+    pub checks: Vec<ContextCheck>,
+}
+
+/// A context path the build file names, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextCheck {
+    /// As written in the file.
+    pub path: String,
+    pub pos: Pos,
+    /// What the file uses it for (`include`, `kernel`, `COPY source`...).
+    pub what: &'static str,
 }
 
 /// The build-file syntaxes the frontend may receive.
@@ -177,6 +193,7 @@ struct Builder<'a> {
     needs_tools: bool,
     network: bool,
     spec: PackSpec,
+    checks: Vec<ContextCheck>,
 }
 
 impl<'a> Builder<'a> {
@@ -198,6 +215,7 @@ impl<'a> Builder<'a> {
             mounts: Vec::new(),
             needs_tools: false,
             network: false,
+            checks: Vec::new(),
             spec: PackSpec {
                 file_name: file_name.to_string(),
                 file: text.to_string(),
@@ -254,15 +272,32 @@ impl<'a> Builder<'a> {
         &mut self,
         source: &Source,
         path: &str,
+        pos: Pos,
+        what: &'static str,
         r: &mut dyn Resolver,
     ) -> Result<(), FrontendError> {
         match source {
-            Source::Local => self.context_path(path),
+            Source::Local => {
+                self.check(path, pos, what);
+                self.context_path(path)
+            }
             Source::Image(reference) => {
                 self.image(reference, r);
                 Ok(())
             }
             Source::Scratch => Ok(()),
+        }
+    }
+
+    /// Notes that the file names context path `path` at `pos`; globs are
+    /// left to the pack step.
+    fn check(&mut self, path: &str, pos: Pos, what: &'static str) {
+        if !path.contains(['*', '?', '[']) {
+            self.checks.push(ContextCheck {
+                path: path.to_string(),
+                pos,
+                what,
+            });
         }
     }
 
@@ -300,6 +335,7 @@ impl<'a> Builder<'a> {
         } else {
             frontend.clone()
         };
+        let mut context = None;
         let mut mounts = vec![(
             pack::BIN_DIR.to_string(),
             MountSource::ReadOnly {
@@ -309,6 +345,7 @@ impl<'a> Builder<'a> {
         )];
         if self.uses_context {
             let ctx = self.context();
+            context = Some(self.g.definition(Some(&ctx)));
             mounts.push((
                 CONTEXT_MOUNT.into(),
                 MountSource::ReadOnly {
@@ -373,6 +410,8 @@ impl<'a> Builder<'a> {
             definition: self.g.definition(outs.first()),
             meta: self.g.definition(outs.get(1)),
             warnings: Vec::new(),
+            context,
+            checks: self.checks,
         })
     }
 }
@@ -390,17 +429,17 @@ pub fn translate_bunnyfile(
     let framework = bunny::frameworks::resolve(&bf.platforms.framework.value);
 
     if let Some(k) = &bf.kernel {
-        b.source(&k.from.value, &k.path.value, resolver)?;
+        b.source(&k.from.value, &k.path.value, k.path.pos, "kernel", resolver)?;
     }
     match (&bf.rootfs.from.value, &bf.rootfs.path) {
-        (source, Some(p)) => b.source(source, &p.value, resolver)?,
+        (source, Some(p)) => b.source(source, &p.value, p.pos, "rootfs path", resolver)?,
         (Source::Image(r), None) => {
             b.image(r, resolver);
         }
         _ => {}
     }
     for inc in &bf.rootfs.include {
-        b.source(&inc.from, &inc.source, resolver)?;
+        b.source(&inc.from, &inc.source, inc.pos, "include", resolver)?;
     }
     let kind = bf.rootfs.kind_or(framework.default_rootfs_type());
     let built_from_files = bf.rootfs.path.is_none()
@@ -575,7 +614,10 @@ pub fn translate_containerfile(
     }
     for c in &cf.copies {
         match &c.from {
-            None => b.context_path(&c.source)?,
+            None => {
+                b.check(&c.source, c.pos, "COPY source");
+                b.context_path(&c.source)?
+            }
             Some(r) => {
                 b.image(r, resolver);
             }
