@@ -222,6 +222,8 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+pub mod buildkitd;
 pub mod engines;
+pub mod frontend;
 pub mod image;
 pub mod registry;
