@@ -18,6 +18,8 @@ use super::{output, require_tool};
 pub struct Buildkitd {
     dir: PathBuf,
     pub addr: String,
+    /// The watchdog shell, which outlives the test process by design.
+    _watchdog: std::process::Child,
 }
 
 static DAEMON: OnceLock<Buildkitd> = OnceLock::new();
@@ -52,7 +54,7 @@ rm -rf "$DIR"
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{}",
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", script])
             .env("BIN", &bin)
             .env("DIR", &dir)
@@ -64,7 +66,11 @@ rm -rf "$DIR"
             .stderr(Stdio::null())
             .spawn()
             .expect("start buildkitd");
-        let d = Buildkitd { dir, addr };
+        let d = Buildkitd {
+            dir,
+            addr,
+            _watchdog: watchdog,
+        };
         let start = Instant::now();
         loop {
             if sock.exists() {
