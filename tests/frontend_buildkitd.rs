@@ -380,6 +380,24 @@ fn buildctl_errors_carry_code_line_and_cause() {
         last.contains("NotFound") && last.contains("NoSuchFile"),
         "{out}"
     );
+
+    // 4. An image that does not exist: NotFound at the line naming it.
+    let nope = format!("{}/nope:1", reg.host());
+    fs::write(
+        ctx.join("NoImage"),
+        format!("FROM scratch\nCOPY --from={nope} /x /x\nCOPY rootfs/ /\n"),
+    )
+    .unwrap();
+    let out = text(&buildctl_build(bk, &gateway, &ctx, "NoImage", &tar));
+    let last = final_error(&out);
+    assert!(
+        last.contains("NotFound")
+            && last.contains(&format!("NoImage:2:1: error: image `{nope}` not found")),
+        "{out}"
+    );
+    let (heading, marked) = marked_line(&out);
+    assert_eq!(heading, "NoImage:2", "{out}");
+    assert_eq!(marked, format!("COPY --from={nope} /x /x"), "{out}");
 }
 
 #[test]
@@ -448,6 +466,7 @@ fn buildctl_exec_ops_block_rootfs_containerfiles_and_locks_match_bunny_build() {
     let last = final_error(&out);
     assert!(
         last.contains("did not complete successfully")
+            && !last.contains("call failed")
             && !last.contains("InvalidArgument")
             && !last.contains("NotFound"),
         "{out}"

@@ -34,11 +34,19 @@ pub enum FrontendError {
         what: &'static str,
         path: String,
     },
+    /// An image the build file names does not exist.
+    #[error("{file}:{}:{}: error: image `{reference}` not found: {message}", pos.line, pos.col)]
+    MissingImage {
+        file: String,
+        pos: Pos,
+        reference: String,
+        message: String,
+    },
     /// The build file itself is not where BuildKit was told to look.
+    // The status is not a `#[source]`: its Display repeats the message.
     #[error("cannot read the build file `{file}`: {}", .status.message())]
     NoBuildFile {
         file: String,
-        #[source]
         status: Box<tonic::Status>,
     },
     #[error("{path}: {message}")]
@@ -51,10 +59,11 @@ pub enum FrontendError {
     },
     #[error("connecting to BuildKit over stdin/stdout")]
     Connect(#[source] tonic::transport::Error),
-    #[error("BuildKit's {call} call failed: {}", .status.message())]
+    /// A solve's failure is BuildKit's own words, as the Dockerfile
+    /// frontend passes them on; other calls say which call failed.
+    #[error("{}", gateway_message(call, status))]
     Gateway {
         call: &'static str,
-        #[source]
         status: Box<tonic::Status>,
     },
     #[error("BuildKit answered {call} without {missing}")]
@@ -64,6 +73,13 @@ pub enum FrontendError {
     },
     #[error("{path}: {why}")]
     BadPath { path: String, why: &'static str },
+}
+
+fn gateway_message(call: &str, status: &tonic::Status) -> String {
+    match call {
+        "Solve" | "ReadFile" | "StatFile" => status.message().to_string(),
+        _ => format!("BuildKit's {call} call failed: {}", status.message()),
+    }
 }
 
 impl FrontendError {
@@ -83,7 +99,9 @@ impl FrontendError {
             | FrontendError::Needs { .. }
             | FrontendError::BadLock { .. }
             | FrontendError::BadPath { .. } => code::INVALID_ARGUMENT,
-            FrontendError::Missing { .. } | FrontendError::NoBuildFile { .. } => code::NOT_FOUND,
+            FrontendError::Missing { .. }
+            | FrontendError::MissingImage { .. }
+            | FrontendError::NoBuildFile { .. } => code::NOT_FOUND,
             FrontendError::Plan(PipelineError::Unsupported { .. }) => code::INVALID_ARGUMENT,
             FrontendError::Plan(_) | FrontendError::Pack { .. } | FrontendError::Io { .. } => {
                 code::UNKNOWN
@@ -110,7 +128,9 @@ impl FrontendError {
         match self {
             FrontendError::BunnyFile(e) => first(e.diagnostics()),
             FrontendError::Containerfile(e) => first(e.diagnostics()),
-            FrontendError::Missing { pos, .. } => Some(*pos),
+            FrontendError::Missing { pos, .. } | FrontendError::MissingImage { pos, .. } => {
+                Some(*pos)
+            }
             _ => None,
         }
     }

@@ -503,8 +503,11 @@ fn build(gw: &mut Gateway, file: &mut Option<BuildFile>) -> Result<Built, Fronte
         let mut resolver = GatewayResolver {
             gw: &mut *gw,
             context: None,
+            failed: BTreeMap::new(),
         };
-        translate::translate(&filename, &bytes, &mut resolver, &opts)?
+        let t = translate::translate(&filename, &bytes, &mut resolver, &opts)?;
+        check_images(&filename, &t, &resolver.failed)?;
+        t
     };
     for w in &t.warnings {
         eprintln!("{w}");
@@ -610,17 +613,55 @@ fn check_context(
     Ok(())
 }
 
+/// Fails at the file's line when an image it names cannot be resolved
+/// because it does not exist (other failures, such as a refused login, are
+/// left to BuildKit's own error when the image is pulled).
+fn check_images(
+    filename: &str,
+    t: &translate::Translation,
+    failed: &BTreeMap<String, String>,
+) -> Result<(), FrontendError> {
+    for c in &t.image_checks {
+        let Some(message) = failed.get(&c.path) else {
+            continue;
+        };
+        return Err(FrontendError::MissingImage {
+            file: filename.to_string(),
+            pos: c.pos,
+            reference: c.path.clone(),
+            message: message.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Answers the translator's questions through the gateway.
 struct GatewayResolver<'a> {
     gw: &'a mut Gateway,
     /// The whole context, solved on the first question about it.
     context: Option<SolvedRef>,
+    /// References BuildKit found no such image for, with its message.
+    failed: BTreeMap<String, String>,
 }
 
 impl translate::Resolver for GatewayResolver<'_> {
     fn image_config(&mut self, reference: &str) -> Option<serde_json::Value> {
         let full = crate::llb::normalize_reference(reference);
-        let (_, config) = self.gw.resolve_image_config(&full).ok()?;
+        let (_, config) = match self.gw.resolve_image_config(&full) {
+            Ok(resolved) => resolved,
+            Err(FrontendError::Gateway { status, .. }) => {
+                // BuildKit passes the registry's "not found" on with code
+                // Unknown (or NotFound): only its words tell it apart.
+                if status.code() == tonic::Code::NotFound
+                    || status.message().trim_end().ends_with("not found")
+                {
+                    self.failed
+                        .insert(reference.to_string(), status.message().to_string());
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
         let value: serde_json::Value = serde_json::from_slice(&config).ok()?;
         value.get("config").cloned()
     }

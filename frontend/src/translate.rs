@@ -95,6 +95,9 @@ pub struct Translation {
     /// step runs, so a missing one fails at its line, as BuildKit's own
     /// frontends report a missing COPY source.
     pub checks: Vec<ContextCheck>,
+    /// Images the file names (`path` is the reference), with where: one
+    /// BuildKit cannot resolve fails at its line.
+    pub image_checks: Vec<ContextCheck>,
 }
 
 /// A context path the build file names, and where.
@@ -194,6 +197,7 @@ struct Builder<'a> {
     network: bool,
     spec: PackSpec,
     checks: Vec<ContextCheck>,
+    image_checks: Vec<ContextCheck>,
 }
 
 impl<'a> Builder<'a> {
@@ -216,6 +220,7 @@ impl<'a> Builder<'a> {
             needs_tools: false,
             network: false,
             checks: Vec::new(),
+            image_checks: Vec::new(),
             spec: PackSpec {
                 file_name: file_name.to_string(),
                 file: text.to_string(),
@@ -282,7 +287,7 @@ impl<'a> Builder<'a> {
                 self.context_path(path)
             }
             Source::Image(reference) => {
-                self.image(reference, r);
+                self.image_at(reference, pos, r);
                 Ok(())
             }
             Source::Scratch => Ok(()),
@@ -299,6 +304,16 @@ impl<'a> Builder<'a> {
                 what,
             });
         }
+    }
+
+    /// [`Builder::image`], for an image the file names at `pos`.
+    fn image_at(&mut self, reference: &str, pos: Pos, resolver: &mut dyn Resolver) -> Output {
+        self.image_checks.push(ContextCheck {
+            path: reference.to_string(),
+            pos,
+            what: "image",
+        });
+        self.image(reference, resolver)
     }
 
     /// A framework layer's reference: overridden, else the default; pinned
@@ -412,6 +427,7 @@ impl<'a> Builder<'a> {
             warnings: Vec::new(),
             context,
             checks: self.checks,
+            image_checks: self.image_checks,
         })
     }
 }
@@ -434,7 +450,7 @@ pub fn translate_bunnyfile(
     match (&bf.rootfs.from.value, &bf.rootfs.path) {
         (source, Some(p)) => b.source(source, &p.value, p.pos, "rootfs path", resolver)?,
         (Source::Image(r), None) => {
-            b.image(r, resolver);
+            b.image_at(r, bf.rootfs.from.pos, resolver);
         }
         _ => {}
     }
@@ -599,7 +615,7 @@ pub fn translate_containerfile(
     let mut b = Builder::new(opts, file_name, text, bunny::platform::Arch::host());
     let mut base_labels = BTreeMap::new();
     if let Base::Image(r) = &cf.base {
-        b.image(r, resolver);
+        b.image_at(r, cf.from_pos, resolver);
         if let Some(labels) = b
             .images
             .get(r)
@@ -619,7 +635,7 @@ pub fn translate_containerfile(
                 b.context_path(&c.source)?
             }
             Some(r) => {
-                b.image(r, resolver);
+                b.image_at(r, c.pos, resolver);
             }
         }
     }
