@@ -691,3 +691,62 @@ impl translate::Resolver for GatewayResolver<'_> {
 
 // Go's os.FileMode directory bit, as fsutil's Stat carries it.
 const GO_MODE_DIR: u32 = 1 << 31;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_format_as_rfc3339() {
+        assert_eq!(epoch_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(epoch_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(epoch_rfc3339(951_825_600), "2000-02-29T12:00:00Z");
+    }
+
+    #[test]
+    fn a_bunnyfile_error_carries_its_code_and_line() {
+        let e = FrontendError::from(
+            bunny::bunnyfile::parse(
+                "BunnyFile",
+                "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemuu\nkernel:\n  from: local\n  path: k\nrootfs:\n  from: scratch\n",
+            )
+            .unwrap_err(),
+        );
+        let st = error_status(&e, Some(&("BunnyFile".into(), b"x\ny\n".to_vec())));
+        assert_eq!(st.code, crate::error::code::INVALID_ARGUMENT);
+        assert!(st.message.starts_with("BunnyFile:4:12:"), "{}", st.message);
+        assert_eq!(st.details.len(), 1);
+        assert_eq!(st.details[0].type_url, SOURCE_TYPE_URL);
+        let v: serde_json::Value = serde_json::from_slice(&st.details[0].value).unwrap();
+        assert_eq!(v["info"]["filename"], "BunnyFile");
+        assert_eq!(v["info"]["data"], "eAp5Cg==");
+        assert_eq!(v["ranges"][0]["start"]["line"], 4);
+        assert_eq!(v["ranges"][0]["start"]["character"], 11);
+        assert_eq!(v["ranges"][0]["end"]["line"], 4);
+    }
+
+    #[test]
+    fn a_failed_solve_keeps_buildkits_code_and_details() {
+        let inner = Status {
+            code: 2,
+            message: "exit code: 1".into(),
+            details: vec![Detail {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: b"{}".to_vec(),
+            }],
+        };
+        let status = tonic::Status::with_details(
+            tonic::Code::Unknown,
+            "exit code: 1",
+            prost::Message::encode_to_vec(&inner).into(),
+        );
+        let e = FrontendError::Gateway {
+            call: "Solve",
+            status: Box::new(status),
+        };
+        let st = error_status(&e, None);
+        assert_eq!(st.code, crate::error::code::UNKNOWN);
+        assert_eq!(st.message, "exit code: 1");
+        assert_eq!(st.details, inner.details);
+    }
+}
