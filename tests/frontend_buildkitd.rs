@@ -580,3 +580,182 @@ fn buildctl_exec_ops_block_rootfs_containerfiles_and_locks_match_bunny_build() {
         "{theirs}"
     );
 }
+
+/// A buildkitd of its own, stopped with SIGTERM (it unmounts its
+/// snapshots) when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A client certificate signed by the CA `make_ca` wrote in `dir`.
+fn client_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join("client.key");
+    let csr = dir.join("client.csr");
+    let crt = dir.join("client.crt");
+    let ext = dir.join("client-ext.cnf");
+    fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=bunny test client",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(dir.join(format!("{name}-ca.crt")))
+        .arg("-CAkey")
+        .arg(dir.join(format!("{name}-ca.key")))
+        .arg("-out")
+        .arg(&crt)
+        .arg("-extfile")
+        .arg(&ext));
+    (crt, key)
+}
+
+#[test]
+fn a_remote_builder_over_tcp_with_mutual_tls_builds_and_pushes() {
+    common::require_tool("openssl");
+    let bin = static_frontend();
+    let reg = Registry::start_http();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let frontend = format!("{}/bunny-frontend:remote", reg.host());
+    push_frontend(&bin, &store, &frontend, None);
+    let certs = work.path().join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    let (ca, server_crt, server_key) = common::registry::make_ca(&certs, "bk");
+    let (client_crt, client_key) = client_cert(&certs, "bk");
+
+    // The builder, as on another machine: TCP, mutual TLS.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let log = fs::File::create(work.path().join("buildkitd.log")).unwrap();
+    let _daemon = Daemon(
+        Command::new(common::require_tool("buildkitd"))
+            .arg("--root")
+            .arg(work.path().join("bk"))
+            .args(["--addr", &addr, "--tlscacert"])
+            .arg(&ca)
+            .arg("--tlscert")
+            .arg(&server_crt)
+            .arg("--tlskey")
+            .arg(&server_key)
+            .env(
+                "PATH",
+                format!(
+                    "/usr/sbin:/usr/bin:/sbin:/bin:{}",
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client = || {
+        let mut c = Command::new(common::require_tool("buildctl"));
+        c.args(["--addr", &addr, "--tlscacert"])
+            .arg(&ca)
+            .arg("--tlscert")
+            .arg(&client_crt)
+            .arg("--tlskey")
+            .arg(&client_key);
+        c
+    };
+    let start = Instant::now();
+    while !output(client().args(["debug", "workers"])).status.success() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "buildkitd over TLS did not come up:\n{}",
+            fs::read_to_string(work.path().join("buildkitd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A client the CA did not sign is refused.
+    let anonymous = output(
+        Command::new(common::require_tool("buildctl"))
+            .args(["--timeout", "5", "--addr", &addr, "--tlscacert"])
+            .arg(&ca)
+            .args(["debug", "workers"]),
+    );
+    assert!(
+        !anonymous.status.success(),
+        "a client without a certificate was served"
+    );
+
+    // The documented command: build a BunnyFile there, push the image.
+    let ctx = work.path().join("ctx");
+    context(&ctx);
+    let image = format!("{}/remote:1", reg.host());
+    let o = client()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--frontend",
+            "gateway.v0",
+            "--opt",
+        ])
+        .arg(format!("source={frontend}"))
+        .args(["--opt", "filename=BunnyFile", "--local"])
+        .arg(format!("context={}", ctx.display()))
+        .arg("--local")
+        .arg(format!("dockerfile={}", ctx.display()))
+        .arg("--output")
+        .arg(format!("type=image,name={image},push=true"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The pushed layer holds bunny build's files.
+    let manifest: serde_json::Value = serde_json::from_str(&run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{image}"),
+    ])))
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let blob = output(Command::new("curl").args([
+        "-fsS",
+        &format!(
+            "http://{}/v2/remote/blobs/{}",
+            reg.host(),
+            layers[0]["digest"].as_str().unwrap()
+        ),
+    ]));
+    assert!(blob.status.success(), "{}", text(&blob));
+    let pulled = work.path().join("pulled");
+    tar::Archive::new(flate2::read::GzDecoder::new(&blob.stdout[..]))
+        .unpack(&pulled)
+        .unwrap();
+    let via_bunny = work.path().join("via-bunny");
+    bunny_build_local(&store, &ctx, "BunnyFile", &[], &via_bunny);
+    same_files(&pulled, &via_bunny, &FILES);
+}
