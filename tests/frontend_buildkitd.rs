@@ -398,6 +398,29 @@ fn buildctl_errors_carry_code_line_and_cause() {
     let (heading, marked) = marked_line(&out);
     assert_eq!(heading, "NoImage:2", "{out}");
     assert_eq!(marked, format!("COPY --from={nope} /x /x"), "{out}");
+
+    // 5. A path an image lacks, found by the pack step: its own words are
+    // the final error (not BuildKit's "process ... did not complete
+    // successfully"), NotFound, at the include's line.
+    fs::write(
+        ctx.join("NoPathInImage"),
+        BUNNYFILE.replace(
+            "    - rootfs/etc:/etc\n",
+            &format!("    - from: {frontend}\n      source: /nope\n      destination: /etc/nope\n"),
+        ),
+    )
+    .unwrap();
+    let out = text(&buildctl_build(bk, &gateway, &ctx, "NoPathInImage", &tar));
+    let last = final_error(&out);
+    assert!(
+        last.contains("NotFound: NoPathInImage: include")
+            && last.contains("/nope")
+            && !last.contains("did not complete successfully"),
+        "{out}"
+    );
+    let (heading, marked) = marked_line(&out);
+    assert_eq!(heading, format!("NoPathInImage:{want}"), "{out}");
+    assert_eq!(marked, format!("- from: {frontend}"), "{out}");
 }
 
 #[test]

@@ -23,7 +23,18 @@ pub enum FrontendError {
     Plan(#[from] PipelineError),
     /// The pack step (bunny's build inside BuildKit) failed.
     #[error("{file}: {message}")]
-    Pack { file: String, message: String },
+    Pack {
+        file: String,
+        message: String,
+        /// Its gRPC code, from the failure's chain.
+        code: i32,
+    },
+    /// The pack step's own report of its failure.
+    #[error("{}", .failure.message)]
+    PackFailed {
+        file: String,
+        failure: crate::pack::PackFailure,
+    },
     #[error("{what}: {why}")]
     Needs { what: String, why: String },
     /// A path the build file names is not in the build context.
@@ -103,15 +114,15 @@ impl FrontendError {
             | FrontendError::MissingImage { .. }
             | FrontendError::NoBuildFile { .. } => code::NOT_FOUND,
             FrontendError::Plan(PipelineError::Unsupported { .. }) => code::INVALID_ARGUMENT,
-            FrontendError::Plan(_) | FrontendError::Pack { .. } | FrontendError::Io { .. } => {
-                code::UNKNOWN
-            }
+            FrontendError::Pack { code, .. } => *code,
+            FrontendError::Plan(_) | FrontendError::Io { .. } => code::UNKNOWN,
             FrontendError::Connect(_) => code::UNAVAILABLE,
             FrontendError::Gateway { status, .. } => match status.code() as i32 {
                 0 => code::UNKNOWN,
                 c => c,
             },
             FrontendError::Protocol { .. } => code::INTERNAL,
+            FrontendError::PackFailed { failure, .. } => failure.code,
         }
     }
 
@@ -130,6 +141,9 @@ impl FrontendError {
             FrontendError::Containerfile(e) => first(e.diagnostics()),
             FrontendError::Missing { pos, .. } | FrontendError::MissingImage { pos, .. } => {
                 Some(*pos)
+            }
+            FrontendError::PackFailed { failure, .. } => {
+                failure.line.map(|line| Pos { line, col: 1 })
             }
             _ => None,
         }

@@ -498,6 +498,7 @@ fn build(gw: &mut Gateway, file: &mut Option<BuildFile>) -> Result<Built, Fronte
         tools_image,
         layer_overrides,
         lock,
+        report_errors: true,
     };
     let t = {
         let mut resolver = GatewayResolver {
@@ -515,6 +516,17 @@ fn build(gw: &mut Gateway, file: &mut Option<BuildFile>) -> Result<Built, Fronte
     check_context(gw, &filename, &t)?;
     let r = gw.solve(t.definition)?;
     let meta = gw.solve(t.meta)?;
+    if let Ok(report) = gw.read_file(&meta, crate::pack::META_ERROR, None) {
+        let failure: crate::pack::PackFailure =
+            serde_json::from_slice(&report).map_err(|e| FrontendError::Io {
+                context: "reading the pack step's error".into(),
+                source: std::io::Error::other(e),
+            })?;
+        return Err(FrontendError::PackFailed {
+            file: filename.clone(),
+            failure,
+        });
+    }
     let config = gw.read_file(&meta, crate::pack::META_CONFIG, None)?;
     let annotations = gw.read_file(&meta, crate::pack::META_ANNOTATIONS, None)?;
     let bad = |what: &str, e: serde_json::Error| FrontendError::Io {

@@ -77,6 +77,9 @@ pub struct TranslateOptions {
     pub layer_overrides: BTreeMap<String, String>,
     /// `bunny.lock` beside the build file: pins layers by digest.
     pub lock: Option<LockFile>,
+    /// The pack step reports a failure in its metadata output for the
+    /// frontend to return (see [`PackSpec::report_errors`]).
+    pub report_errors: bool,
 }
 
 /// What the frontend solves and returns.
@@ -228,6 +231,7 @@ impl<'a> Builder<'a> {
                 context: CONTEXT_MOUNT.into(),
                 out: pack::OUT_DIR.into(),
                 meta: pack::META_DIR.into(),
+                report_errors: opts.report_errors,
                 ..PackSpec::default()
             },
         }
