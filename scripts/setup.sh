@@ -121,6 +121,41 @@ else
   echo "setup: urunc not installed (its prebuilt binaries are only beside this project's checkouts); the urunc tests will say so" >&2
 fi
 
+# Current BuildKit (buildkitd, buildctl): the frontend tests run against it
+# as well as against dockerd 20.10's BuildKit 0.8; tests start their own
+# daemon. Beside this project's checkouts it is ../shared/tools/buildkit
+# (v0.32.0-57-g73ed6825c, built from source); elsewhere BuildKit's release
+# tarball of v0.32.0, checked against the sha256 pinned below.
+buildkit_version=v0.32.0
+declare -A buildkit_sha256=(
+  # From a third party's lock file (ConchSandbox/Conch-ci runner-env.lock.yaml),
+  # not checked against GitHub here (no internet on the project's machines).
+  [arm64]=bff1c800e765022cc498959d37250dd6101a07b8388f595d1548aaa378373e74
+  # Unknown: set BUNNY_BUILDKIT_SHA256 to the published digest of
+  # buildkit-v0.32.0.linux-amd64.tar.gz to allow the download.
+  [amd64]=
+)
+if [[ -d "$shared/buildkit" ]]; then
+  install_bin "$shared/buildkit/buildkitd.zst" buildkitd
+  install_bin "$shared/buildkit/buildctl.zst" buildctl
+elif ! buildctl --version 2>/dev/null | grep -q "$buildkit_version"; then
+  arch="$(dpkg --print-architecture)"
+  sum="${BUNNY_BUILDKIT_SHA256:-${buildkit_sha256[$arch]:-}}"
+  tarball="buildkit-$buildkit_version.linux-$arch.tar.gz"
+  url="https://github.com/moby/buildkit/releases/download/$buildkit_version/$tarball"
+  if [[ -z "$sum" ]]; then
+    echo "setup: BuildKit not installed: no sha256 pinned for $tarball; set BUNNY_BUILDKIT_SHA256 to its digest (see https://github.com/moby/buildkit/releases/tag/$buildkit_version) and rerun, or install buildkitd and buildctl $buildkit_version on PATH; the current-BuildKit tests will say so" >&2
+  else
+    bk="$(mktemp -d)"
+    curl -fsSL --proto '=https' -o "$bk/$tarball" "$url"
+    echo "$sum  $bk/$tarball" | sha256sum -c --quiet -
+    tar -xzf "$bk/$tarball" -C "$bk" bin/buildkitd bin/buildctl
+    install_bin "$bk/bin/buildkitd" buildkitd
+    install_bin "$bk/bin/buildctl" buildctl
+    rm -rf "$bk"
+  fi
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2
   exit 1

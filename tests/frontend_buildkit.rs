@@ -274,7 +274,8 @@ fn docker_build_through_the_bunny_frontend_matches_bunny_build() {
         "{config}"
     );
 
-    // 3. A broken BunnyFile: bunny's own line:column reaches docker's output.
+    // 3. A broken BunnyFile: bunny's own line:column reaches docker's output,
+    // with the code InvalidArgument (docker 20.10 prints no source snippet).
     let broken = BUNNYFILE.replace("monitor: qemu", "monitor: qemuu");
     fs::write(ctx.join("Broken"), &broken).unwrap();
     fs::write(
@@ -316,11 +317,47 @@ fn docker_build_through_the_bunny_frontend_matches_bunny_build() {
         "a broken BunnyFile built:\n{}",
         text(&o)
     );
-    let expected = format!("Broken.docker:{}:{col}:{rest}", line + 1);
+    let expected = format!(
+        "code = InvalidArgument desc = Broken.docker:{}:{col}:{rest}",
+        line + 1
+    );
     assert!(
         text(&o).contains(&expected),
         "docker's output lacks `{expected}`:\n{}",
         text(&o)
+    );
+
+    // 4. A missing include: NotFound, at its line, and the final error says
+    // which path is missing (not that a process exited 1).
+    let missing = BUNNYFILE.replace("rootfs/etc:/etc", "rootfs/nope:/etc");
+    fs::write(
+        ctx.join("Missing.docker"),
+        format!("#syntax={frontend}\n{missing}"),
+    )
+    .unwrap();
+    let o = docker_build(
+        &d,
+        &ctx,
+        "Missing.docker",
+        &[
+            "--output",
+            &format!("type=tar,dest={}", work.path().join("bad.tar").display()),
+        ],
+    );
+    assert!(!o.status.success(), "built with a missing include");
+    let out = text(&o);
+    let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    let at = missing
+        .lines()
+        .position(|l| l.contains("rootfs/nope"))
+        .unwrap()
+        + 2;
+    assert!(
+        last.contains("code = NotFound")
+            && last.contains(&format!(
+                "Missing.docker:{at}:7: error: include `rootfs/nope` is not in the build context"
+            )),
+        "{out}"
     );
 }
 
@@ -602,6 +639,8 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
         ],
     );
     assert!(!o.status.success(), "a broken app built:\n{}", text(&o));
+    // A failed step keeps BuildKit's own code; the file is not at fault.
+    assert!(!text(&o).contains("code = InvalidArgument"), "{}", text(&o));
     for needle in ["[bunny] make hello-server", "hello.c", "error"] {
         assert!(
             text(&o).contains(needle),

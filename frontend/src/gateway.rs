@@ -15,7 +15,7 @@ use crate::error::FrontendError;
 use crate::llb::Graph;
 use crate::proto::fsutil::types::Stat;
 use crate::proto::gateway::{self, llb_bridge_client::LlbBridgeClient};
-use crate::proto::google::rpc::Status;
+use crate::proto::google::rpc::{Detail, Status};
 use crate::proto::pb;
 use crate::translate::{self, TranslateOptions, CONTEXT_NAME};
 
@@ -27,6 +27,16 @@ pub const FILENAME_OPT: &str = "filename";
 pub const IMAGE_CONFIG_KEY: &str = "containerimage.config";
 
 const OPT_PREFIX: &str = "BUILDKIT_FRONTEND_OPT_";
+
+/// The exporter metadata key for the build's SOURCE_DATE_EPOCH (BuildKit's
+/// `exptypes.ExporterEpochKey`, read since BuildKit 0.11): the exporter then
+/// clamps the image's timestamps to it, as for the Dockerfile frontend.
+pub const EPOCH_KEY: &str = "source.date.epoch";
+
+/// The type URL BuildKit registers `errdefs.Source` under (JSON-encoded):
+/// the build file, and the ranges in it an error is about. `buildctl` and
+/// `docker build` print those lines under the error.
+pub const SOURCE_TYPE_URL: &str = "github.com/moby/buildkit/errdefs.Source+json";
 
 /// A solved result, in the wire form the server used for it.
 #[derive(Debug, Clone)]
@@ -305,12 +315,12 @@ impl Gateway {
         Ok(())
     }
 
-    /// Fails the build with `message`, which docker shows the user.
-    pub fn return_error(&mut self, message: String) -> Result<(), FrontendError> {
+    /// Fails the build with `error`, which docker and buildctl show the
+    /// user: its code, its message, and the details of [`error_status`].
+    pub fn return_error(&mut self, error: Status) -> Result<(), FrontendError> {
         let req = gateway::ReturnRequest {
             result: None,
-            // 3: INVALID_ARGUMENT, the build file is at fault.
-            error: Some(Status { code: 3, message }),
+            error: Some(error),
         };
         self.rt
             .block_on(self.client.r#return(req))
@@ -321,24 +331,70 @@ impl Gateway {
 
 pub use bunny::error_chain as chain;
 
+/// The build file as read: its name and bytes.
+pub type BuildFile = (String, Vec<u8>);
+
+/// The status a failed build returns: the error's code and message; the
+/// details of a failed BuildKit call it passes on (as a Go frontend's
+/// gateway client does); and where in `file` the error is, as an
+/// `errdefs.Source` (as the Dockerfile frontend attaches its parse errors).
+pub fn error_status(e: &FrontendError, file: Option<&BuildFile>) -> Status {
+    let mut details = Vec::new();
+    if let Some(s) = e.status() {
+        if let Ok(inner) = <Status as prost::Message>::decode(s.details()) {
+            details.extend(inner.details);
+        }
+    }
+    if let (Some(pos), Some((name, bytes))) = (e.position(), file) {
+        details.push(source_detail(name, bytes, pos));
+    }
+    Status {
+        code: e.code(),
+        message: chain(e),
+        details,
+    }
+}
+
+/// `errdefs.Source` as BuildKit's grpcerrors encode it: Go's JSON of the
+/// message (bytes as base64; lines 1-based, characters 0-based).
+pub fn source_detail(name: &str, bytes: &[u8], pos: bunny::bunnyfile::Pos) -> Detail {
+    use base64::Engine as _;
+    let at = serde_json::json!({
+        "line": pos.line,
+        "character": pos.col.saturating_sub(1),
+    });
+    let source = serde_json::json!({
+        "info": {
+            "filename": name,
+            "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+        },
+        "ranges": [{"start": at, "end": at}],
+    });
+    Detail {
+        type_url: SOURCE_TYPE_URL.to_string(),
+        value: source.to_string().into_bytes(),
+    }
+}
+
 /// The frontend: read the build file, translate it, solve it, return it.
 /// Errors about the build are returned to BuildKit (docker prints them);
 /// only a broken connection is an `Err` here.
 pub fn run() -> Result<(), FrontendError> {
     let mut gw = Gateway::connect()?;
-    match build(&mut gw) {
+    let mut file = None;
+    match build(&mut gw, &mut file) {
         Ok((r, metadata)) => gw.return_result(r, metadata),
         Err(e) => {
-            let msg = chain(&e);
-            eprintln!("bunny-frontend: {msg}");
-            gw.return_error(msg)
+            let status = error_status(&e, file.as_ref());
+            eprintln!("bunny-frontend: {}", status.message);
+            gw.return_error(status)
         }
     }
 }
 
 type Built = (SolvedRef, BTreeMap<String, Vec<u8>>);
 
-fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
+fn build(gw: &mut Gateway, file: &mut Option<BuildFile>) -> Result<Built, FrontendError> {
     let filename = gw
         .opts
         .get(FILENAME_OPT)
@@ -378,19 +434,26 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
                 &[filename.clone(), lock_name.clone()],
             );
             let r = gw.solve(g.definition(Some(&src)))?;
-            let bytes = gw.read_file(&r, &filename, None)?;
+            let bytes = gw.read_file(&r, &filename, None).map_err(|e| match e {
+                FrontendError::Gateway { status, .. } => FrontendError::NoBuildFile {
+                    file: filename.clone(),
+                    status,
+                },
+                e => e,
+            })?;
             Ok((r, bytes))
         };
     let (r, bytes) = match read_from(gw, DOCKERFILE_NAME) {
         Ok(found) => found,
         Err(first) => read_from(gw, CONTEXT_NAME).map_err(|_| first)?,
     };
+    *file = Some((filename.clone(), bytes.clone()));
     let lock = match gw.read_file(&r, &lock_name, None) {
         Ok(b) => Some(
             bunny::build::lock::LockFile::parse(Path::new(&lock_name), &b).map_err(|e| {
-                FrontendError::Io {
-                    context: format!("reading {lock_name}"),
-                    source: std::io::Error::other(chain(&e)),
+                FrontendError::BadLock {
+                    path: lock_name.clone(),
+                    message: chain(&e),
                 }
             })?,
         ),
@@ -446,19 +509,35 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
         tools_image,
         layer_overrides,
         lock,
+        report_errors: true,
     };
     let t = {
         let mut resolver = GatewayResolver {
             gw: &mut *gw,
             context: None,
+            failed: BTreeMap::new(),
         };
-        translate::translate(&filename, &bytes, &mut resolver, &opts)?
+        let t = translate::translate(&filename, &bytes, &mut resolver, &opts)?;
+        check_images(&filename, &t, &resolver.failed)?;
+        t
     };
     for w in &t.warnings {
         eprintln!("{w}");
     }
+    check_context(gw, &filename, &t)?;
     let r = gw.solve(t.definition)?;
     let meta = gw.solve(t.meta)?;
+    if let Ok(report) = gw.read_file(&meta, crate::pack::META_ERROR, None) {
+        let failure: crate::pack::PackFailure =
+            serde_json::from_slice(&report).map_err(|e| FrontendError::Io {
+                context: "reading the pack step's error".into(),
+                source: std::io::Error::other(e),
+            })?;
+        return Err(FrontendError::PackFailed {
+            file: filename.clone(),
+            failure,
+        });
+    }
     let config = gw.read_file(&meta, crate::pack::META_CONFIG, None)?;
     let annotations = gw.read_file(&meta, crate::pack::META_ANNOTATIONS, None)?;
     let bad = |what: &str, e: serde_json::Error| FrontendError::Io {
@@ -467,9 +546,23 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
     };
     let mut config: serde_json::Value =
         serde_json::from_slice(&config).map_err(|e| bad("config", e))?;
-    // BuildKit fills in the layers and history of the image it exports.
+    // BuildKit fills in the layers it exports: one, the pack step's
+    // output. Its history entry is written here, dated as the config (the
+    // epoch): left out, BuildKit dates it by the clock, and the image's
+    // digest would change from one clean build to the next.
     if let Some(obj) = config.as_object_mut() {
-        obj.remove("history");
+        let created = obj
+            .get("created")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!(epoch_rfc3339(epoch)));
+        obj.insert(
+            "history".into(),
+            serde_json::json!([{
+                "created": created,
+                "created_by": format!("bunny build -f {filename}"),
+                "comment": "bunny",
+            }]),
+        );
         obj.insert(
             "rootfs".into(),
             serde_json::json!({"type": "layers", "diff_ids": []}),
@@ -485,7 +578,84 @@ fn build(gw: &mut Gateway) -> Result<Built, FrontendError> {
     for (k, v) in annotations {
         metadata.insert(format!("annotation-manifest.{k}"), v.into_bytes());
     }
+    metadata.insert(EPOCH_KEY.to_string(), epoch.to_string().into_bytes());
     Ok((r, metadata))
+}
+
+/// `epoch` seconds as an RFC 3339 UTC time.
+fn epoch_rfc3339(epoch: u64) -> String {
+    let secs = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Fails with the file's line when a context path it names is missing:
+/// the pack step would fail too, but BuildKit would report only that a
+/// process exited 1. The check reads the context source the pack step
+/// mounts, so BuildKit sends the files once.
+fn check_context(
+    gw: &mut Gateway,
+    filename: &str,
+    t: &translate::Translation,
+) -> Result<(), FrontendError> {
+    let Some(def) = &t.context else {
+        return Ok(());
+    };
+    if t.checks.is_empty() {
+        return Ok(());
+    }
+    let ctx = gw.solve(def.clone())?;
+    for c in &t.checks {
+        let rel = c.path.trim_start_matches('/').trim_end_matches('/');
+        let path = if rel.is_empty() { "." } else { rel };
+        if let Err(FrontendError::Gateway { .. }) = gw.stat(&ctx, path) {
+            return Err(FrontendError::Missing {
+                file: filename.to_string(),
+                pos: c.pos,
+                what: c.what,
+                path: c.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails at the file's line when an image it names cannot be resolved
+/// because it does not exist (other failures, such as a refused login, are
+/// left to BuildKit's own error when the image is pulled).
+fn check_images(
+    filename: &str,
+    t: &translate::Translation,
+    failed: &BTreeMap<String, String>,
+) -> Result<(), FrontendError> {
+    for c in &t.image_checks {
+        let Some(message) = failed.get(&c.path) else {
+            continue;
+        };
+        return Err(FrontendError::MissingImage {
+            file: filename.to_string(),
+            pos: c.pos,
+            reference: c.path.clone(),
+            message: message.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Answers the translator's questions through the gateway.
@@ -493,12 +663,28 @@ struct GatewayResolver<'a> {
     gw: &'a mut Gateway,
     /// The whole context, solved on the first question about it.
     context: Option<SolvedRef>,
+    /// References BuildKit found no such image for, with its message.
+    failed: BTreeMap<String, String>,
 }
 
 impl translate::Resolver for GatewayResolver<'_> {
     fn image_config(&mut self, reference: &str) -> Option<serde_json::Value> {
         let full = crate::llb::normalize_reference(reference);
-        let (_, config) = self.gw.resolve_image_config(&full).ok()?;
+        let (_, config) = match self.gw.resolve_image_config(&full) {
+            Ok(resolved) => resolved,
+            Err(FrontendError::Gateway { status, .. }) => {
+                // BuildKit passes the registry's "not found" on with code
+                // Unknown (or NotFound): only its words tell it apart.
+                if status.code() == tonic::Code::NotFound
+                    || status.message().trim_end().ends_with("not found")
+                {
+                    self.failed
+                        .insert(reference.to_string(), status.message().to_string());
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
         let value: serde_json::Value = serde_json::from_slice(&config).ok()?;
         value.get("config").cloned()
     }
@@ -528,3 +714,62 @@ impl translate::Resolver for GatewayResolver<'_> {
 
 // Go's os.FileMode directory bit, as fsutil's Stat carries it.
 const GO_MODE_DIR: u32 = 1 << 31;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_format_as_rfc3339() {
+        assert_eq!(epoch_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(epoch_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(epoch_rfc3339(951_825_600), "2000-02-29T12:00:00Z");
+    }
+
+    #[test]
+    fn a_bunnyfile_error_carries_its_code_and_line() {
+        let e = FrontendError::from(
+            bunny::bunnyfile::parse(
+                "BunnyFile",
+                "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemuu\nkernel:\n  from: local\n  path: k\nrootfs:\n  from: scratch\n",
+            )
+            .unwrap_err(),
+        );
+        let st = error_status(&e, Some(&("BunnyFile".into(), b"x\ny\n".to_vec())));
+        assert_eq!(st.code, crate::error::code::INVALID_ARGUMENT);
+        assert!(st.message.starts_with("BunnyFile:4:12:"), "{}", st.message);
+        assert_eq!(st.details.len(), 1);
+        assert_eq!(st.details[0].type_url, SOURCE_TYPE_URL);
+        let v: serde_json::Value = serde_json::from_slice(&st.details[0].value).unwrap();
+        assert_eq!(v["info"]["filename"], "BunnyFile");
+        assert_eq!(v["info"]["data"], "eAp5Cg==");
+        assert_eq!(v["ranges"][0]["start"]["line"], 4);
+        assert_eq!(v["ranges"][0]["start"]["character"], 11);
+        assert_eq!(v["ranges"][0]["end"]["line"], 4);
+    }
+
+    #[test]
+    fn a_failed_solve_keeps_buildkits_code_and_details() {
+        let inner = Status {
+            code: 2,
+            message: "exit code: 1".into(),
+            details: vec![Detail {
+                type_url: "github.com/moby/buildkit/errdefs.Vertex+json".into(),
+                value: b"{}".to_vec(),
+            }],
+        };
+        let status = tonic::Status::with_details(
+            tonic::Code::Unknown,
+            "exit code: 1",
+            prost::Message::encode_to_vec(&inner).into(),
+        );
+        let e = FrontendError::Gateway {
+            call: "Solve",
+            status: Box::new(status),
+        };
+        let st = error_status(&e, None);
+        assert_eq!(st.code, crate::error::code::UNKNOWN);
+        assert_eq!(st.message, "exit code: 1");
+        assert_eq!(st.details, inner.details);
+    }
+}

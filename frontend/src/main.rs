@@ -144,6 +144,8 @@ fn llb(args: &[String]) -> anyhow::Result<()> {
             .or_else(|| from_env(translate::TOOLS_ARG)),
         layer_overrides,
         lock,
+        // A user solving this LLB gets the failed step as the error.
+        report_errors: false,
     };
     let mut resolver = LocalResolver { context };
     // The name the definition carries (errors in the pack step cite it): the

@@ -32,6 +32,20 @@ pub const OUT_DIR: &str = "/.bunny/out";
 pub const META_DIR: &str = "/.bunny/meta";
 pub const META_CONFIG: &str = "config.json";
 pub const META_ANNOTATIONS: &str = "annotations.json";
+/// Written instead of the image when the pack step fails and the spec asks
+/// for it: `{"message", "code", "line"}`.
+pub const META_ERROR: &str = "error.json";
+
+/// A pack step's failure as the frontend reads it back from [`META_ERROR`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackFailure {
+    pub message: String,
+    /// The gRPC code: NotFound when a file the build reads is missing,
+    /// else Unknown.
+    pub code: i32,
+    /// The build file's line the failure is about, when known.
+    pub line: Option<usize>,
+}
 
 /// Everything the pack op needs besides its mounts; written by the frontend
 /// as a small file in the LLB.
@@ -58,6 +72,13 @@ pub struct PackSpec {
     pub init: Option<String>,
     pub out: String,
     pub meta: String,
+    /// Report a failure the inputs decide (a missing file, a bad path) in
+    /// `meta` and exit 0 instead of failing the step: the frontend then
+    /// returns it with its code and line, where BuildKit would only say that
+    /// a process exited 1. The LLB a user solves directly (`--llb`) leaves
+    /// it off, so a failure fails the solve.
+    #[serde(default)]
+    pub report_errors: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,7 +150,94 @@ pub fn run(path: &Path) -> Result<(), FrontendError> {
         context: format!("reading the pack spec {}", path.display()),
         source: std::io::Error::other(e),
     })?;
-    pack(&spec)
+    match pack(&spec) {
+        // Only failures the inputs decide are reported: BuildKit caches a
+        // step that exits 0, and a passing fault (a full disk, a package
+        // mirror down) must not be replayed from the cache.
+        Err(e) if spec.report_errors && pack_code(&e) != crate::error::code::UNKNOWN => {
+            let chain = crate::gateway::chain(&e);
+            // Named after the build file, as the frontend's own errors are.
+            let message = if chain.starts_with(&spec.file_name) {
+                chain
+            } else {
+                format!("{}: {chain}", spec.file_name)
+            };
+            let failure = PackFailure {
+                message,
+                code: pack_code(&e),
+                line: pack_line(&e),
+            };
+            // Also in the step's log, as without the report.
+            eprintln!("bunny-frontend: error: {}", failure.message);
+            let p = Path::new(&spec.meta).join(META_ERROR);
+            let json = serde_json::to_vec(&failure).map_err(|e| FrontendError::Io {
+                context: format!("encoding {}", p.display()),
+                source: std::io::Error::other(e),
+            })?;
+            std::fs::write(&p, json).map_err(FrontendError::io(format!("writing {}", p.display())))
+        }
+        r => r,
+    }
+}
+
+/// NotFound when the failure comes from a file that is not there (an
+/// include's source in an image, a kernel path), else Unknown.
+fn pack_code(e: &FrontendError) -> i32 {
+    match e {
+        FrontendError::Pack { code, .. } => *code,
+        e => match (classify(e), e.code()) {
+            (crate::error::code::UNKNOWN, crate::error::code::INVALID_ARGUMENT) => {
+                crate::error::code::INVALID_ARGUMENT
+            }
+            (c, _) => c,
+        },
+    }
+}
+
+/// A failure's code from its chain: a file that is not there is NotFound,
+/// a path or file the rootfs writers refuse is InvalidArgument (both are
+/// decided by the inputs); anything else is Unknown.
+fn classify(e: &(dyn std::error::Error + 'static)) -> i32 {
+    use bunny::layers::LayerError as L;
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::NotFound {
+                return crate::error::code::NOT_FOUND;
+            }
+        }
+        if let Some(
+            L::EscapesRoot { .. }
+            | L::InvalidDestination { .. }
+            | L::OutsideContext { .. }
+            | L::SymlinkEscape { .. }
+            | L::UnsupportedFileType { .. }
+            | L::NotAFile { .. }
+            | L::NonUtf8Path { .. }
+            | L::Conflict { .. },
+        ) = s.downcast_ref::<L>()
+        {
+            return crate::error::code::INVALID_ARGUMENT;
+        }
+        source = s.source();
+    }
+    crate::error::code::UNKNOWN
+}
+
+/// The build file's line a pipeline error names (`... (BunnyFile line N)`,
+/// as bunny's planner words it whatever the file is called).
+fn pack_line(e: &FrontendError) -> Option<usize> {
+    if let Some(pos) = e.position() {
+        return Some(pos.line);
+    }
+    let text = e.to_string();
+    let marker = "(BunnyFile line ";
+    let at = text.find(marker)? + marker.len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 fn pack(spec: &PackSpec) -> Result<(), FrontendError> {
@@ -156,9 +264,10 @@ fn pack(spec: &PackSpec) -> Result<(), FrontendError> {
     };
     let context = Path::new(&spec.context);
     let progress = Lines;
-    let fail = |e: &dyn std::error::Error| FrontendError::Pack {
+    let fail = |e: &(dyn std::error::Error + 'static)| FrontendError::Pack {
         file: spec.file_name.clone(),
         message: crate::gateway::chain(e),
+        code: classify(e),
     };
     // One planner and one packer for both formats: each becomes the same
     // build model first.
@@ -226,6 +335,7 @@ fn lay_out(store: &Store, manifest: &str, spec: &PackSpec) -> Result<(), Fronten
     unpacked.map_err(|e| FrontendError::Pack {
         file: spec.file_name.clone(),
         message: crate::gateway::chain(&e),
+        code: crate::error::code::UNKNOWN,
     })?;
     stamp(out, spec.epoch)?;
     let t = filetime::FileTime::from_unix_time(i64::try_from(spec.epoch).unwrap_or(i64::MAX), 0);

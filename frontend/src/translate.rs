@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bunny::build::lock::LockFile;
-use bunny::bunnyfile::{self, BunnyFile, Source, FROM_PACKAGES};
+use bunny::bunnyfile::{self, BunnyFile, Pos, Source, FROM_PACKAGES};
 use bunny::containerfile::{self, Base, Containerfile};
 use bunny::frameworks::StepInput;
 use bunny::model::KernelSpec;
@@ -77,6 +77,9 @@ pub struct TranslateOptions {
     pub layer_overrides: BTreeMap<String, String>,
     /// `bunny.lock` beside the build file: pins layers by digest.
     pub lock: Option<LockFile>,
+    /// The pack step reports a failure in its metadata output for the
+    /// frontend to return (see [`PackSpec::report_errors`]).
+    pub report_errors: bool,
 }
 
 /// What the frontend solves and returns.
@@ -89,6 +92,25 @@ pub struct Translation {
     pub meta: pb::Definition,
     /// Warnings the parser raised, for the build log.
     pub warnings: Vec<String>,
+    /// The context as the pack step gets it (None when it reads none).
+    pub context: Option<pb::Definition>,
+    /// Context paths the file names, with where: checked before the pack
+    /// step runs, so a missing one fails at its line, as BuildKit's own
+    /// frontends report a missing COPY source.
+    pub checks: Vec<ContextCheck>,
+    /// Images the file names (`path` is the reference), with where: one
+    /// BuildKit cannot resolve fails at its line.
+    pub image_checks: Vec<ContextCheck>,
+}
+
+/// A context path the build file names, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextCheck {
+    /// As written in the file.
+    pub path: String,
+    pub pos: Pos,
+    /// What the file uses it for (`include`, `kernel`, `COPY source`...).
+    pub what: &'static str,
 }
 
 /// The build-file syntaxes the frontend may receive.
@@ -177,6 +199,8 @@ struct Builder<'a> {
     needs_tools: bool,
     network: bool,
     spec: PackSpec,
+    checks: Vec<ContextCheck>,
+    image_checks: Vec<ContextCheck>,
 }
 
 impl<'a> Builder<'a> {
@@ -198,6 +222,8 @@ impl<'a> Builder<'a> {
             mounts: Vec::new(),
             needs_tools: false,
             network: false,
+            checks: Vec::new(),
+            image_checks: Vec::new(),
             spec: PackSpec {
                 file_name: file_name.to_string(),
                 file: text.to_string(),
@@ -205,6 +231,7 @@ impl<'a> Builder<'a> {
                 context: CONTEXT_MOUNT.into(),
                 out: pack::OUT_DIR.into(),
                 meta: pack::META_DIR.into(),
+                report_errors: opts.report_errors,
                 ..PackSpec::default()
             },
         }
@@ -254,16 +281,43 @@ impl<'a> Builder<'a> {
         &mut self,
         source: &Source,
         path: &str,
+        pos: Pos,
+        what: &'static str,
         r: &mut dyn Resolver,
     ) -> Result<(), FrontendError> {
         match source {
-            Source::Local => self.context_path(path),
+            Source::Local => {
+                self.check(path, pos, what);
+                self.context_path(path)
+            }
             Source::Image(reference) => {
-                self.image(reference, r);
+                self.image_at(reference, pos, r);
                 Ok(())
             }
             Source::Scratch => Ok(()),
         }
+    }
+
+    /// Notes that the file names context path `path` at `pos`; globs are
+    /// left to the pack step.
+    fn check(&mut self, path: &str, pos: Pos, what: &'static str) {
+        if !path.contains(['*', '?', '[']) {
+            self.checks.push(ContextCheck {
+                path: path.to_string(),
+                pos,
+                what,
+            });
+        }
+    }
+
+    /// [`Builder::image`], for an image the file names at `pos`.
+    fn image_at(&mut self, reference: &str, pos: Pos, resolver: &mut dyn Resolver) -> Output {
+        self.image_checks.push(ContextCheck {
+            path: reference.to_string(),
+            pos,
+            what: "image",
+        });
+        self.image(reference, resolver)
     }
 
     /// A framework layer's reference: overridden, else the default; pinned
@@ -300,6 +354,7 @@ impl<'a> Builder<'a> {
         } else {
             frontend.clone()
         };
+        let mut context = None;
         let mut mounts = vec![(
             pack::BIN_DIR.to_string(),
             MountSource::ReadOnly {
@@ -309,6 +364,7 @@ impl<'a> Builder<'a> {
         )];
         if self.uses_context {
             let ctx = self.context();
+            context = Some(self.g.definition(Some(&ctx)));
             mounts.push((
                 CONTEXT_MOUNT.into(),
                 MountSource::ReadOnly {
@@ -373,6 +429,9 @@ impl<'a> Builder<'a> {
             definition: self.g.definition(outs.first()),
             meta: self.g.definition(outs.get(1)),
             warnings: Vec::new(),
+            context,
+            checks: self.checks,
+            image_checks: self.image_checks,
         })
     }
 }
@@ -390,17 +449,17 @@ pub fn translate_bunnyfile(
     let framework = bunny::frameworks::resolve(&bf.platforms.framework.value);
 
     if let Some(k) = &bf.kernel {
-        b.source(&k.from.value, &k.path.value, resolver)?;
+        b.source(&k.from.value, &k.path.value, k.path.pos, "kernel", resolver)?;
     }
     match (&bf.rootfs.from.value, &bf.rootfs.path) {
-        (source, Some(p)) => b.source(source, &p.value, resolver)?,
+        (source, Some(p)) => b.source(source, &p.value, p.pos, "rootfs path", resolver)?,
         (Source::Image(r), None) => {
-            b.image(r, resolver);
+            b.image_at(r, bf.rootfs.from.pos, resolver);
         }
         _ => {}
     }
     for inc in &bf.rootfs.include {
-        b.source(&inc.from, &inc.source, resolver)?;
+        b.source(&inc.from, &inc.source, inc.pos, "include", resolver)?;
     }
     b.needs_tools = bunnyfile::spec::rootfs_from_files(bf)
         && bunnyfile::spec::rootfs_type(bf) == RootfsType::Block;
@@ -573,13 +632,18 @@ pub fn translate_containerfile(
 ) -> Result<Translation, FrontendError> {
     let mut b = Builder::new(opts, file_name, text, bunny::platform::Arch::host());
     if let Base::Image(r) = &cf.base {
-        b.image(r, resolver);
+        b.image_at(r, cf.from_pos, resolver);
     }
     for c in &cf.copies {
         match &c.from {
-            None => b.context_path(c.source.trim_start_matches('/'))?,
+            // A leading `/` is the context's root, as in Docker and BuildKit.
+            None => {
+                let source = c.source.trim_start_matches('/');
+                b.check(source, c.pos, "COPY source");
+                b.context_path(source)?
+            }
             Some(r) => {
-                b.image(r, resolver);
+                b.image_at(r, c.pos, resolver);
             }
         }
     }

@@ -222,7 +222,9 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+pub mod buildkitd;
 pub mod engines;
+pub mod frontend;
 pub mod image;
 pub mod registry;
 pub mod ufs;
