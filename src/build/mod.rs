@@ -113,7 +113,7 @@ pub enum BuildError {
     App { app: String, message: String },
     #[error("framework `{framework}`: {message}")]
     Framework { framework: String, message: String },
-    #[error("{key}: cannot get `{reference}` (named by {from}): {source}; name an image you have with --toolchain {key}=REF (a registry reference, a store name or oci:DIR:TAG), in the config file's \"layers\", or in {lock}, which keeps the reference and digest of the last build")]
+    #[error("{key}: cannot get `{reference}` (named by {from}): {source}; name a layer you have with --toolchain {key}=REF (a registry reference, a store name, oci:DIR:TAG, or a release file by URL or path, e.g. a mirror's kernel.txz), in the config file's \"layers\", or in {lock}, which keeps the reference and digest of the last build")]
     LayerUnavailable {
         key: String,
         reference: String,
