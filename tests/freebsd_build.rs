@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bunny::build::AppOptions;
 use bunny::layers::store::Store;
@@ -34,10 +34,24 @@ use sha2::{Digest as _, Sha256};
 const ABI: &str = "FreeBSD:14:amd64";
 const RTLD: &str = "/libexec/ld-elf.so.1";
 
-/// Serves `root` over HTTP/1.0 on 127.0.0.1; counts requests for `.pkg` files.
+/// Serves `root` over HTTP/1.0 on 127.0.0.1; counts requests for `.pkg`
+/// files and logs every path asked for.
 struct Server {
     port: u16,
     pkg_gets: Arc<AtomicUsize>,
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// How many requests asked for a path ending in `suffix`.
+    fn gets(&self, suffix: &str) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.ends_with(suffix))
+            .count()
+    }
 }
 
 fn serve(root: PathBuf) -> Server {
@@ -45,6 +59,8 @@ fn serve(root: PathBuf) -> Server {
     let port = listener.local_addr().unwrap().port();
     let pkg_gets = Arc::new(AtomicUsize::new(0));
     let counter = pkg_gets.clone();
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let log = paths.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -60,6 +76,7 @@ fn serve(root: PathBuf) -> Server {
                 }
             }
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            log.lock().unwrap().push(path.clone());
             if path.ends_with(".pkg") && !path.ends_with("packagesite.pkg") {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
@@ -79,7 +96,11 @@ fn serve(root: PathBuf) -> Server {
             };
         }
     });
-    Server { port, pkg_gets }
+    Server {
+        port,
+        pkg_gets,
+        paths,
+    }
 }
 
 /// iperf3 -> libiperf -> libcrypto3 (A -> B -> C), plus a package nothing needs.
@@ -1009,4 +1030,207 @@ fn a_kernel_without_virtio_mmio_is_refused_for_firecracker() {
         &f.dir.path().join("out-qemu"),
     )
     .unwrap();
+}
+
+// ---- layers from FreeBSD's release distribution files ----
+
+/// FreeBSD's kernel.txz in miniature: the kernel where installkernel puts
+/// it, and a module beside it.
+fn kernel_txz(kernel: &str) -> Vec<u8> {
+    gen::xz(&gen::tar(&[
+        Item::Dir("./"),
+        Item::Dir("./boot/"),
+        Item::Dir("./boot/kernel/"),
+        Item::File("./boot/kernel/kernel", kernel.as_bytes().to_vec(), 0o555),
+        Item::File("./boot/kernel/if_bridge.ko", b"a module".to_vec(), 0o555),
+    ]))
+}
+
+/// A release directory's MANIFEST, in the form FreeBSD's
+/// release/scripts/make-manifest.sh writes it (tab-separated).
+fn write_manifest(dir: &Path, files: &[(&str, &[u8])]) {
+    let mut text = String::new();
+    for (name, bytes) in files {
+        let stem = name.trim_end_matches(".txz");
+        text.push_str(&format!(
+            "{name}\t{:x}\t3\t{stem}\t\"{stem} (MANDATORY)\"\ton\n",
+            Sha256::digest(bytes)
+        ));
+    }
+    fs::write(dir.join("MANIFEST"), text).unwrap();
+}
+
+const GENERIC: &str = "bunny test fixture: stands in for FreeBSD 14.3's GENERIC kernel (PVH; drivers: virtio_pci vtnet virtio_blk)\n";
+
+fn lock_of(f: &Fixture) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(f.dir.path().join("ctx/bunny.lock")).unwrap()).unwrap()
+}
+
+#[test]
+fn release_files_are_fetched_checked_pinned_and_kept() {
+    let mut f = fixture();
+    let www = f.dir.path().join("www");
+    write_repo(&www, None, None);
+    let release = www.join("releases/amd64/14.3-RELEASE");
+    fs::create_dir_all(&release).unwrap();
+    let kernel = kernel_txz(GENERIC);
+    fs::write(release.join("kernel.txz"), &kernel).unwrap();
+    write_manifest(&release, &[("kernel.txz", &kernel)]);
+    // The base is a local file, with FreeBSD's MANIFEST beside it.
+    let local = f.dir.path().join("local");
+    fs::create_dir_all(&local).unwrap();
+    let base = base_txz();
+    fs::write(local.join("base.txz"), &base).unwrap();
+    write_manifest(&local, &[("base.txz", &base)]);
+    let server = serve(www);
+    let kernel_url = format!(
+        "http://127.0.0.1:{}/releases/amd64/14.3-RELEASE/kernel.txz",
+        server.port
+    );
+    let base_url = format!("file://{}/base.txz", local.display());
+    f.overrides
+        .insert("freebsd.kernel".into(), kernel_url.clone());
+    f.overrides.insert("freebsd.base".into(), base_url.clone());
+    let text = bunnyfile("qemu", server.port, "[iperf3]");
+
+    let store = Store::open(&f.dir.path().join("s1")).unwrap();
+    let out = f.dir.path().join("o1");
+    build(&f, &store, &text, &out).unwrap();
+    let lock = lock_of(&f);
+    let kernel_hex = format!("{:x}", Sha256::digest(&kernel));
+    let base_hex = format!("{:x}", Sha256::digest(&base));
+    assert_eq!(lock["layers"]["freebsd.kernel"]["reference"], kernel_url);
+    assert_eq!(
+        lock["layers"]["freebsd.kernel"]["digest"],
+        format!("sha256:{kernel_hex}")
+    );
+    assert_eq!(lock["layers"]["freebsd.base"]["reference"], base_url);
+    assert_eq!(
+        lock["layers"]["freebsd.base"]["digest"],
+        format!("sha256:{base_hex}")
+    );
+    assert_eq!(
+        (server.gets("/kernel.txz"), server.gets("/MANIFEST")),
+        (1, 1)
+    );
+    // The image boots the release's kernel and holds the base's libraries.
+    unpack(&out, &f.dir.path().join("bundle"));
+    let bundle_root = f.dir.path().join("bundle/rootfs");
+    assert_eq!(
+        fs::read_to_string(bundle_root.join(".boot/kernel")).unwrap(),
+        GENERIC
+    );
+    let ufs = Ufs::open(&bundle_root.join(".boot/rootfs"));
+    let listing = ufs.walk();
+    assert!(listing.contains_key("/lib/libc.so.7"), "{listing:?}");
+    assert!(listing.contains_key("/sbin/init"), "{listing:?}");
+    assert!(!listing.contains_key("/boot/kernel/if_bridge.ko"));
+
+    // Again with the same store: nothing is asked of the server.
+    build(&f, &store, &text, &f.dir.path().join("o2")).unwrap();
+    assert_eq!(
+        (server.gets("/kernel.txz"), server.gets("/MANIFEST")),
+        (1, 1)
+    );
+
+    // A new store downloads the file again, checked against the lock: the
+    // MANIFEST is not read.
+    build(
+        &f,
+        &Store::open(&f.dir.path().join("s2")).unwrap(),
+        &text,
+        &f.dir.path().join("o3"),
+    )
+    .unwrap();
+    assert_eq!(
+        (server.gets("/kernel.txz"), server.gets("/MANIFEST")),
+        (2, 1)
+    );
+
+    // The server's file changes (its MANIFEST with it): the lock refuses it.
+    let changed = kernel_txz("a different kernel\n");
+    fs::write(release.join("kernel.txz"), &changed).unwrap();
+    write_manifest(&release, &[("kernel.txz", &changed)]);
+    let s3 = Store::open(&f.dir.path().join("s3")).unwrap();
+    let err = build(&f, &s3, &text, &f.dir.path().join("o4"))
+        .err()
+        .expect("a changed kernel.txz must be refused");
+    let changed_hex = format!("{:x}", Sha256::digest(&changed));
+    assert!(
+        err.contains(&format!(
+            "kernel.txz from {kernel_url} has sha256 {changed_hex}, but bunny.lock says {kernel_hex}; refusing it"
+        )),
+        "{err}"
+    );
+    assert!(!s3.has_blob(&format!("sha256:{changed_hex}")));
+    // The store that has the pinned file still builds without the server's.
+    build(&f, &store, &text, &f.dir.path().join("o5")).unwrap();
+
+    // A changed local file is refused the same way.
+    fs::write(release.join("kernel.txz"), &kernel).unwrap();
+    let mut other_base = base.clone();
+    other_base.extend_from_slice(b"tail");
+    fs::write(local.join("base.txz"), &other_base).unwrap();
+    let err = build(
+        &f,
+        &Store::open(&f.dir.path().join("s4")).unwrap(),
+        &text,
+        &f.dir.path().join("o6"),
+    )
+    .err()
+    .expect("a changed base.txz must be refused");
+    assert!(
+        err.contains(&format!(
+            "base.txz from {base_url} has sha256 {:x}, but bunny.lock says {base_hex}",
+            Sha256::digest(&other_base)
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_release_file_needs_a_known_digest() {
+    let mut f = fixture();
+    let www = f.dir.path().join("www");
+    write_repo(&www, None, None);
+    let kernel = kernel_txz(GENERIC);
+    fs::create_dir_all(www.join("k")).unwrap();
+    fs::write(www.join("k/kernel.txz"), &kernel).unwrap();
+    let server = serve(www);
+    let url = format!("http://127.0.0.1:{}/k/kernel.txz", server.port);
+    let text = bunnyfile("qemu", server.port, "[iperf3]");
+    let store = Store::open(&f.dir.path().join("s")).unwrap();
+
+    // No MANIFEST, no pin: refused before the file is downloaded.
+    f.overrides.insert("freebsd.kernel".into(), url.clone());
+    let err = build(&f, &store, &text, &f.dir.path().join("o"))
+        .err()
+        .expect("no digest known");
+    assert!(
+        err.contains("no sha256 is known for it") && err.contains("/k/MANIFEST is not there"),
+        "{err}"
+    );
+    assert_eq!(server.gets("/kernel.txz"), 0);
+
+    // A wrong pin in the reference.
+    let wrong = "0".repeat(64);
+    f.overrides
+        .insert("freebsd.kernel".into(), format!("{url}#sha256={wrong}"));
+    let err = build(&f, &store, &text, &f.dir.path().join("o"))
+        .err()
+        .expect("a wrong pin");
+    assert!(
+        err.contains(&format!(
+            "has sha256 {:x}, but the reference says {wrong}",
+            Sha256::digest(&kernel)
+        )),
+        "{err}"
+    );
+
+    // The right pin builds, and the lock keeps the reference with its pin.
+    let hex = format!("{:x}", Sha256::digest(&kernel));
+    let pinned = format!("{url}#sha256={hex}");
+    f.overrides.insert("freebsd.kernel".into(), pinned.clone());
+    build(&f, &store, &text, &f.dir.path().join("o")).unwrap();
+    assert_eq!(lock_of(&f)["layers"]["freebsd.kernel"]["reference"], pinned);
 }

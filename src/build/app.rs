@@ -9,10 +9,11 @@ use std::process::Command;
 use serde::Deserialize;
 
 use super::cache::{self, KeyInputs, PendingOutput};
+use super::fetch::{self, FetchError};
 use super::lock::{LockFile, LockedLayer};
 use super::rootfs::unpacked_rootfs;
 use super::runner::{Runtime, Step};
-use super::{io_ctx, resolve_image, BuildError, ResolvedImage};
+use super::{io_ctx, resolve_image, BuildError, ResolvedImage, ResolvedLayer};
 use crate::bunnyfile::App;
 use crate::frameworks::{AppInfo, Framework, FrameworkError, PackInputs, StepInput};
 use crate::layers::store::Store;
@@ -194,15 +195,27 @@ pub fn build_app(
     let mut last_output = None;
     let (mut run, mut cached) = (0, 0);
     for spec in &steps {
-        let image = images
-            .get(spec.image)
-            .ok_or_else(|| BuildError::Framework {
-                framework: fw.clone(),
-                message: format!(
-                    "step `{}` runs in layer `{}`, which it does not declare",
-                    spec.name, spec.image
-                ),
-            })?;
+        let image = match images.get(spec.image) {
+            Some(ResolvedLayer::Image(i)) => i,
+            Some(ResolvedLayer::Archive(a)) => {
+                return Err(BuildError::Framework {
+                    framework: fw.clone(),
+                    message: format!(
+                        "step `{}` runs in layer `{}`, which is the archive {}, not an image",
+                        spec.name, spec.image, a.reference
+                    ),
+                })
+            }
+            None => {
+                return Err(BuildError::Framework {
+                    framework: fw.clone(),
+                    message: format!(
+                        "step `{}` runs in layer `{}`, which it does not declare",
+                        spec.name, spec.image
+                    ),
+                })
+            }
+        };
         let input = match &spec.input {
             StepInput::Source => source.clone(),
             StepInput::Step(name) => {
@@ -271,11 +284,10 @@ pub fn build_app(
     let output = last_output.unwrap_or(source);
 
     let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
-        let image = images
+        images
             .get(name)
-            .ok_or_else(|| FrameworkError::UnknownLayer(name.to_string()))?;
-        unpacked_rootfs(store.root(), image)
-            .map(|(p, _)| p)
+            .ok_or_else(|| FrameworkError::UnknownLayer(name.to_string()))?
+            .files(store.root())
             .map_err(|e| FrameworkError::Build(e.to_string()))
     };
     let package =
@@ -340,7 +352,7 @@ fn resolve_layers(
     store: &Store,
     opts: &AppOptions,
     progress: &dyn Progress,
-) -> Result<BTreeMap<&'static str, ResolvedImage>, BuildError> {
+) -> Result<BTreeMap<&'static str, ResolvedLayer>, BuildError> {
     let fw = framework.name();
     let config_path = opts.config_file.clone().unwrap_or_else(default_config_file);
     let config = Config::load(&config_path)?;
@@ -377,18 +389,49 @@ fn resolve_layers(
         } else {
             (dep.reference.to_string(), format!("{fw}'s default"))
         };
+        let unavailable = |from: String, e: BuildError| BuildError::LayerUnavailable {
+            key: key.clone(),
+            reference: reference.clone(),
+            from,
+            lock: opts.lock_file.display().to_string(),
+            source: Box::new(e),
+        };
+        let archive = fetch::parse_archive_ref(&reference)?;
+        if let Some(archive) = archive {
+            let locked = lock
+                .layers
+                .get(&key)
+                .filter(|l| l.reference == reference && !opts.update_lock)
+                .map(|l| l.digest.clone());
+            let fetched = match fetch::fetch_archive(
+                store,
+                &reference,
+                &archive,
+                locked.as_deref(),
+                progress,
+                &key,
+            ) {
+                Ok(f) => f,
+                // A file that is not the one pinned is refused as such.
+                Err(e @ FetchError::Checksum { .. }) => return Err(e.into()),
+                Err(e) => return Err(unavailable(from, e.into())),
+            };
+            let entry = LockedLayer {
+                reference: reference.clone(),
+                digest: fetched.digest.clone(),
+            };
+            if lock.layers.get(&key) != Some(&entry) {
+                lock.layers.insert(key.clone(), entry);
+                changed = true;
+            }
+            out.insert(dep.name, ResolvedLayer::Archive(fetched));
+            continue;
+        }
         // --update-lock asks the registry again: a retagged layer is only
         // seen when the lock is being refreshed.
         let (image_store, current) =
-            resolve_image(store, &reference, opts.registry.as_ref(), opts.update_lock).map_err(
-                |e| BuildError::LayerUnavailable {
-                    key: key.clone(),
-                    reference: reference.clone(),
-                    from,
-                    lock: opts.lock_file.display().to_string(),
-                    source: Box::new(e),
-                },
-            )?;
+            resolve_image(store, &reference, opts.registry.as_ref(), opts.update_lock)
+                .map_err(|e| unavailable(from, e))?;
         let manifest = match lock.layers.get(&key) {
             Some(locked) if locked.reference == reference && !opts.update_lock => {
                 if locked.digest == current.digest().as_ref() {
@@ -421,11 +464,11 @@ fn resolve_layers(
         };
         out.insert(
             dep.name,
-            ResolvedImage {
+            ResolvedLayer::Image(ResolvedImage {
                 reference,
                 store: image_store,
                 manifest,
-            },
+            }),
         );
     }
     if changed || !opts.lock_file.exists() {

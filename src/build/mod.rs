@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod fetch;
 pub mod lock;
 pub mod rootfs;
 pub mod runner;
@@ -112,7 +113,7 @@ pub enum BuildError {
     App { app: String, message: String },
     #[error("framework `{framework}`: {message}")]
     Framework { framework: String, message: String },
-    #[error("{key}: cannot get `{reference}` (named by {from}): {source}; name an image you have with --toolchain {key}=REF (a registry reference, a store name or oci:DIR:TAG), in the config file's \"layers\", or in {lock}, which keeps the reference and digest of the last build")]
+    #[error("{key}: cannot get `{reference}` (named by {from}): {source}; name a layer you have with --toolchain {key}=REF (a registry reference, a store name, oci:DIR:TAG, or a release file by URL or path, e.g. a mirror's kernel.txz), in the config file's \"layers\", or in {lock}, which keeps the reference and digest of the last build")]
     LayerUnavailable {
         key: String,
         reference: String,
@@ -123,11 +124,53 @@ pub enum BuildError {
     },
     #[error("packing the app: {0}")]
     Layer(#[from] crate::layers::error::LayerError),
+    #[error(transparent)]
+    Fetch(Box<fetch::FetchError>),
+}
+
+impl From<fetch::FetchError> for BuildError {
+    fn from(e: fetch::FetchError) -> BuildError {
+        BuildError::Fetch(Box::new(e))
+    }
 }
 
 pub(crate) fn io_ctx(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     let context = context.into();
     move |source| BuildError::Io { context, source }
+}
+
+/// A dependency layer as resolved: an image, or an archive file (see
+/// [`fetch`]).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per build
+pub enum ResolvedLayer {
+    Image(ResolvedImage),
+    Archive(fetch::FetchedArchive),
+}
+
+impl ResolvedLayer {
+    /// What `bunny.lock` records: the image's manifest digest, or the
+    /// archive file's sha256.
+    pub fn digest(&self) -> String {
+        match self {
+            ResolvedLayer::Image(i) => i.digest(),
+            ResolvedLayer::Archive(a) => a.digest.clone(),
+        }
+    }
+    pub fn reference(&self) -> &str {
+        match self {
+            ResolvedLayer::Image(i) => &i.reference,
+            ResolvedLayer::Archive(a) => &a.reference,
+        }
+    }
+    /// The layer's files: the image's rootfs or the archive's contents,
+    /// unpacked once in the store.
+    pub fn files(&self, store_root: &Path) -> Result<PathBuf, BuildError> {
+        match self {
+            ResolvedLayer::Image(i) => rootfs::unpacked_rootfs(store_root, i).map(|(p, _)| p),
+            ResolvedLayer::Archive(a) => Ok(fetch::unpacked(store_root, a)?),
+        }
+    }
 }
 
 /// A resolved image: the store holding its blobs and its manifest.

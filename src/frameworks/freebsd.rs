@@ -44,11 +44,16 @@ use crate::platform::{Arch, BlockFs, Monitor, RootfsType};
 /// programs write.
 const ROOT_DIRS: [(&str, u32); 3] = [("/dev", 0o555), ("/tmp", 0o1777), ("/var", 0o755)];
 
-/// A FreeBSD 14.3 kernel built with the FIRECRACKER config (PVH,
-/// virtio-mmio, no ACPI, no virtio-pci), at `/.boot/kernel`.
-pub const KERNEL: &str = "bunny/freebsd-kernel:14.3-FIRECRACKER";
-/// FreeBSD 14.3's `base.txz` at `/base.txz` (or the unpacked base system).
-pub const BASE: &str = "bunny/freebsd-base:14.3";
+/// FreeBSD 14.3's kernel distribution file (the GENERIC config, at
+/// `/boot/kernel/kernel`), checked against the release's MANIFEST on the
+/// first build and pinned in `bunny.lock` after it.
+pub const KERNEL: &str = "https://download.freebsd.org/releases/amd64/14.3-RELEASE/kernel.txz";
+/// FreeBSD 14.3's base system distribution file, pinned the same way.
+pub const BASE: &str = "https://download.freebsd.org/releases/amd64/14.3-RELEASE/base.txz";
+/// Where a kernel layer may hold the kernel: bunny's own images put it at
+/// the annotation's path, FreeBSD's `kernel.txz` and `installkernel` at
+/// `/boot/kernel/kernel`.
+pub const KERNEL_PATHS: &[&str] = &[KERNEL_PATH, "/boot/kernel/kernel"];
 pub const DEFAULT_ABI: &str = "FreeBSD:14:amd64";
 /// `${ABI}` is replaced by the repository's ABI.
 pub const DEFAULT_REPOSITORY: &str = "https://pkg.freebsd.org/${ABI}/quarterly";
@@ -265,8 +270,11 @@ pub fn repository_url(app: &AppInfo) -> String {
 
 fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
     let root = (inputs.layer)("kernel")?;
-    let kernel = root.join(KERNEL_PATH.trim_start_matches('/'));
-    if kernel.is_file() {
+    if let Some(kernel) = KERNEL_PATHS
+        .iter()
+        .map(|p| root.join(p.trim_start_matches('/')))
+        .find(|k| k.is_file())
+    {
         return Ok(kernel);
     }
     if root.join("usr/src/tools/build/make.py").is_file() {
@@ -277,8 +285,8 @@ fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
     }
     Err(FrameworkError::Missing {
         what: "the kernel in the freebsd.kernel layer",
-        path: kernel,
-        hint: "a freebsd kernel image holds a PVH kernel (FIRECRACKER config) at /.boot/kernel",
+        path: root.join("boot/kernel/kernel"),
+        hint: "a freebsd kernel layer is FreeBSD's kernel.txz (the kernel at /boot/kernel/kernel) or an image with the kernel at /.boot/kernel",
     })
 }
 
