@@ -178,6 +178,22 @@ fn buildctl_routes_give_bunny_builds_files_and_reproducible_digests() {
     );
     same_files(&out, &via_bunny, &FILES);
 
+    // 1b. Go bunny's form: the file in the `context` input only, no
+    // `dockerfile` input.
+    let out = work.path().join("context-only");
+    let o = bk
+        .buildctl()
+        .args(["build", "--progress", "plain", "--frontend", "gateway.v0"])
+        .arg("--opt")
+        .arg(format!("source={frontend}"))
+        .args(["--opt", "filename=BunnyFile", "--local"])
+        .arg(format!("context={}", ctx.display()))
+        .args(local_out(&out))
+        .output()
+        .unwrap();
+    must(o, "gateway.v0 with --local context only", bk);
+    same_files(&out, &via_bunny, &FILES);
+
     // 2. The `#syntax=` line, through BuildKit's Dockerfile frontend.
     with_syntax(&ctx, "BunnyFile", &frontend, "BunnyFile.syntax");
     let out = work.path().join("syntax");
