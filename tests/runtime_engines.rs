@@ -162,12 +162,22 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
     assert!(comm.starts_with("qemu-system"), "the child is {comm}");
     let nsl = |p: &str, kind: &str| std::fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
-    assert_ne!(nsl(&pid.to_string(), "uts"), nsl("self", "uts"), "no uts namespace");
-    assert_ne!(nsl(&monitor, "mnt"), nsl("self", "mnt"), "no mount namespace");
+    assert_ne!(
+        nsl(&pid.to_string(), "uts"),
+        nsl("self", "uts"),
+        "no uts namespace"
+    );
+    assert_ne!(
+        nsl(&monitor, "mnt"),
+        nsl("self", "mnt"),
+        "no mount namespace"
+    );
     assert_ne!(nsl(&monitor, "pid"), nsl("self", "pid"), "no pid namespace");
     let status = std::fs::read_to_string(format!("/proc/{monitor}/status")).unwrap();
     assert!(
-        status.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NSpid:", &monitor, "1"]),
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NSpid:", &monitor, "1"]),
         "the monitor is not pid 1 of its namespace:\n{status}"
     );
     // Two seccomp filters: the spec's profile (`ctr run --seccomp` gives

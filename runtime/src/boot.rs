@@ -1,9 +1,9 @@
 //! Running the monitor: checks, side files, console and signals.
 
 use std::io::{BufRead, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::net::Ipv4Addr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -328,9 +328,7 @@ pub fn final_status(
     if let Some(sig) = forwarded {
         return 128 + sig;
     }
-    if monitor.code().is_some()
-        && matches!(shutdown_reason, Some("guest-reset" | "guest-panic"))
-    {
+    if monitor.code().is_some() && matches!(shutdown_reason, Some("guest-reset" | "guest-panic")) {
         return GUEST_CRASHED;
     }
     match monitor.code() {
@@ -490,7 +488,11 @@ fn supervise(
                 reason.as_deref(),
             ));
         }
-        if !killed && watch.as_ref().is_some_and(|w| w.failed.load(Ordering::SeqCst)) {
+        if !killed
+            && watch
+                .as_ref()
+                .is_some_and(|w| w.failed.load(Ordering::SeqCst))
+        {
             child.kill().map_err(err)?;
             let _ = child.wait();
             return Err(RuntimeError::Supervise {

@@ -726,10 +726,7 @@ fn the_container_status_is_the_guests() {
     // The guest wrote 7 to qemu's exit device.
     assert_eq!(final_status(code((7 << 1) | 1), None, true, None), 7);
     // A clean power-off.
-    assert_eq!(
-        final_status(code(0), None, true, Some("guest-shutdown")),
-        0
-    );
+    assert_eq!(final_status(code(0), None, true, Some("guest-shutdown")), 0);
     // A panic with panic=-1 is a reset, which -no-reboot turns into exit 0.
     assert_eq!(
         final_status(code(0), None, true, Some("guest-reset")),
@@ -747,8 +744,5 @@ fn the_container_status_is_the_guests() {
         143
     );
     // The monitor died of a signal.
-    assert_eq!(
-        final_status(ExitStatus::from_raw(9), None, true, None),
-        137
-    );
+    assert_eq!(final_status(ExitStatus::from_raw(9), None, true, None), 137);
 }

@@ -130,10 +130,7 @@ fn open_lib() -> Result<Lib, RuntimeError> {
             // SAFETY: handle is a live dlopen handle and the name a C string.
             let p = unsafe { libc::dlsym(handle, $name.as_ptr()) };
             if p.is_null() {
-                return Err(bad(format!(
-                    "libseccomp lacks {}",
-                    $name.to_string_lossy()
-                )));
+                return Err(bad(format!("libseccomp lacks {}", $name.to_string_lossy())));
             }
             // SAFETY: the symbol is libseccomp's function of this signature
             // (its public API since 2.0; the library stays loaded).
@@ -169,7 +166,11 @@ impl Drop for Filter<'_> {
 /// the default are dropped, and conditions on the same argument become
 /// separate rules (libseccomp takes one condition per argument).
 pub fn compile(profile: &Profile) -> Result<Vec<libc::sock_filter>, RuntimeError> {
-    if profile.listener_path.as_deref().is_some_and(|p| !p.is_empty()) {
+    if profile
+        .listener_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         return Err(bad(
             "listenerPath needs a seccomp agent, which this runtime does not support",
         ));

@@ -5,8 +5,8 @@
 //! under the spec's seccomp profile, forwarding signals, and exits with the
 //! guest's status.
 
-use std::io::{BufRead, BufReader, Write};
 use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,11 @@ pub fn main(args: &[String]) -> i32 {
     let own_pid_ns = match File::open("/proc/self/ns/pid") {
         Ok(f) => f,
         Err(e) => {
-            super::report(&a.global, "error", &format!("cannot open our pid namespace: {e}"));
+            super::report(
+                &a.global,
+                "error",
+                &format!("cannot open our pid namespace: {e}"),
+            );
             return 1;
         }
     };
@@ -188,9 +192,9 @@ fn prepare(a: &Args) -> Result<Prepared, OciError> {
             libc::CLONE_NEWPID
         };
         let file = match path {
-            Some(p) => Some(
-                File::open(p).map_err(|e| OciError::io("cannot open the namespace", p, e))?,
-            ),
+            Some(p) => {
+                Some(File::open(p).map_err(|e| OciError::io("cannot open the namespace", p, e))?)
+            }
             None => None,
         };
         namespaces.push((flag, file));
