@@ -126,7 +126,7 @@ fn open_lib() -> Result<Lib, RuntimeError> {
         ));
     }
     macro_rules! sym {
-        ($name:literal) => {{
+        ($name:literal, $ty:ty) => {{
             // SAFETY: handle is a live dlopen handle and the name a C string.
             let p = unsafe { libc::dlsym(handle, $name.as_ptr()) };
             if p.is_null() {
@@ -134,17 +134,29 @@ fn open_lib() -> Result<Lib, RuntimeError> {
             }
             // SAFETY: the symbol is libseccomp's function of this signature
             // (its public API since 2.0; the library stays loaded).
-            unsafe { std::mem::transmute::<*mut c_void, _>(p) }
+            unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
         }};
     }
     Ok(Lib {
-        init: sym!(c"seccomp_init"),
-        release: sym!(c"seccomp_release"),
-        arch_resolve: sym!(c"seccomp_arch_resolve_name"),
-        arch_add: sym!(c"seccomp_arch_add"),
-        resolve: sym!(c"seccomp_syscall_resolve_name"),
-        rule_add_array: sym!(c"seccomp_rule_add_array"),
-        export_bpf: sym!(c"seccomp_export_bpf"),
+        init: sym!(c"seccomp_init", unsafe extern "C" fn(u32) -> Ctx),
+        release: sym!(c"seccomp_release", unsafe extern "C" fn(Ctx)),
+        arch_resolve: sym!(
+            c"seccomp_arch_resolve_name",
+            unsafe extern "C" fn(*const c_char) -> u32
+        ),
+        arch_add: sym!(c"seccomp_arch_add", unsafe extern "C" fn(Ctx, u32) -> c_int),
+        resolve: sym!(
+            c"seccomp_syscall_resolve_name",
+            unsafe extern "C" fn(*const c_char) -> c_int
+        ),
+        rule_add_array: sym!(
+            c"seccomp_rule_add_array",
+            unsafe extern "C" fn(Ctx, u32, c_int, c_uint, *const ArgCmp) -> c_int
+        ),
+        export_bpf: sym!(
+            c"seccomp_export_bpf",
+            unsafe extern "C" fn(Ctx, c_int) -> c_int
+        ),
     })
 }
 

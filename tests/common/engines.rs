@@ -109,12 +109,6 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
-        Containerd::start_with_path_first(None)
-    }
-
-    /// As [`Containerd::start`], with `dir` first on the PATH containerd,
-    /// its shims and the runtimes they call see.
-    pub fn start_with_path_first(path_first: Option<&Path>) -> Containerd {
         let bin = require_tool("containerd");
         require_tool("ctr");
         require_tool("containerd-shim-runc-v2");
@@ -133,12 +127,7 @@ impl Containerd {
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let mut cmd = Command::new(bin);
-        if let Some(first) = path_first {
-            let path = std::env::var("PATH").unwrap_or_default();
-            cmd.env("PATH", format!("{}:{path}", first.display()));
-        }
-        let child = cmd
+        let child = Command::new(bin)
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
