@@ -271,4 +271,20 @@ fn the_guest_exit_status_becomes_bunnys() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    // 64 MiB cannot hold the kernel and the initrd: the guest resets
+    // before its init runs, which is a failure, never the 0 qemu returns.
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .args(["--root", root.to_str().unwrap(), "run", "--rm"])
+        .args(["--accel", "tcg", "--memory", "64", "hello:test", "once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(!console.contains("init up"), "the guest booted:\n{console}");
+    assert_eq!(
+        out.status.code(),
+        Some(bunny_runtime::GUEST_CRASHED),
+        "{}\n{console}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -76,6 +76,7 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
     ok(
         ctd.run(&runc_root).args([
             "-d",
+            "--seccomp",
             "--with-ns",
             &with_ns,
             "--memory-limit",
@@ -148,15 +149,47 @@ fn containerd_boots_hello_linux_and_its_guest_serves_on_the_container_network() 
         Duration::from_secs(5),
     );
     assert!(ps.contains(&pid.to_string()), "ps: {ps}");
-    let uts = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/uts")).unwrap();
-    assert_ne!(uts(&pid.to_string()), uts("self"), "no uts namespace");
-    // qemu runs under its own seccomp filter (`-sandbox`): mode 2.
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    // The container's process is bunny's supervisor; the monitor is its
+    // child, born into the container's pid namespace (as its pid 1) and
+    // mount namespace.
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let monitor = children
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("the supervisor {pid} has no child"))
+        .to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
+    assert!(comm.starts_with("qemu-system"), "the child is {comm}");
+    let nsl = |p: &str, kind: &str| std::fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+    assert_ne!(
+        nsl(&pid.to_string(), "uts"),
+        nsl("self", "uts"),
+        "no uts namespace"
+    );
+    assert_ne!(
+        nsl(&monitor, "mnt"),
+        nsl("self", "mnt"),
+        "no mount namespace"
+    );
+    assert_ne!(nsl(&monitor, "pid"), nsl("self", "pid"), "no pid namespace");
+    let status = std::fs::read_to_string(format!("/proc/{monitor}/status")).unwrap();
     assert!(
         status
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
-        "the monitor has no seccomp filter:\n{status}"
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NSpid:", &monitor, "1"]),
+        "the monitor is not pid 1 of its namespace:\n{status}"
+    );
+    // Two seccomp filters: the spec's profile (`ctr run --seccomp` gives
+    // containerd's default), then qemu's own (`-sandbox`).
+    let filters = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .map(|v| v.trim().to_string());
+    assert_eq!(
+        filters.as_deref(),
+        Some("2"),
+        "the monitor's seccomp filters:\n{status}"
     );
 
     let addrs = ok(
@@ -337,4 +370,53 @@ fn dockerd_runs_unikernels_and_hands_other_images_to_runc() {
         Duration::from_secs(60),
     );
     assert_eq!(out.trim(), "runc-fallback-ok");
+}
+
+/// The container's exit status is the guest's: `ctr run` reports what the
+/// guest's init handed to qemu's exit device, and a guest whose kernel
+/// panicked (its init exited) fails instead of reporting success.
+#[test]
+fn containerd_sees_the_guests_exit_status_and_a_panic_as_failure() {
+    runtime_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = hello_archive(tmp.path(), "oci-archive");
+    let ctd = Containerd::start();
+    ok(
+        ctd.ctr().args(["images", "import"]).arg(&archive),
+        Duration::from_secs(60),
+    );
+    let image = "docker.io/library/hello:test";
+    let runc_root = tmp.path().join("runc-root");
+
+    let out = timed(
+        ctd.run(&runc_root)
+            .args(["--rm", image, "st7", "/init", "once", "7"]),
+        BOOT,
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("hello-linux: done"),
+        "{}; console:\n{console}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(7), "console:\n{console}");
+
+    // busybox `true` as the guest's init: it exits, and the kernel panics
+    // ("Attempted to kill init!"), which panic=-1 turns into a reset.
+    let out = timed(
+        ctd.run(&runc_root)
+            .args(["--rm", image, "pan1", "/bin/busybox", "true"]),
+        BOOT,
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("Kernel panic"),
+        "the guest did not panic:\n{console}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(bunny_runtime::GUEST_CRASHED),
+        "console:\n{console}"
+    );
 }

@@ -1,12 +1,14 @@
 //! Running the monitor: checks, side files, console and signals.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::accel::{is_root, resolve_accel, ResolvedAccel};
@@ -77,22 +79,84 @@ fn run_prepared(
         })?;
     }
 
+    spawn_and_supervise(
+        &program,
+        &cmd,
+        console,
+        Launch {
+            netns: spec.netns,
+            seccomp: None,
+            exit_device,
+            own_pid_ns: None,
+        },
+    )
+}
+
+/// How the monitor is started, beyond its command line.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// A network namespace to enter first.
+    pub netns: Option<std::os::fd::RawFd>,
+    /// A seccomp filter (classic BPF) to load just before the exec.
+    pub seccomp: Option<&'a [libc::sock_filter]>,
+    /// The monitor reports the guest's own status through its exit code
+    /// (qemu's isa-debug-exit, see [`crate::monitor::guest_status`]).
+    pub exit_device: bool,
+    /// Our own pid namespace, entered again once the monitor is born in
+    /// the one we unshared or joined: until then the kernel refuses to
+    /// create threads in this process.
+    pub own_pid_ns: Option<std::os::fd::RawFd>,
+}
+
+/// Starts the monitor as our child and supervises it: SIGINT and SIGTERM
+/// are forwarded, the child is reaped, and its status becomes the guest's
+/// (see [`final_status`]).
+pub(crate) fn spawn_and_supervise(
+    program: &Path,
+    cmd: &MonitorCommand,
+    console: Option<&mut dyn Write>,
+    launch: Launch<'_>,
+) -> Result<i32, RuntimeError> {
     crate::timestamp("monitor-exec");
-    let mut command = Command::new(&program);
+    let mut command = Command::new(program);
+    // qemu tells how it stopped over QMP: a reset (a kernel panic with
+    // panic=-1, or a triple fault) is then told apart from a power-off,
+    // which qemu's exit code cannot do under -no-reboot.
+    let qmp = if is_qemu(&cmd.program) {
+        Some(UnixStream::pair().map_err(|e| RuntimeError::Supervise {
+            program: cmd.program.clone(),
+            detail: format!("cannot create its QMP socket: {e}"),
+        })?)
+    } else {
+        None
+    };
+    let qmp_fd = qmp.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+    if let Some(fd) = qmp_fd {
+        command.args(qmp_args(fd));
+    }
     command.args(&cmd.args);
     command.stderr(Stdio::inherit());
     if console.is_some() {
         command.stdin(Stdio::null()).stdout(Stdio::piped());
     }
-    let netns = spec.netns;
-    // SAFETY: prctl and setns are async-signal-safe; the closure allocates
-    // nothing.
+    let netns = launch.netns;
+    let filter = launch.seccomp.map(|f| f.to_vec());
+    // SAFETY: prctl, setns and fcntl are async-signal-safe; the closure
+    // allocates nothing (the filter was copied before the fork).
     unsafe {
         command.pre_exec(move || {
             // The guest must not outlive us if we are killed outright.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if let Some(fd) = netns {
                 crate::hostnet::enter_netns(fd)?;
+            }
+            if let Some(fd) = qmp_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(f) = &filter {
+                crate::seccomp::load(f)?;
             }
             Ok(())
         });
@@ -104,9 +168,39 @@ fn run_prepared(
         program: program.display().to_string(),
         source,
     })?;
+    if let Some(fd) = launch.own_pid_ns {
+        // SAFETY: setns on an fd the caller keeps open.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWPID) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RuntimeError::Supervise {
+                program: cmd.program.clone(),
+                detail: format!("cannot return to our pid namespace: {e}"),
+            });
+        }
+    }
+    let watch = match qmp {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            match QmpWatch::start(ours) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(RuntimeError::Supervise {
+                        program: cmd.program.clone(),
+                        detail: format!("cannot watch its QMP monitor: {e}"),
+                    });
+                }
+            }
+        }
+        None => None,
+    };
     let name = cmd.program.clone();
+    let exit_device = launch.exit_device;
     match console {
-        None => supervise(&mut child, seen, &name, exit_device),
+        None => supervise(&mut child, seen, &name, exit_device, watch),
         Some(out) => {
             let Some(mut pipe) = child.stdout.take() else {
                 return Err(RuntimeError::Supervise {
@@ -115,7 +209,7 @@ fn run_prepared(
                 });
             };
             std::thread::scope(|s| {
-                let sup = s.spawn(|| supervise(&mut child, seen, &name, exit_device));
+                let sup = s.spawn(|| supervise(&mut child, seen, &name, exit_device, watch));
                 let copied = copy_console(&mut pipe, out);
                 if copied.is_err() {
                     // Keep draining so the monitor never blocks on a full pipe.
@@ -132,6 +226,114 @@ fn run_prepared(
                 Ok(status)
             })
         }
+    }
+}
+
+fn is_qemu(program: &str) -> bool {
+    Path::new(program)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("qemu-system-"))
+}
+
+/// qemu starts paused (`-S`) with a QMP monitor on an inherited socket, so
+/// no event of the guest's is lost before we listen; [`QmpWatch`] lets it
+/// run.
+fn qmp_args(fd: std::os::fd::RawFd) -> [String; 5] {
+    [
+        "-S".into(),
+        "-chardev".into(),
+        format!("socket,id=bunnyqmp,fd={fd}"),
+        "-mon".into(),
+        "chardev=bunnyqmp,mode=control".into(),
+    ]
+}
+
+/// The QMP side of a qemu run: negotiates, resumes the guest and keeps the
+/// reason of qemu's SHUTDOWN event.
+struct QmpWatch {
+    reason: std::thread::JoinHandle<Option<String>>,
+    /// Set when the handshake failed: the guest would stay paused forever.
+    failed: Arc<AtomicBool>,
+}
+
+impl QmpWatch {
+    fn start(sock: UnixStream) -> std::io::Result<QmpWatch> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        let reason = std::thread::Builder::new()
+            .name("qmp".into())
+            .spawn(move || {
+                let r = qmp_session(sock);
+                if r.is_err() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                r.ok().flatten()
+            })?;
+        Ok(QmpWatch { reason, failed })
+    }
+}
+
+fn qmp_session(sock: UnixStream) -> std::io::Result<Option<String>> {
+    let mut writer = sock.try_clone()?;
+    let mut lines = std::io::BufReader::new(sock).lines();
+    let mut next = || -> std::io::Result<serde_json::Value> {
+        loop {
+            let line = lines.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "qemu closed QMP")
+            })??;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                return Ok(v);
+            }
+        }
+    };
+    next()?; // the greeting
+    writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+    writer.write_all(b"{\"execute\":\"cont\"}\n")?;
+    let mut reason = None;
+    loop {
+        let v = match next() {
+            Ok(v) => v,
+            // qemu is gone: its last word, if any, is in `reason`.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(reason),
+            Err(e) => return Err(e),
+        };
+        if v.get("error").is_some() {
+            return Err(std::io::Error::other(format!("QMP refused: {v}")));
+        }
+        if v.get("event").and_then(|e| e.as_str()) == Some("SHUTDOWN") {
+            reason = v
+                .pointer("/data/reason")
+                .and_then(|r| r.as_str())
+                .map(String::from);
+        }
+    }
+}
+
+/// Exit status of a guest that crashed or reset instead of powering off or
+/// reporting a status: a kernel panic (bunny boots Linux with `panic=-1`
+/// and `-no-reboot`), a triple fault, or a reboot. The guest's own statuses
+/// through qemu's exit device are 0..=127, so this one is never a guest's.
+pub const GUEST_CRASHED: i32 = 255;
+
+/// How the monitor ended, as the container's exit status: 128+N when we
+/// forwarded signal N (or the monitor died of N); [`GUEST_CRASHED`] when qemu
+/// saw the guest reset or panic; the guest's status when the monitor
+/// carries it; otherwise the monitor's own exit code.
+pub fn final_status(
+    monitor: ExitStatus,
+    forwarded: Option<i32>,
+    exit_device: bool,
+    shutdown_reason: Option<&str>,
+) -> i32 {
+    if let Some(sig) = forwarded {
+        return 128 + sig;
+    }
+    if monitor.code().is_some() && matches!(shutdown_reason, Some("guest-reset" | "guest-panic")) {
+        return GUEST_CRASHED;
+    }
+    match monitor.code() {
+        Some(c) if exit_device => crate::monitor::guest_status(c),
+        _ => exit_code(monitor),
     }
 }
 
@@ -265,6 +467,7 @@ fn supervise(
     seen: u64,
     name: &str,
     exit_device: bool,
+    watch: Option<QmpWatch>,
 ) -> Result<i32, RuntimeError> {
     let err = |e: std::io::Error| RuntimeError::Supervise {
         program: name.to_string(),
@@ -274,14 +477,27 @@ fn supervise(
     let mut killed = false;
     loop {
         if let Some(status) = child.try_wait().map_err(err)? {
-            return Ok(match forwarded {
-                Some((sig, _)) => 128 + sig,
-                // Only a monitor that exited by itself carries the guest's
-                // status; a signal is reported as 128+N.
-                None if exit_device && status.code().is_some() => {
-                    crate::monitor::guest_status(exit_code(status))
-                }
-                None => exit_code(status),
+            let reason = match watch {
+                Some(w) => w.reason.join().ok().flatten(),
+                None => None,
+            };
+            return Ok(final_status(
+                status,
+                forwarded.map(|(s, _)| s),
+                exit_device,
+                reason.as_deref(),
+            ));
+        }
+        if !killed
+            && watch
+                .as_ref()
+                .is_some_and(|w| w.failed.load(Ordering::SeqCst))
+        {
+            child.kill().map_err(err)?;
+            let _ = child.wait();
+            return Err(RuntimeError::Supervise {
+                program: name.to_string(),
+                detail: "its QMP monitor did not answer, so the guest could not be started".into(),
             });
         }
         match forwarded {
@@ -394,4 +610,30 @@ pub fn prepare_monitor(spec: &RunSpec) -> Result<PreparedMonitor, RuntimeError> 
         })?;
     }
     Ok(PreparedMonitor { program, command })
+}
+
+/// Runs a prepared monitor as our child and supervises it (see
+/// [`spawn_and_supervise`]): what the OCI runtime's init does, so the
+/// container's exit status is the guest's.
+pub fn supervise_monitor(
+    pm: &PreparedMonitor,
+    seccomp: Option<&[libc::sock_filter]>,
+    own_pid_ns: Option<std::os::fd::RawFd>,
+) -> Result<i32, RuntimeError> {
+    let exit_device = pm
+        .command
+        .args
+        .iter()
+        .any(|a| a == crate::monitor::GUEST_EXIT_DEVICE);
+    spawn_and_supervise(
+        &pm.program,
+        &pm.command,
+        None,
+        Launch {
+            netns: None,
+            seccomp,
+            exit_device,
+            own_pid_ns,
+        },
+    )
 }

@@ -38,6 +38,9 @@ pub enum RuntimeError {
     #[error("bad port publication {value:?}: {reason} (expected [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp])")]
     BadPublish { value: String, reason: String },
 
+    #[error("the spec's seccomp profile cannot be applied: {detail}")]
+    Seccomp { detail: String },
+
     #[error("{guest} on {monitor} is not supported: {reason}")]
     Unsupported {
         guest: &'static str,

@@ -12,6 +12,7 @@ mod error;
 mod hostnet;
 mod monitor;
 mod paths;
+pub mod seccomp;
 mod solo5;
 mod spec;
 mod timestamps;
@@ -19,7 +20,10 @@ mod timestamps;
 pub mod oci;
 
 pub use accel::{cached_probe, probe_kvm, resolve_accel, Accel, KvmProbe, ResolvedAccel};
-pub use boot::{boot, boot_with_console, ensure_tap, prepare_monitor, PreparedMonitor};
+pub use boot::{
+    boot, boot_with_console, ensure_tap, final_status, prepare_monitor, supervise_monitor, Launch,
+    PreparedMonitor, GUEST_CRASHED,
+};
 pub use config::{
     read_config, Hypervisor, UnikernelConfig, UnikernelType, ANNOT_BINARY, ANNOT_BLK_MNT_POINT,
     ANNOT_BLOCK, ANNOT_CMDLINE, ANNOT_HYPERVISOR, ANNOT_INITRD, ANNOT_MOUNT_ROOTFS, ANNOT_TYPE,

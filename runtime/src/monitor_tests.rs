@@ -716,3 +716,33 @@ fn freebsd_bus_finds_the_mmio_driver_across_read_boundaries() {
     std::fs::write(&k, &bytes).unwrap();
     assert_eq!(freebsd_bus(&k), FreeBsdBus::Pci);
 }
+
+#[test]
+fn the_container_status_is_the_guests() {
+    use crate::boot::{final_status, GUEST_CRASHED};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+    let code = |c: i32| ExitStatus::from_raw(c << 8);
+    // The guest wrote 7 to qemu's exit device.
+    assert_eq!(final_status(code((7 << 1) | 1), None, true, None), 7);
+    // A clean power-off.
+    assert_eq!(final_status(code(0), None, true, Some("guest-shutdown")), 0);
+    // A panic with panic=-1 is a reset, which -no-reboot turns into exit 0.
+    assert_eq!(
+        final_status(code(0), None, true, Some("guest-reset")),
+        GUEST_CRASHED
+    );
+    assert_eq!(
+        final_status(code(0), None, false, Some("guest-panic")),
+        GUEST_CRASHED
+    );
+    // qemu's own failure, with no exit device: its code.
+    assert_eq!(final_status(code(1), None, false, None), 1);
+    // Stopped on our behalf by SIGTERM, whatever qemu said.
+    assert_eq!(
+        final_status(code(0), Some(15), true, Some("host-signal")),
+        143
+    );
+    // The monitor died of a signal.
+    assert_eq!(final_status(ExitStatus::from_raw(9), None, true, None), 137);
+}

@@ -1,14 +1,15 @@
 //! The container's init (`bunny-runtime __init`), started by `create`
 //! already inside the container's network namespace. It answers `create`
-//! over the sync socket, waits on the exec FIFO for `start`, then becomes
-//! the monitor.
+//! over the sync socket, waits on the exec FIFO for `start`, then enters the
+//! container's mount and pid namespaces and runs the monitor as its child
+//! under the spec's seccomp profile, forwarding signals, and exits with the
+//! guest's status.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::cli::{Global, LogFormat};
 use super::error::OciError;
@@ -73,7 +74,7 @@ pub fn main(args: &[String]) -> i32 {
         // create gave up (a hook failed); it kills us anyway.
         return 1;
     }
-    let (program, argv, setup) = match prepare(&a) {
+    let prepared = match prepare(&a) {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string().replace('\n', " ");
@@ -81,7 +82,7 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let net_json = serde_json::to_string(&setup).unwrap_or_else(|_| "null".into());
+    let net_json = serde_json::to_string(&prepared.setup).unwrap_or_else(|_| "null".into());
     if say(&format!("ready {net_json}")).is_err() {
         return 1;
     }
@@ -104,17 +105,100 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     }
-    let err = Command::new(&program).args(&argv).exec();
-    super::report(
-        &a.global,
-        "error",
-        &format!("cannot exec the monitor {}: {err}", program.display()),
-    );
-    127
+    let own_pid_ns = match File::open("/proc/self/ns/pid") {
+        Ok(f) => f,
+        Err(e) => {
+            super::report(
+                &a.global,
+                "error",
+                &format!("cannot open our pid namespace: {e}"),
+            );
+            return 1;
+        }
+    };
+    // Still single-threaded here, as entering a mount namespace requires.
+    if let Err(e) = enter_namespaces(&prepared.namespaces) {
+        super::report(&a.global, "error", &e.to_string());
+        return 1;
+    }
+    // This process stays the container's: it reaps the monitor and exits
+    // with the guest's status, which the engine reads as the container's.
+    match crate::supervise_monitor(
+        &prepared.monitor,
+        prepared.seccomp.as_deref(),
+        Some(own_pid_ns.as_raw_fd()),
+    ) {
+        Ok(code) => code,
+        Err(e) => {
+            super::report(&a.global, "error", &e.to_string());
+            127
+        }
+    }
 }
 
-fn prepare(a: &Args) -> Result<(PathBuf, Vec<String>, Option<NetSetup>), OciError> {
+/// What the init needs after `start`, all checked before `create` returns.
+struct Prepared {
+    monitor: crate::PreparedMonitor,
+    setup: Option<NetSetup>,
+    seccomp: Option<Vec<libc::sock_filter>>,
+    namespaces: Vec<(libc::c_int, Option<File>)>,
+}
+
+/// Enters the spec's mount namespace (new: a private copy of the host's,
+/// whose mounts no longer propagate back) and pid namespace (which the
+/// monitor, our child, is born into: it is pid 1 there).
+fn enter_namespaces(ns: &[(libc::c_int, Option<File>)]) -> Result<(), OciError> {
+    for (flag, file) in ns {
+        let what = if *flag == libc::CLONE_NEWNS {
+            "mount"
+        } else {
+            "pid"
+        };
+        // SAFETY: plain syscalls on an open fd or with constant arguments.
+        let rc = match file {
+            Some(f) => unsafe { libc::setns(f.as_raw_fd(), *flag) },
+            None => unsafe { libc::unshare(*flag) },
+        };
+        if rc != 0 {
+            return Err(OciError::sys(format!("cannot enter a {what} namespace")));
+        }
+        if *flag == libc::CLONE_NEWNS && file.is_none() {
+            // SAFETY: constant C strings; no data argument.
+            let rc = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(OciError::sys("cannot make the mount namespace a slave"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prepare(a: &Args) -> Result<Prepared, OciError> {
     let spec = Spec::load(&a.bundle)?;
+    let seccomp = spec.seccomp().map(crate::seccomp::compile).transpose()?;
+    let mut namespaces = Vec::new();
+    for (kind, path) in spec.monitor_namespaces() {
+        let flag = if kind == "mount" {
+            libc::CLONE_NEWNS
+        } else {
+            libc::CLONE_NEWPID
+        };
+        let file = match path {
+            Some(p) => {
+                Some(File::open(p).map_err(|e| OciError::io("cannot open the namespace", p, e))?)
+            }
+            None => None,
+        };
+        namespaces.push((flag, file));
+    }
     let rootfs = spec.rootfs(&a.bundle);
     let config = crate::read_config(&spec.annotations, &rootfs)?;
     let mut run = RunSpec::new(&rootfs, config);
@@ -135,7 +219,12 @@ fn prepare(a: &Args) -> Result<(PathBuf, Vec<String>, Option<NetSetup>), OciErro
             for note in &p.command.notes {
                 super::log_line(&a.global, "info", note);
             }
-            Ok((p.program, p.command.args, setup))
+            Ok(Prepared {
+                monitor: p,
+                setup,
+                seccomp,
+                namespaces,
+            })
         }
         Err(e) => {
             if let Some(s) = &setup {

@@ -8,15 +8,19 @@
 //! `create` spawns the init (this binary again, as the hidden `__init`
 //! command) in the container's network namespace; it rewires the network
 //! for the guest, prepares the monitor and then blocks on the exec FIFO
-//! until `start`, when it execs the monitor in its own place, so the pid
-//! engines know is the monitor's.
+//! until `start`. Then it stays the container's process (the pid engines
+//! know): it enters the spec's mount and pid namespaces, starts the monitor
+//! as its child under the spec's seccomp profile, forwards SIGTERM and
+//! SIGINT to it, reaps it, and exits with the guest's status (qemu's exit
+//! device decoded; a guest that panicked or reset is
+//! [`crate::GUEST_CRASHED`]).
 //!
-//! The monitor runs in the container's network, uts and ipc namespaces
-//! (joined or new, as the spec says) and in its cgroup, with the spec's
-//! memory and pids limits ([`cgroup`]); qemu adds its own seccomp filter
-//! (`-sandbox`). Not done (documented in docs/kubernetes.md): mount and pid
-//! namespaces, the spec's seccomp profile and the
-//! createContainer/startContainer hooks.
+//! The monitor runs in the container's network, uts, ipc, mount and pid
+//! namespaces (joined or new, as the spec says) and in its cgroup, with the
+//! spec's memory and pids limits ([`cgroup`]), under the spec's seccomp
+//! profile and then qemu's own (`-sandbox`). Not done (documented in
+//! docs/runtime.md): a root of the container's own (the monitor needs the
+//! host's files) and the createContainer/startContainer hooks.
 
 pub mod cgroup;
 pub mod cli;
@@ -151,7 +155,7 @@ fn dispatch(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
                 }
                 "kill" => {
                     let sig = parse_signal(inv.positionals.get(1).map_or("TERM", String::as_str))?;
-                    kill(g, id, sig).map(|_| 0)
+                    kill(g, id, sig, inv.has("all")).map(|_| 0)
                 }
                 "delete" => delete(g, id, inv.has("force")).map(|_| 0),
                 _ => {
@@ -201,10 +205,10 @@ fn features() -> String {
         "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": [],
         "linux": {
-            "namespaces": ["network", "uts", "ipc"],
+            "namespaces": ["network", "uts", "ipc", "mount", "pid"],
             "capabilities": [],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {"enabled": true},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
@@ -732,15 +736,30 @@ pub fn parse_signal(s: &str) -> Result<i32, OciError> {
     Ok(n)
 }
 
-fn kill(g: &Global, id: &str, sig: i32) -> Result<(), OciError> {
+/// Signals the container's process; with `all`, every process in its
+/// cgroup, and (as runc) an already stopped container is not an error.
+fn kill(g: &Global, id: &str, sig: i32, all: bool) -> Result<(), OciError> {
     let rec = Record::load(&g.root, id)?;
     if !rec.alive() {
-        return Err(OciError::NotRunning);
+        return if all {
+            Ok(())
+        } else {
+            Err(OciError::NotRunning)
+        };
     }
-    // SAFETY: kill has no memory-safety preconditions; liveness was just
-    // checked against the recorded start time.
-    if unsafe { libc::kill(rec.pid, sig) } != 0 {
-        return Err(OciError::sys(format!("cannot signal pid {}", rec.pid)));
+    let mut pids = vec![rec.pid];
+    if all {
+        pids.extend(cgroup::pids(&rec.cgroups).unwrap_or_default());
+        pids.sort_unstable();
+        pids.dedup();
+    }
+    for pid in pids {
+        // SAFETY: kill has no memory-safety preconditions; the init's
+        // liveness was just checked against its recorded start time, and
+        // the others are in the container's cgroup.
+        if unsafe { libc::kill(pid, sig) } != 0 && pid == rec.pid {
+            return Err(OciError::sys(format!("cannot signal pid {}", rec.pid)));
+        }
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct Linux {
     pub resources: Option<Resources>,
     #[serde(default)]
     pub cgroups_path: Option<String>,
+    #[serde(default)]
+    pub seccomp: Option<crate::seccomp::Profile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +192,29 @@ impl Spec {
             .unwrap_or_default()
     }
 
+    /// The `mount` and `pid` namespaces the spec asks for, as in
+    /// [`Spec::other_namespaces`].
+    pub fn monitor_namespaces(&self) -> Vec<(&str, Option<&Path>)> {
+        self.linux
+            .as_ref()
+            .map(|l| {
+                l.namespaces
+                    .iter()
+                    .filter(|n| n.kind == "mount" || n.kind == "pid")
+                    .map(|n| {
+                        let path = n.path.as_deref().filter(|p| !p.as_os_str().is_empty());
+                        (n.kind.as_str(), path)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `linux.seccomp`, when the spec has one.
+    pub fn seccomp(&self) -> Option<&crate::seccomp::Profile> {
+        self.linux.as_ref()?.seccomp.as_ref()
+    }
+
     /// The memory limit in MiB (rounded up), if the spec sets a positive one.
     pub fn memory_mb(&self) -> Option<u64> {
         self.memory_limit_bytes().map(|b| b.div_ceil(1024 * 1024))
@@ -248,6 +273,7 @@ mod tests {
             }],
             resources: None,
             cgroups_path: None,
+            seccomp: None,
         });
         assert_eq!(s.netns(), NetNs::New);
         assert_eq!(s.memory_mb(), None);
