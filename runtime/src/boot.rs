@@ -25,22 +25,32 @@ const POLL: Duration = Duration::from_millis(20);
 /// Boots `spec` with the guest console on our stdin/stdout; returns the
 /// monitor's exit status (128+N when it ended by, or on behalf of, signal N).
 pub fn boot(spec: &RunSpec) -> Result<i32, RuntimeError> {
-    run(spec, None)
+    run(spec, None, &mut |_| {})
+}
+
+/// Like [`boot`], and calls `started` with the monitor's pid once it runs
+/// (a detached `bunny run` reports the run as started only then).
+pub fn boot_notify(spec: &RunSpec, started: &mut dyn FnMut(u32)) -> Result<i32, RuntimeError> {
+    run(spec, None, started)
 }
 
 /// Like [`boot`], but the console output goes to `console` and the guest
 /// gets no input.
 pub fn boot_with_console(spec: &RunSpec, console: &mut dyn Write) -> Result<i32, RuntimeError> {
-    run(spec, Some(console))
+    run(spec, Some(console), &mut |_| {})
 }
 
-fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeError> {
+fn run(
+    spec: &RunSpec,
+    console: Option<&mut dyn Write>,
+    started: &mut dyn FnMut(u32),
+) -> Result<i32, RuntimeError> {
     let cmd = prepare(spec)?;
     let exit_device = cmd
         .args
         .iter()
         .any(|a| a == crate::monitor::GUEST_EXIT_DEVICE);
-    run_prepared(spec, cmd, console, exit_device)
+    run_prepared(spec, cmd, console, exit_device, started)
 }
 
 fn run_prepared(
@@ -48,6 +58,7 @@ fn run_prepared(
     cmd: MonitorCommand,
     console: Option<&mut dyn Write>,
     exit_device: bool,
+    started: &mut dyn FnMut(u32),
 ) -> Result<i32, RuntimeError> {
     for note in &cmd.notes {
         eprintln!("bunny: {note}");
@@ -104,6 +115,7 @@ fn run_prepared(
         program: program.display().to_string(),
         source,
     })?;
+    started(child.id());
     let name = cmd.program.clone();
     match console {
         None => supervise(&mut child, seen, &name, exit_device),

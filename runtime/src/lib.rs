@@ -19,7 +19,9 @@ mod timestamps;
 pub mod oci;
 
 pub use accel::{cached_probe, probe_kvm, resolve_accel, Accel, KvmProbe, ResolvedAccel};
-pub use boot::{boot, boot_with_console, ensure_tap, prepare_monitor, PreparedMonitor};
+pub use boot::{
+    boot, boot_notify, boot_with_console, ensure_tap, prepare_monitor, PreparedMonitor,
+};
 pub use config::{
     read_config, Hypervisor, UnikernelConfig, UnikernelType, ANNOT_BINARY, ANNOT_BLK_MNT_POINT,
     ANNOT_BLOCK, ANNOT_CMDLINE, ANNOT_HYPERVISOR, ANNOT_INITRD, ANNOT_MOUNT_ROOTFS, ANNOT_TYPE,

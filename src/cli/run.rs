@@ -2,10 +2,13 @@
 //! settings exactly as urunc does (annotations, else /urunc.json).
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context};
 use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, PortForward, RunSpec, RuntimeError};
@@ -13,21 +16,30 @@ use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use crate::layers::store::Store;
+use crate::runs::{process_start, RunState, Runs, Status, CONSOLE_LOG};
 
 #[derive(Debug, Args)]
 #[command(
     about = "Boot an image under qemu, firecracker or solo5",
     after_help = "Examples:\n  \
         bunny run --rm -p 18080:80 hello-linux:latest\n  \
+        bunny run -d --name web -p 18080:80 hello-linux   # then: bunny ps, logs -f web, stop web, rm web\n  \
         sudo bunny run --rm -p 8080:80 httpd-rumprun    # spt: a tap in the run's own netns\n  \
         bunny run --rm --tap bunny0 -p 8080:80 httpd-rumprun\n  \
         bunny run --rm -e GREETING=hi hello-linux once\n  \
         bunny run --rm --accel tcg ./out/hello-oci"
 )]
 pub struct RunArgs {
-    /// Remove the run's directory when the guest stops.
+    /// Remove the run (its state and files) when the guest stops.
     #[arg(long)]
     rm: bool,
+    /// Run in the background: print the run's id and return once the
+    /// monitor runs; the console goes to `bunny logs`.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Name the run (for ps, logs, stop, rm); default: IMAGE-XXXXXX.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Forward a host port to the guest: [IP:]HOST:GUEST[/udp]; repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
     publish: Vec<String>,
@@ -67,8 +79,228 @@ enum AccelArg {
     Tcg,
 }
 
+/// Set in the detached copy of `bunny run -d`: the id of the run it
+/// supervises, and the descriptor on which it reports the start.
+const DETACHED_RUN_ENV: &str = "BUNNY_DETACHED_RUN";
+const READY_FD_ENV: &str = "BUNNY_DETACHED_READY_FD";
+
 pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let (store, manifest_desc) = locate(&args, &globals.root)?;
+    let runs = Runs::open(&globals.root)?;
+    match std::env::var(DETACHED_RUN_ENV) {
+        Ok(id) => {
+            // The detached supervisor: its stdout and stderr are the run's
+            // console log.
+            let state = runs
+                .reload(&id)?
+                .with_context(|| format!("run {id} was removed before it started"))?;
+            let ready = std::env::var(READY_FD_ENV)
+                .ok()
+                .and_then(|fd| fd.parse::<RawFd>().ok())
+                .map(|fd| {
+                    // Not for the monitor: the parent waits for this pipe
+                    // to close when we fail.
+                    // SAFETY: fcntl on a descriptor number has no memory
+                    // effects; the parent handed us this one, open and ours.
+                    unsafe {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                        File::from_raw_fd(fd)
+                    }
+                });
+            std::env::remove_var(DETACHED_RUN_ENV);
+            std::env::remove_var(READY_FD_ENV);
+            supervise(args, globals, &runs, state, ready)
+        }
+        Err(_) if args.detach => detach(args, globals, &runs),
+        Err(_) => {
+            let mut state = new_state(&args, false);
+            state.supervisor_pid = Some(std::process::id());
+            state.supervisor_start = process_start(std::process::id());
+            let state = runs.create(state, args.name.as_deref())?;
+            supervise(args, globals, &runs, state, None)
+        }
+    }
+}
+
+fn new_state(args: &RunArgs, detached: bool) -> RunState {
+    RunState {
+        id: String::new(),
+        name: String::new(),
+        image: args.image.clone(),
+        command: args.args.clone(),
+        created: crate::runs::now(),
+        status: Status::Created,
+        detached,
+        remove: args.rm,
+        supervisor_pid: None,
+        supervisor_start: None,
+        monitor_pid: None,
+        exit_code: None,
+        finished: None,
+        ports: args.publish.clone(),
+        volumes: Vec::new(),
+    }
+}
+
+/// `bunny run -d`: finds the image (pulling it if need be), registers the
+/// run, and starts a copy of this command in a session of its own, with
+/// the console going to the run's log; returns once the monitor runs.
+fn detach(args: RunArgs, globals: &super::Globals, runs: &Runs) -> anyhow::Result<ExitCode> {
+    // Here, so that a missing image or a pull's progress reaches the user.
+    locate(&args, &globals.root)?;
+    let state = runs.create(new_state(&args, true), args.name.as_deref())?;
+    let dir = runs.dir_of(&state.id);
+    let log_path = dir.join(CONSOLE_LOG);
+    let started = (|| -> anyhow::Result<String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 fills two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("making a pipe");
+        }
+        // SAFETY: pipe2 just opened both; each is owned once.
+        let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let wfd = wr.as_raw_fd();
+        let exe = std::env::current_exe().context("finding bunny's own executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env(DETACHED_RUN_ENV, &state.id)
+            .env(READY_FD_ENV, wfd.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("sharing the console log")?)
+            .stderr(log);
+        // SAFETY: setsid and fcntl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the terminal's session: its hangup and ^C are not
+                // the run's.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The child keeps the pipe's write end across exec.
+                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting the detached supervisor")?;
+        drop(wr);
+        // One line: "started", or "error: ..."; nothing if it died.
+        let mut report = String::new();
+        let _ = BufReader::new(&mut rd).read_line(&mut report);
+        if report.starts_with("started") {
+            // Reaped by init once we exit; nothing waits for it here.
+            drop(child);
+            return Ok(state.id.clone());
+        }
+        let status = child.wait().ok();
+        let said = report
+            .trim()
+            .strip_prefix("error: ")
+            .unwrap_or(report.trim());
+        let said = if said.is_empty() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "the supervisor ended ({}) before the monitor started: {}",
+                status.map_or("?".into(), |s| s.to_string()),
+                tail.join("\n")
+            )
+        } else {
+            said.to_string()
+        };
+        bail!("{said}")
+    })();
+    match started {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // Nothing ran: the name is free again.
+            let _ = runs.remove(&state.id);
+            Err(e)
+        }
+    }
+}
+
+/// Boots the run and supervises it to the end, keeping its state current;
+/// `ready` (detached runs) hears "started" once the monitor runs, or the
+/// error that stopped it.
+fn supervise(
+    args: RunArgs,
+    globals: &super::Globals,
+    runs: &Runs,
+    mut state: RunState,
+    mut ready: Option<File>,
+) -> anyhow::Result<ExitCode> {
+    state.status = Status::Running;
+    state.supervisor_pid = Some(std::process::id());
+    state.supervisor_start = process_start(std::process::id());
+    runs.save(&state)?;
+    let run_dir = runs.dir_of(&state.id);
+    let mut started = |pid: u32| {
+        state.monitor_pid = Some(pid);
+        // A state that cannot be written leaves the run without `ps`; the
+        // guest still runs, so this is only said.
+        if let Err(e) = runs.save(&state) {
+            eprintln!("bunny: {}", crate::error_chain(&e));
+        }
+        if let Some(mut r) = ready.take() {
+            let _ = r.write_all(b"started\n");
+        }
+    };
+    let result = boot_run(&args, globals, &run_dir, &mut started);
+    if let Err(e) = &result {
+        if let Some(mut r) = ready.take() {
+            let _ = writeln!(r, "error: {}", super::chain(e));
+        }
+    }
+    // `bunny rm -f` may have removed the run meanwhile: then there is
+    // nothing left to record.
+    let Some(mut state) = runs.reload(&state.id)? else {
+        return result.map(exit_code);
+    };
+    if result.is_err() && state.monitor_pid.is_none() || args.rm {
+        // Nothing ran (the error says why), or --rm: no run to keep.
+        runs.remove(&state.id)
+            .with_context(|| format!("removing run {}", state.name))?;
+        return result.map(exit_code);
+    }
+    state.status = Status::Exited;
+    // docker's status for a run that failed after its start.
+    state.exit_code = Some(*result.as_ref().unwrap_or(&125));
+    state.finished = Some(crate::runs::now());
+    runs.save(&state)?;
+    if !state.detached && result.is_ok() {
+        eprintln!(
+            "bunny: run {} ({}) stopped; its files are kept in {} (`bunny rm {}` removes them)",
+            state.name,
+            state.short_id(),
+            run_dir.display(),
+            state.name
+        );
+    }
+    result.map(exit_code)
+}
+
+fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(status.clamp(0, 255) as u8)
+}
+
+/// Everything from the image to the guest's exit status.
+fn boot_run(
+    args: &RunArgs,
+    globals: &super::Globals,
+    run_dir: &Path,
+    started: &mut dyn FnMut(u32),
+) -> anyhow::Result<i32> {
+    let (store, manifest_desc) = locate(args, &globals.root)?;
     let manifest = super::images::read_manifest(&store, &manifest_desc)?;
     let config: ImageConfiguration = {
         let f = store.open_blob(manifest.config().digest().as_ref())?;
@@ -80,12 +312,6 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     // monitor reads the kernel and initrd straight from that cache, and qemu
     // opens its disks with snapshot=on so no run changes them. Each run gets
     // only a small work directory for side files.
-    let runs = globals.root.join("runs");
-    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
-    let run_dir = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&runs)
-        .with_context(|| format!("creating a run directory in {}", runs.display()))?;
     let shared = crate::layers::image_fs::unpacked_image(
         &store,
         &manifest_desc,
@@ -114,7 +340,7 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
                 block,
                 "block image (com.urunc.unikernel.block)",
             )?;
-            let own = run_dir.path().join("block.img");
+            let own = run_dir.join("block.img");
             std::fs::copy(&image_disk, &own).with_context(|| {
                 format!(
                     "copying the block image {} for the run",
@@ -127,7 +353,7 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     };
 
     let mut spec = RunSpec::new(shared, uk);
-    spec.work_dir = Some(run_dir.path().to_path_buf());
+    spec.work_dir = Some(run_dir.to_path_buf());
     spec.shared_image = block_copy.is_none();
     spec.block_copy = block_copy;
     spec.monitor = monitor;
@@ -163,17 +389,9 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         .collect::<Result<Vec<_>, _>>()?;
     let host_side = guest_network(&mut spec, args.tap.as_deref(), forwards)?;
 
-    let status = bunny_runtime::boot(&spec)?;
+    let status = bunny_runtime::boot_notify(&spec, started)?;
     drop(host_side);
-    if args.rm {
-        run_dir
-            .close()
-            .with_context(|| format!("removing the run directory under {}", runs.display()))?;
-    } else {
-        let kept = run_dir.keep();
-        eprintln!("bunny: the run's files are kept in {}", kept.display());
-    }
-    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+    Ok(status)
 }
 
 /// Gives the guest its network and returns what must live on the host side
