@@ -20,6 +20,7 @@ pub mod oci;
 pub mod pipeline;
 pub mod platform;
 pub mod runs;
+pub mod volumes;
 
 /// An error and its causes on one line, `: `-separated. Some errors already
 /// quote their cause in their own message (and rustls or hyper say what went

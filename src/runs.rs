@@ -57,14 +57,6 @@ pub enum Status {
     Exited,
 }
 
-/// A volume as `ps` and the supervisor see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeRecord {
-    pub source: PathBuf,
-    pub target: String,
-    pub read_only: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     pub id: String,
@@ -87,8 +79,6 @@ pub struct RunState {
     pub finished: Option<u64>,
     #[serde(default)]
     pub ports: Vec<String>,
-    #[serde(default)]
-    pub volumes: Vec<VolumeRecord>,
 }
 
 /// A run's state as seen now, from its file and the process table.
@@ -376,7 +366,6 @@ mod tests {
             exit_code: None,
             finished: None,
             ports: Vec::new(),
-            volumes: Vec::new(),
         }
     }
 

@@ -75,18 +75,7 @@ fn run_prepared(
         } => ensure_tap(tap, *gateway, *mask)?,
         _ => {}
     }
-    for (path, bytes) in &cmd.files {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    write_side_files(&cmd)?;
 
     crate::timestamp("monitor-exec");
     let mut command = Command::new(&program);
@@ -393,17 +382,40 @@ pub fn prepare_monitor(spec: &RunSpec) -> Result<PreparedMonitor, RuntimeError> 
         program: command.program.clone(),
         package: spec.hypervisor().package(),
     })?;
-    for (path, bytes) in &command.files {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
-                path: dir.to_path_buf(),
+    write_side_files(&command)?;
+    Ok(PreparedMonitor { program, command })
+}
+
+/// Writes the command's side files and derived files.
+fn write_side_files(cmd: &MonitorCommand) -> Result<(), RuntimeError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::WriteFile { path, source }
+    };
+    let mkparent = |path: &Path| match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(werr(dir)),
+        None => Ok(()),
+    };
+    for (path, bytes) in &cmd.files {
+        mkparent(path)?;
+        std::fs::write(path, bytes).map_err(werr(path))?;
+    }
+    for d in &cmd.derived {
+        mkparent(&d.path)?;
+        let mut out = std::fs::File::create(&d.path).map_err(werr(&d.path))?;
+        let mut len = 0u64;
+        if let Some(base) = &d.base {
+            let mut src = std::fs::File::open(base).map_err(|source| RuntimeError::ReadFile {
+                path: base.clone(),
                 source,
             })?;
+            len = std::io::copy(&mut src, &mut out).map_err(werr(&d.path))?;
         }
-        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
+        let pad = |len: u64| vec![0u8; (len.div_ceil(512) * 512 - len) as usize];
+        out.write_all(&pad(len)).map_err(werr(&d.path))?;
+        out.write_all(&d.tail).map_err(werr(&d.path))?;
+        out.write_all(&pad(d.tail.len() as u64))
+            .map_err(werr(&d.path))?;
     }
-    Ok(PreparedMonitor { program, command })
+    Ok(())
 }

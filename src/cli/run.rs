@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// as root, bunny makes a tap in a network namespace of the run's own).
     #[arg(long, value_name = "NAME")]
     tap: Option<String>,
+    /// Attach a volume: HOST_DIR:GUEST_PATH[:ro|rw][,size=N] (the directory
+    /// goes in as a disk image and the guest's changes come back when it
+    /// stops) or IMAGE_FILE:GUEST_PATH[:ro] (ext2/3/4, written in place);
+    /// repeatable (rumprun: one).
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
+    volume: Vec<String>,
     /// Set an environment variable in the guest; repeatable.
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -137,7 +143,6 @@ fn new_state(args: &RunArgs, detached: bool) -> RunState {
         exit_code: None,
         finished: None,
         ports: args.publish.clone(),
-        volumes: Vec::new(),
     }
 }
 
@@ -388,10 +393,111 @@ fn boot_run(
         .map(|p| bunny_runtime::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
     let host_side = guest_network(&mut spec, args.tap.as_deref(), forwards)?;
+    let volumes = attach_volumes(&mut spec, &args.volume, run_dir)?;
 
-    let status = bunny_runtime::boot_notify(&spec, started)?;
+    let mut ran = false;
+    let status = bunny_runtime::boot_notify(&spec, &mut |pid| {
+        ran = true;
+        started(pid)
+    });
     drop(host_side);
+    // The guest's changes go back to the directories even when the run
+    // ended badly: they are the user's data.
+    let mut kept = Vec::new();
+    if ran {
+        for v in volumes.iter().filter(|v| v.write_back) {
+            match crate::volumes::write_back(&v.image, &v.arg.source) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&v.image);
+                }
+                Err(e) => kept.push(format!(
+                    "{} (its image is kept at {}): {}",
+                    v.arg.source.display(),
+                    v.image.display(),
+                    crate::error_chain(&e)
+                )),
+            }
+        }
+    }
+    let status = status?;
+    if !kept.is_empty() {
+        bail!(
+            "the guest stopped ({status}), but writing its volumes back failed: {}",
+            kept.join("; ")
+        );
+    }
     Ok(status)
+}
+
+/// A volume of this run, and what to do with it when the guest stops.
+struct RunVolume {
+    arg: crate::volumes::VolumeArg,
+    /// The disk the guest gets.
+    image: PathBuf,
+    write_back: bool,
+    _lock: crate::volumes::VolumeLock,
+}
+
+/// Makes the disks for `-v` (images of directories in the run's
+/// directory) and adds them to the spec.
+fn attach_volumes(
+    spec: &mut RunSpec,
+    values: &[String],
+    run_dir: &Path,
+) -> anyhow::Result<Vec<RunVolume>> {
+    use crate::volumes::{self, VolumeFs};
+    let mut out = Vec::new();
+    if values.is_empty() {
+        return Ok(out);
+    }
+    let fs_type = match spec.config.unikernel_type {
+        bunny_runtime::UnikernelType::Linux => VolumeFs::Ext4,
+        bunny_runtime::UnikernelType::Rumprun => VolumeFs::Ext2,
+        other => bail!(
+            "-v: volumes are for linux and rumprun guests; this image is {}",
+            other.as_str()
+        ),
+    };
+    // solo5 has no read-only disk: a read-only volume is a copy there.
+    let rumprun = fs_type == VolumeFs::Ext2;
+    for (n, value) in values.iter().enumerate() {
+        let arg = volumes::parse(value)?;
+        let lock = volumes::lock(&arg.source)?;
+        let (image, write_back) = if arg.source_is_dir {
+            let image = run_dir.join(format!("vol{n}.img"));
+            let t0 = std::time::Instant::now();
+            volumes::make_image(&arg.source, &image, fs_type, arg.size)
+                .with_context(|| format!("-v {value}: making its disk image"))?;
+            bunny_runtime::timestamp("volume-image");
+            if t0.elapsed() > std::time::Duration::from_secs(2) {
+                eprintln!(
+                    "bunny: -v {value}: its {} image took {:.1} s to make",
+                    fs_type.as_str(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            (image, !arg.read_only)
+        } else if arg.read_only && rumprun {
+            let image = run_dir.join(format!("vol{n}.img"));
+            std::fs::copy(&arg.source, &image)
+                .with_context(|| format!("-v {value}: copying the image for a read-only volume"))?;
+            (image, false)
+        } else {
+            (arg.source.clone(), false)
+        };
+        spec.volumes.push(bunny_runtime::Volume {
+            path: image.clone(),
+            target: arg.target.clone(),
+            read_only: arg.read_only && !rumprun,
+        });
+        out.push(RunVolume {
+            arg,
+            image,
+            write_back,
+            _lock: lock,
+        });
+    }
+    Ok(out)
 }
 
 /// Gives the guest its network and returns what must live on the host side

@@ -85,13 +85,28 @@ pub(crate) fn stop_run(
     let t0 = Instant::now();
     while alive() {
         if !killed && t0.elapsed() >= grace {
-            // The monitor dies with it (it was started with PDEATHSIG).
-            signal(libc::SIGKILL);
+            // SIGKILL to the monitor, not to bunny: bunny still records the
+            // exit and writes the volumes back. A run whose monitor is not
+            // up yet has nothing to lose.
+            let s_now = runs.reload(&s.id)?;
+            match s_now
+                .and_then(|n| n.monitor_pid)
+                .filter(|m| parent_of(*m) == Some(pid))
+            {
+                // SAFETY: kill has no memory-safety preconditions; the pid is
+                // the supervisor's child, checked just now.
+                Some(m) => unsafe {
+                    libc::kill(m as libc::pid_t, libc::SIGKILL);
+                },
+                None => signal(libc::SIGKILL),
+            }
             killed = true;
         }
-        if t0.elapsed() > grace + Duration::from_secs(10) {
+        // Writing a large volume back can take a while; a supervisor
+        // still alive this long after its monitor is stuck.
+        if t0.elapsed() > grace + Duration::from_secs(600) {
             anyhow::bail!(
-                "run {}: its bunny process (pid {pid}) survived SIGKILL for 10 s",
+                "run {}: its bunny process (pid {pid}) is still there 10 minutes after its monitor was killed",
                 s.name
             );
         }
@@ -108,4 +123,11 @@ pub(crate) fn stop_run(
         runs.save(&now)?;
     }
     Ok(Some(now))
+}
+
+/// The parent of process `pid` (field 4 of /proc/PID/stat).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
