@@ -715,6 +715,9 @@ fn freebsd_bus_finds_the_mmio_driver_across_read_boundaries() {
     bytes.extend_from_slice(b"virtio_pci");
     std::fs::write(&k, &bytes).unwrap();
     assert_eq!(freebsd_bus(&k), FreeBsdBus::Pci);
+}
+
+#[test]
 fn linux_volumes_are_disks_with_serials_named_in_urunits_config() {
     let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
     sp.config.initrd = Some("/.boot/rootfs".into());
