@@ -407,7 +407,7 @@ mod tests {
         assert!(!v.read_only && !v.source_is_dir);
         assert_eq!(v.target, "/srv/db");
         for (arg, needle) in [
-            (format!("{dir}"), "write HOST_DIR"),
+            (dir.to_string(), "write HOST_DIR"),
             (format!("{dir}:data"), "absolute"),
             (format!("{dir}:/"), "absolute"),
             (format!("{dir}:/a b"), "blanks"),
