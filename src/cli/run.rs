@@ -406,7 +406,10 @@ fn boot_run(
     let mut kept = Vec::new();
     if ran {
         for v in volumes.iter().filter(|v| v.write_back) {
-            match crate::volumes::write_back(&v.image, &v.arg.source) {
+            bunny_runtime::timestamp("volume-write-back-start");
+            let done = crate::volumes::write_back(&v.image, &v.arg.source);
+            bunny_runtime::timestamp("volume-write-back-done");
+            match done {
                 Ok(()) => {
                     let _ = std::fs::remove_file(&v.image);
                 }
@@ -466,9 +469,10 @@ fn attach_volumes(
         let (image, write_back) = if arg.source_is_dir {
             let image = run_dir.join(format!("vol{n}.img"));
             let t0 = std::time::Instant::now();
+            bunny_runtime::timestamp("volume-image-start");
             volumes::make_image(&arg.source, &image, fs_type, arg.size)
                 .with_context(|| format!("-v {value}: making its disk image"))?;
-            bunny_runtime::timestamp("volume-image");
+            bunny_runtime::timestamp("volume-image-done");
             if t0.elapsed() > std::time::Duration::from_secs(2) {
                 eprintln!(
                     "bunny: -v {value}: its {} image took {:.1} s to make",
