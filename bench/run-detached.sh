@@ -12,7 +12,8 @@ runs="${1:-5}"
 cd "$here"
 cargo build --release --quiet
 bunny="$here/target/release/bunny"
-work="$(mktemp -d)"
+# BENCH_TMP: where the store and the 1 GiB of files go (3 GiB at the peak).
+work="$(mktemp -d -p "${BENCH_TMP:-${TMPDIR:-/tmp}}")"
 fg_pid=
 cleanup() {
   [[ -n "$fg_pid" ]] && kill "$fg_pid" 2>/dev/null || true

@@ -271,7 +271,10 @@ fn supervise(
     let Some(mut state) = runs.reload(&state.id)? else {
         return result.map(exit_code);
     };
-    if result.is_err() && state.monitor_pid.is_none() || args.rm {
+    // A volume that could not be written back leaves its image here: the
+    // run stays (even with --rm) so the data is not lost with it.
+    let volume_kept = result.is_err() && has_volume_image(&run_dir);
+    if result.is_err() && state.monitor_pid.is_none() || args.rm && !volume_kept {
         // Nothing ran (the error says why), or --rm: no run to keep.
         runs.remove(&state.id)
             .with_context(|| format!("removing run {}", state.name))?;
@@ -292,6 +295,16 @@ fn supervise(
         );
     }
     result.map(exit_code)
+}
+
+fn has_volume_image(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("vol") && n.ends_with(".img")
+        })
+    })
 }
 
 fn exit_code(status: i32) -> ExitCode {
