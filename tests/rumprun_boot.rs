@@ -603,7 +603,12 @@ fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
             let dir = fs::read_dir(ex.store().join("runs"))
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(short.trim()))
+                .find(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(short.trim())
+                })
                 .unwrap_or_else(|| panic!("{tag}: no run {short}"));
             let state: serde_json::Value =
                 serde_json::from_slice(&fs::read(dir.join("state.json")).unwrap()).unwrap();

@@ -435,6 +435,13 @@ fn boot_run(
             }
         }
     }
+    // Read-only copies hold nothing of the guest's.
+    for v in volumes
+        .iter()
+        .filter(|v| !v.write_back && v.image != v.arg.source)
+    {
+        let _ = std::fs::remove_file(&v.image);
+    }
     let status = status?;
     if !kept.is_empty() {
         bail!(
