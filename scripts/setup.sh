@@ -53,18 +53,22 @@ fi
 
 # A real kernel to boot (Debian's linux-image-amd64), extracted without
 # touching /boot, with the virtio modules the examples load from their initrd
-# (Debian builds virtio, virtio-net and virtio-blk as modules) and ufs, with
-# which the tests read bunny's UFS2 images back.
+# (Debian builds virtio, virtio-net and virtio-blk as modules), ufs, with
+# which the tests read bunny's UFS2 images back, and ext4 with what it
+# needs, for `bunny run -v` volumes.
 kdir="$here/target/linux-kernel"
-if [[ ! -s "$kdir/vmlinuz" || ! -s "$kdir/modules/ufs.ko" ]]; then
+kmods="virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+       failover net_failover virtio_net virtio_blk ufs crc16 mbcache jbd2 crc32c_generic ext4"
+kmissing=0
+for m in $kmods; do [[ -s "$kdir/modules/$m.ko" ]] || kmissing=1; done
+if [[ ! -s "$kdir/vmlinuz" || $kmissing == 1 ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
   (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
   dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/x"
   rm -rf "$kdir" && mkdir -p "$kdir/modules"
-  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-           failover net_failover virtio_net virtio_blk ufs; do
+  for m in $kmods; do
     find "$tmp"/x/lib/modules -name "$m.ko" -exec cp {} "$kdir/modules/" \;
   done
   cp "$(ls "$tmp"/x/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz"

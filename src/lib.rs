@@ -19,6 +19,8 @@ pub mod model;
 pub mod oci;
 pub mod pipeline;
 pub mod platform;
+pub mod runs;
+pub mod volumes;
 
 /// An error and its causes on one line, `: `-separated. Some errors already
 /// quote their cause in their own message (and rustls or hyper say what went

@@ -553,3 +553,86 @@ fn containerd_boots_rumprun_under_bunny_runtime_and_urunc() {
     };
     assert_eq!(json(&urunc_argv), json(&bunny_argv));
 }
+
+/// The example without its own block image: its document root comes from
+/// a `-v` volume, which the guest mounts (ext2, the one solo5 disk) and
+/// writes to; what it wrote is back in the directory after a stop, and the
+/// next run sees it.
+#[test]
+fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
+    require_tool("solo5-spt-0.4");
+    require_tool("solo5-spt");
+    let ex = Example::new();
+    let bf = fs::read_to_string(ex.ctx().join("BunnyFile")).unwrap();
+    let start = bf.find("# An ext2 image").unwrap();
+    let end = bf.find("cmd:").unwrap();
+    fs::write(
+        ex.ctx().join("BunnyFile"),
+        format!("{}{}", &bf[..start], &bf[end..]),
+    )
+    .unwrap();
+    for (tag, name, option) in [
+        ("rumprun-solo5", "httpd:vol-0.4", "--disk="),
+        ("rumprun-solo5-v0.9", "httpd:vol-0.9", "--block:rootfs="),
+    ] {
+        ex.build(tag, name, &[]);
+        let data = ex.dir.path().join(format!("data-{tag}"));
+        fs::create_dir_all(data.join("www")).unwrap();
+        fs::write(data.join("www/index.html"), "<h1>from a volume</h1>\n").unwrap();
+        let vol = format!("{}:/data", data.display());
+        for (n, word) in ["first", "second"].iter().enumerate() {
+            let port = free_port();
+            let run_name = format!("rr-{n}");
+            run(ex
+                .bunny()
+                .args(["run", "-d", "--name", &run_name, "-v", &vol, "-p"])
+                .arg(format!("127.0.0.1:{port}:80"))
+                .arg(name));
+            let logs = || run(ex.bunny().args(["logs", &run_name]));
+            let addr = format!("127.0.0.1:{port}");
+            let page = wait_http(&addr, "/", &logs);
+            assert!(page.contains("from a volume"), "{tag}: {page}");
+            if n == 1 {
+                let log = wait_http(&addr, "/log", &logs);
+                assert!(log.ends_with("first\n"), "{tag}: {log}");
+            }
+            let done = wait_http(&addr, &format!("/append/{word}"), &logs);
+            assert!(done.contains("appended"), "{tag}: {done}");
+            // The volume is the tender's one disk, in the syntax of its ABI.
+            let short = run(ex.bunny().args(["ps", "-q", "--filter", "status=running"]));
+            let dir = fs::read_dir(ex.store().join("runs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(short.trim())
+                })
+                .unwrap_or_else(|| panic!("{tag}: no run {short}"));
+            let state: serde_json::Value =
+                serde_json::from_slice(&fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let pid = state["monitor_pid"].as_u64().unwrap();
+            let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+            assert!(
+                argv.contains(option) && argv.contains("/vol0.img"),
+                "{tag}: {argv}"
+            );
+            assert!(argv.contains(r#""mountpoint":"/data""#), "{tag}: {argv}");
+            // A stop, then a forced removal: both write the volume back.
+            let verb: &[&str] = if n == 0 {
+                &["stop", &run_name]
+            } else {
+                &["rm", "-f", &run_name]
+            };
+            run(ex.bunny().args(verb));
+        }
+        assert_eq!(
+            fs::read_to_string(data.join("www/log")).unwrap(),
+            "first\nsecond\n",
+            "{tag}"
+        );
+        run(ex.bunny().args(["rm", "rr-0"]));
+    }
+}

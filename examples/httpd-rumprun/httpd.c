@@ -2,7 +2,8 @@
  * under a document root (argv[2], default /data/www: the block image bunny
  * makes from the BunnyFile's rootfs.include) on a port (argv[1], default 80).
  * GET /env answers with the guest's GREETING variable, so a test can see
- * the environment arrive. One process, one connection at a time: a rump
+ * the environment arrive; GET /append/WORD adds a line to ROOT/log (on a
+ * volume, `bunny run -v DIR:/data`, it outlives the guest). One process, one connection at a time: a rump
  * kernel runs no other process. */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +62,20 @@ static void serve(int c, const char *root) {
         const char *g = getenv("GREETING");
         snprintf(buf, sizeof buf, "GREETING=%s\n", g ? g : "(unset)");
         reply(c, "200 OK", "text/plain", buf);
+        return;
+    }
+    if (strncmp(path, "/append/", 8) == 0 && !strchr(path + 8, '/')) {
+        snprintf(file, sizeof file, "%s/log", root);
+        int fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        snprintf(buf, sizeof buf, "%s\n", path + 8);
+        if (fd < 0 || write(fd, buf, strlen(buf)) < 0 || fsync(fd) < 0) {
+            snprintf(buf, sizeof buf, "%s: %s\n", file, strerror(errno));
+            if (fd >= 0) close(fd);
+            reply(c, "500 Internal Server Error", "text/plain", buf);
+            return;
+        }
+        close(fd);
+        reply(c, "200 OK", "text/plain", "appended\n");
         return;
     }
     if (strstr(path, "..")) {

@@ -5,9 +5,10 @@
 //! as its environment). It mounts /proc, /sys and /dev, loads the kernel
 //! modules under /lib/modules, configures `lo` and the `ip=` interface, reads
 //! urunit's configuration (`URUNIT_CONFIG`, and the image's own
-//! `/.bunny/urunit.conf`), forks the app, reaps every child, and when the app
-//! exits powers the guest off, handing a non-zero status to the monitor
-//! through qemu's isa-debug-exit port (0xf4). See docs/init.md.
+//! `/.bunny/urunit.conf`), mounts its block volumes, forks the app, reaps
+//! every child, and when the app exits unmounts the volumes and powers the
+//! guest off, handing a non-zero status to the monitor through qemu's
+//! isa-debug-exit port (0xf4). See docs/init.md.
 
 mod config;
 mod sys;
@@ -55,11 +56,12 @@ fn main() {
             Err(e) => log(&format!("cannot read the configuration {path}: {e}")),
         }
     }
-    for (id, mp) in &conf.blocks {
-        log(&format!(
-            "block volume {id} at {mp}: not mounted (bunny-init mounts no volumes yet)"
-        ));
-    }
+    // Volumes need the guest's own devices: only as PID 1.
+    let volumes = if pid1 {
+        sys::mount_volumes(&conf)
+    } else {
+        Vec::new()
+    };
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let argv = join_quoted(&args);
@@ -71,6 +73,7 @@ fn main() {
         Some(_) => run(&argv, &conf),
     };
     if pid1 {
+        sys::unmount_volumes(&volumes);
         sys::power_off(status);
     }
     std::process::exit(status);

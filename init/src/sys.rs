@@ -341,3 +341,94 @@ pub fn power_off(status: i32) -> ! {
         unsafe { libc::pause() };
     }
 }
+
+/// The virtio disk (`vda`..`vdz`) whose serial is `id`, and whether it is
+/// read-only, as urunit finds a volume; `sys_block` is `/sys/block`.
+pub fn find_volume(sys_block: &Path, id: &str) -> Option<(String, bool)> {
+    (b'a'..=b'z').find_map(|c| {
+        let name = format!("vd{}", c as char);
+        let dir = sys_block.join(&name);
+        let serial = std::fs::read_to_string(dir.join("serial")).ok()?;
+        if serial.trim_end() != id {
+            return None;
+        }
+        let ro = std::fs::read_to_string(dir.join("ro")).is_ok_and(|r| r.trim() == "1");
+        Some((name, ro))
+    })
+}
+
+/// Mounts the configuration's block volumes (ext4, read-only when the disk
+/// is), returning the mount points to unmount at power off.
+pub fn mount_volumes(conf: &Config) -> Vec<String> {
+    let mut mounted = Vec::new();
+    for (id, mp) in &conf.blocks {
+        let Some((dev, ro)) = find_volume(Path::new("/sys/block"), id) else {
+            log(&format!(
+                "block volume {id}: no virtio disk has this serial"
+            ));
+            continue;
+        };
+        let _ = std::fs::create_dir_all(mp);
+        let (Ok(s), Ok(t), Ok(f)) = (
+            CString::new(format!("/dev/{dev}")),
+            CString::new(mp.as_str()),
+            CString::new("ext4"),
+        ) else {
+            log(&format!("block volume {id}: a NUL byte in {mp:?}"));
+            continue;
+        };
+        let flags = if ro { libc::MS_RDONLY } else { 0 };
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, std::ptr::null()) };
+        if r != 0 {
+            log(&format!(
+                "block volume {id}: mount /dev/{dev} on {mp}: {}",
+                os_err()
+            ));
+            continue;
+        }
+        log(&format!(
+            "block volume {id} (/dev/{dev}) at {mp}{}",
+            if ro { " (read-only)" } else { "" }
+        ));
+        mounted.push(mp.clone());
+    }
+    mounted
+}
+
+/// Unmounts the volumes (last first), so their filesystems are clean when
+/// the host reads them back.
+pub fn unmount_volumes(mounted: &[String]) {
+    for mp in mounted.iter().rev() {
+        let Ok(t) = CString::new(mp.as_str()) else {
+            continue;
+        };
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount(t.as_ptr()) } != 0 {
+            log(&format!("umount {mp}: {}", os_err()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_are_found_by_serial() {
+        let d = std::env::temp_dir().join(format!("bunny-init-sys-{}", std::process::id()));
+        for (name, serial, ro) in [
+            ("vda", "rootfs\n", "0"),
+            ("vdb", "bunnyvol0\n", "1"),
+            ("vdc", "bunnyvol1", "0"),
+        ] {
+            std::fs::create_dir_all(d.join(name)).unwrap();
+            std::fs::write(d.join(name).join("serial"), serial).unwrap();
+            std::fs::write(d.join(name).join("ro"), ro).unwrap();
+        }
+        assert_eq!(find_volume(&d, "bunnyvol0"), Some(("vdb".into(), true)));
+        assert_eq!(find_volume(&d, "bunnyvol1"), Some(("vdc".into(), false)));
+        assert_eq!(find_volume(&d, "bunnyvol"), None);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -27,22 +27,32 @@ const POLL: Duration = Duration::from_millis(20);
 /// Boots `spec` with the guest console on our stdin/stdout; returns the
 /// monitor's exit status (128+N when it ended by, or on behalf of, signal N).
 pub fn boot(spec: &RunSpec) -> Result<i32, RuntimeError> {
-    run(spec, None)
+    run(spec, None, &mut |_| {})
+}
+
+/// Like [`boot`], and calls `started` with the monitor's pid once it runs
+/// (a detached `bunny run` reports the run as started only then).
+pub fn boot_notify(spec: &RunSpec, started: &mut dyn FnMut(u32)) -> Result<i32, RuntimeError> {
+    run(spec, None, started)
 }
 
 /// Like [`boot`], but the console output goes to `console` and the guest
 /// gets no input.
 pub fn boot_with_console(spec: &RunSpec, console: &mut dyn Write) -> Result<i32, RuntimeError> {
-    run(spec, Some(console))
+    run(spec, Some(console), &mut |_| {})
 }
 
-fn run(spec: &RunSpec, console: Option<&mut dyn Write>) -> Result<i32, RuntimeError> {
+fn run(
+    spec: &RunSpec,
+    console: Option<&mut dyn Write>,
+    started: &mut dyn FnMut(u32),
+) -> Result<i32, RuntimeError> {
     let cmd = prepare(spec)?;
     let exit_device = cmd
         .args
         .iter()
         .any(|a| a == crate::monitor::GUEST_EXIT_DEVICE);
-    run_prepared(spec, cmd, console, exit_device)
+    run_prepared(spec, cmd, console, exit_device, started)
 }
 
 fn run_prepared(
@@ -50,6 +60,7 @@ fn run_prepared(
     cmd: MonitorCommand,
     console: Option<&mut dyn Write>,
     exit_device: bool,
+    started: &mut dyn FnMut(u32),
 ) -> Result<i32, RuntimeError> {
     for note in &cmd.notes {
         eprintln!("bunny: {note}");
@@ -66,18 +77,7 @@ fn run_prepared(
         } => ensure_tap(tap, *gateway, *mask)?,
         _ => {}
     }
-    for (path, bytes) in &cmd.files {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    write_side_files(&cmd)?;
 
     spawn_and_supervise(
         &program,
@@ -89,6 +89,7 @@ fn run_prepared(
             exit_device,
             own_pid_ns: None,
         },
+        started,
     )
 }
 
@@ -116,6 +117,7 @@ pub(crate) fn spawn_and_supervise(
     cmd: &MonitorCommand,
     console: Option<&mut dyn Write>,
     launch: Launch<'_>,
+    started: &mut dyn FnMut(u32),
 ) -> Result<i32, RuntimeError> {
     crate::timestamp("monitor-exec");
     let mut command = Command::new(program);
@@ -197,6 +199,7 @@ pub(crate) fn spawn_and_supervise(
         }
         None => None,
     };
+    started(child.id());
     let name = cmd.program.clone();
     let exit_device = launch.exit_device;
     match console {
@@ -597,18 +600,7 @@ pub fn prepare_monitor(spec: &RunSpec) -> Result<PreparedMonitor, RuntimeError> 
         program: command.program.clone(),
         package: spec.hypervisor().package(),
     })?;
-    for (path, bytes) in &command.files {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::WriteFile {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(path, bytes).map_err(|source| RuntimeError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    write_side_files(&command)?;
     Ok(PreparedMonitor { program, command })
 }
 
@@ -635,5 +627,40 @@ pub fn supervise_monitor(
             exit_device,
             own_pid_ns,
         },
+        &mut |_| {},
     )
+}
+
+/// Writes the command's side files and derived files.
+fn write_side_files(cmd: &MonitorCommand) -> Result<(), RuntimeError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::WriteFile { path, source }
+    };
+    let mkparent = |path: &Path| match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(werr(dir)),
+        None => Ok(()),
+    };
+    for (path, bytes) in &cmd.files {
+        mkparent(path)?;
+        std::fs::write(path, bytes).map_err(werr(path))?;
+    }
+    for d in &cmd.derived {
+        mkparent(&d.path)?;
+        let mut out = std::fs::File::create(&d.path).map_err(werr(&d.path))?;
+        let mut len = 0u64;
+        if let Some(base) = &d.base {
+            let mut src = std::fs::File::open(base).map_err(|source| RuntimeError::ReadFile {
+                path: base.clone(),
+                source,
+            })?;
+            len = std::io::copy(&mut src, &mut out).map_err(werr(&d.path))?;
+        }
+        let pad = |len: u64| vec![0u8; (len.div_ceil(512) * 512 - len) as usize];
+        out.write_all(&pad(len)).map_err(werr(&d.path))?;
+        out.write_all(&d.tail).map_err(werr(&d.path))?;
+        out.write_all(&pad(d.tail.len() as u64))
+            .map_err(werr(&d.path))?;
+    }
+    Ok(())
 }

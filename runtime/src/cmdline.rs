@@ -182,6 +182,7 @@ pub(crate) fn linux(
     spec: &RunSpec,
     argv: &[String],
     root: LinuxRoot,
+    urunit_config: Option<&str>,
 ) -> Result<String, RuntimeError> {
     let mut p: Vec<String> = vec!["panic=-1".into(), "console=ttyS0".into()];
     let rd = match root {
@@ -204,6 +205,9 @@ pub(crate) fn linux(
     for e in &spec.env {
         p.push(kernel_env_word(e)?);
     }
+    if let Some(path) = urunit_config {
+        p.push(format!("URUNIT_CONFIG={path}"));
+    }
     if let Some((argv0, rest)) = argv.split_first() {
         p.push(format!("{rd}init={}", init_word(argv0)?));
         p.push("--".into());
@@ -221,6 +225,63 @@ pub(crate) fn linux(
         ));
     }
     Ok(line)
+}
+
+/// urunit's configuration for volumes: one `UBS` block per disk, naming
+/// its serial and where to mount it.
+pub(crate) fn urunit_volumes(volumes: &[crate::spec::Volume]) -> Result<Vec<u8>, RuntimeError> {
+    let mut out = String::new();
+    for (n, v) in volumes.iter().enumerate() {
+        if has_control(&v.target) || v.target.contains(char::is_whitespace) {
+            return Err(refuse(
+                "Linux",
+                "volume mount point",
+                &v.target,
+                "urunit's configuration is one line per item and cannot carry blanks or control characters here",
+            ));
+        }
+        out.push_str(&format!(
+            "UBS\nID: {}\nMP: {}\nUBE\n",
+            crate::monitor::volume_serial(n),
+            v.target
+        ));
+    }
+    Ok(out.into_bytes())
+}
+
+/// A newc cpio archive holding one file, `name` (mode 0644), and the
+/// trailer: what the kernel unpacks from an initrd's appended archive.
+pub(crate) fn cpio_newc(name: &str, data: &[u8]) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
+        let header = format!(
+            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+    let mut out = Vec::new();
+    entry(&mut out, 1, 0o100644, name, data);
+    entry(&mut out, 0, 0, "TRAILER!!!", &[]);
+    out
 }
 
 /// Rumprun's JSON configuration. It is not quite JSON (one `"env"` key per

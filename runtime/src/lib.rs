@@ -21,8 +21,8 @@ pub mod oci;
 
 pub use accel::{cached_probe, probe_kvm, resolve_accel, Accel, KvmProbe, ResolvedAccel};
 pub use boot::{
-    boot, boot_with_console, ensure_tap, final_status, prepare_monitor, supervise_monitor, Launch,
-    PreparedMonitor, GUEST_CRASHED,
+    boot, boot_notify, boot_with_console, ensure_tap, final_status, prepare_monitor,
+    supervise_monitor, Launch, PreparedMonitor, GUEST_CRASHED,
 };
 pub use config::{
     read_config, Hypervisor, UnikernelConfig, UnikernelType, ANNOT_BINARY, ANNOT_BLK_MNT_POINT,
@@ -31,11 +31,11 @@ pub use config::{
 };
 pub use error::RuntimeError;
 pub use hostnet::HostNet;
-pub use monitor::{freebsd_bus, monitor_command, FreeBsdBus, MonitorCommand};
+pub use monitor::{freebsd_bus, monitor_command, DerivedFile, FreeBsdBus, MonitorCommand};
 pub use paths::resolve_in_rootfs;
 pub use solo5::{read_abi as read_solo5_abi, Solo5Abi};
 pub use spec::{
-    parse_publish, NetSpec, PortForward, RunSpec, DEFAULT_MEMORY_MB, USER_NET_GATEWAY,
+    parse_publish, NetSpec, PortForward, RunSpec, Volume, DEFAULT_MEMORY_MB, USER_NET_GATEWAY,
     USER_NET_GUEST_IP, USER_NET_MASK,
 };
 pub use timestamps::timestamp;

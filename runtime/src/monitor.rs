@@ -21,6 +21,25 @@ pub struct MonitorCommand {
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// One-line notices for the user.
     pub notes: Vec<String>,
+    /// Written before the monitor starts, from a file of the image plus
+    /// bytes of the run's (an initrd with urunit's configuration appended).
+    pub derived: Vec<DerivedFile>,
+}
+
+/// `path` = `base` (if any) zero-padded to 512 bytes, then `tail`, padded
+/// likewise: how urunc appends its configuration to an initrd (unpadded,
+/// the kernel reports "invalid magic" and loses it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFile {
+    pub path: PathBuf,
+    pub base: Option<PathBuf>,
+    pub tail: Vec<u8>,
+}
+
+/// The serial of volume `n`'s disk, by which the guest's init finds it
+/// (urunit's `ID:`); virtio-blk keeps 20 bytes of it.
+pub fn volume_serial(n: usize) -> String {
+    format!("bunnyvol{n}")
 }
 
 /// Host paths of the image files the monitor opens.
@@ -103,8 +122,23 @@ fn unsupported(ty: UnikernelType, hv: Hypervisor, reason: impl Into<String>) -> 
 
 /// A disk handed to the guest, in device order.
 struct Disk {
-    id: &'static str,
+    id: String,
     path: PathBuf,
+    /// Volumes: a serial the guest finds it by, read-only, never a
+    /// snapshot (what the guest writes must reach the file).
+    serial: Option<String>,
+    read_only: bool,
+}
+
+impl Disk {
+    fn image(id: &str, path: &Path) -> Disk {
+        Disk {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            serial: None,
+            read_only: false,
+        }
+    }
 }
 
 /// The guest-specific half of a command.
@@ -115,6 +149,7 @@ struct GuestPlan {
     /// solo5 device names (net, block).
     solo5_names: (&'static str, &'static str),
     files: Vec<(PathBuf, Vec<u8>)>,
+    derived: Vec<DerivedFile>,
     notes: Vec<String>,
     /// FreeBSD only: the bus its kernel finds devices on.
     freebsd_bus: Option<FreeBsdBus>,
@@ -189,6 +224,7 @@ pub(crate) fn build(
         Hypervisor::CloudHypervisor => cloud_hypervisor(spec, files, &plan, ty)?,
     };
     cmd.files.extend(plan.files);
+    cmd.derived.extend(plan.derived);
     cmd.notes.extend(plan.notes);
     Ok(cmd)
 }
@@ -244,6 +280,18 @@ fn plan_guest(
             "mountRootfs=true shares the container rootfs over devmapper/9p/virtiofs, which this runtime does not provide; build the image with an initrd or a block rootfs (BunnyFile `type: initrd`/`type: block`, Containerfile `LABEL bunny.rootfs=initrd`)",
         ));
     }
+    if !spec.volumes.is_empty() {
+        match (ty, hv) {
+            (UnikernelType::Linux, Hypervisor::Qemu) | (UnikernelType::Rumprun, _) => {}
+            _ => {
+                return Err(unsupported(
+                    ty,
+                    hv,
+                    "volumes (-v) are attached to linux guests under qemu and to rumprun guests only, for now",
+                ))
+            }
+        }
+    }
     let blk_mnt = spec.config.blk_mnt_point.as_deref();
     let block_is_root = files.block.is_some() && matches!(blk_mnt, None | Some("/"));
     let mut plan = GuestPlan {
@@ -252,6 +300,7 @@ fn plan_guest(
         disks: Vec::new(),
         solo5_names: ("tap", "rootfs"),
         files: Vec::new(),
+        derived: Vec::new(),
         notes: Vec::new(),
         freebsd_bus: None,
     };
@@ -283,25 +332,80 @@ fn plan_guest(
                     ));
                 }
             }
-            plan.cmdline = cmdline::linux(spec, &argv, root)?;
+            // urunc's way to tell the init about volumes: urunit's
+            // configuration appended to the initrd as `/urunit.conf`.
+            let urunit_config =
+                match (&root, spec.volumes.is_empty()) {
+                    (_, true) => None,
+                    (LinuxRoot::Initrd, false) => {
+                        let path = side_file(spec, "bunny-initrd.img");
+                        plan.derived.push(DerivedFile {
+                            path: path.clone(),
+                            base: files.initrd.clone(),
+                            tail: cmdline::cpio_newc(
+                                "urunit.conf",
+                                &cmdline::urunit_volumes(&spec.volumes)?,
+                            ),
+                        });
+                        plan.initrd = Some(path);
+                        Some("/urunit.conf")
+                    }
+                    (_, false) => return Err(unsupported(
+                        ty,
+                        hv,
+                        "volumes (-v) reach a linux guest through its initrd; this image has none",
+                    )),
+                };
+            plan.cmdline = cmdline::linux(spec, &argv, root, urunit_config)?;
             if let Some(b) = &files.block {
+                plan.disks.push(Disk::image("rootfs", b));
+            }
+            for (n, v) in spec.volumes.iter().enumerate() {
                 plan.disks.push(Disk {
-                    id: "rootfs",
-                    path: b.clone(),
+                    id: format!("vol{n}"),
+                    path: v.path.clone(),
+                    serial: Some(volume_serial(n)),
+                    read_only: v.read_only,
                 });
             }
         }
         UnikernelType::Rumprun => {
             if let Some(b) = &files.block {
-                plan.disks.push(Disk {
-                    id: "rootfs",
-                    path: b.clone(),
-                });
+                plan.disks.push(Disk::image("rootfs", b));
             }
-            let mount = files.block.as_ref().map(|_| match blk_mnt {
+            let mut mount = files.block.as_ref().map(|_| match blk_mnt {
                 Some(mp) if !mp.is_empty() => mp,
                 _ => "/data",
             });
+            match spec.volumes.as_slice() {
+                [] => {}
+                // Solo5 0.4 tenders take one disk (`--disk=`), and v0.9
+                // guests only the devices they declared when baked
+                // (urunc's pair: one disk, `rootfs`).
+                [_] if files.block.is_some() => {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        "a rumprun guest on solo5 has one disk, and this image uses it for its own block image; a volume needs an image without one",
+                    ))
+                }
+                [v] => {
+                    plan.disks.push(Disk {
+                        id: "rootfs".into(),
+                        path: v.path.clone(),
+                        serial: None,
+                        read_only: v.read_only,
+                    });
+                    mount = Some(v.target.as_str());
+                }
+                _ => {
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        "a rumprun guest on solo5 has one disk: give it one volume",
+                    ))
+                }
+            }
             plan.cmdline = cmdline::rumprun(spec, &argv, hv, mount)?;
         }
         UnikernelType::Unikraft => {
@@ -317,10 +421,7 @@ fn plan_guest(
         UnikernelType::Mirage => {
             plan.solo5_names = ("service", "storage");
             if let Some(b) = &files.block {
-                plan.disks.push(Disk {
-                    id: "storage",
-                    path: b.clone(),
-                });
+                plan.disks.push(Disk::image("storage", b));
             }
             plan.cmdline = cmdline::mirage(spec, &argv)?;
         }
@@ -361,10 +462,7 @@ fn plan_guest(
                     format!("init path {w:?} has a comma or blank, which FreeBSD boot arguments cannot carry"),
                 ));
             }
-            plan.disks.push(Disk {
-                id: "rootfs",
-                path: block.clone(),
-            });
+            plan.disks.push(Disk::image("rootfs", block));
             let uses_urunit = init_path
                 .map(|p| Path::new(p).file_name().is_some_and(|n| n == "urunit"))
                 .unwrap_or(false);
@@ -372,10 +470,7 @@ fn plan_guest(
                 let conf = side_file(spec, "bunny-urunit.conf");
                 plan.files
                     .push((conf.clone(), cmdline::freebsd_urunit_config(spec, rest)?));
-                plan.disks.push(Disk {
-                    id: "urunit",
-                    path: conf,
-                });
+                plan.disks.push(Disk::image("urunit", &conf));
                 Some(plan.disks.len() - 1)
             } else {
                 if !rest.is_empty() {
@@ -484,18 +579,24 @@ fn qemu(
     for d in &plan.disks {
         a.push("-drive".into());
         // urunit's config disk is per run; the image's own disks may be shared.
-        let snapshot = if spec.shared_image && d.id != "urunit" {
+        let snapshot = if spec.shared_image && d.id != "urunit" && d.serial.is_none() {
             ",snapshot=on"
         } else {
             ""
         };
+        let ro = if d.read_only { ",readonly=on" } else { "" };
         a.push(format!(
-            "file={},format=raw,if=none,id={}{snapshot}",
+            "file={},format=raw,if=none,id={}{snapshot}{ro}",
             qemu_escape(&d.path),
             d.id
         ));
         a.push("-device".into());
-        a.push(format!("virtio-blk-{bus},drive={}", d.id));
+        let serial = d
+            .serial
+            .as_ref()
+            .map(|s| format!(",serial={s}"))
+            .unwrap_or_default();
+        a.push(format!("virtio-blk-{bus},drive={}{serial}", d.id));
     }
     match &spec.net {
         // qemu adds a NIC of its own unless told not to.
@@ -537,6 +638,7 @@ fn qemu(
         args: a,
         files: Vec::new(),
         notes: Vec::new(),
+        derived: Vec::new(),
     }
 }
 
@@ -669,6 +771,7 @@ fn firecracker(
         ],
         files: vec![(path, json)],
         notes: Vec::new(),
+        derived: Vec::new(),
     })
 }
 
@@ -780,6 +883,7 @@ fn solo5(
         args: a,
         files: Vec::new(),
         notes: Vec::new(),
+        derived: Vec::new(),
     })
 }
 
@@ -819,6 +923,7 @@ fn cloud_hypervisor(
         args: a,
         files: Vec::new(),
         notes: Vec::new(),
+        derived: Vec::new(),
     })
 }
 

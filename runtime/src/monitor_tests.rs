@@ -746,3 +746,102 @@ fn the_container_status_is_the_guests() {
     // The monitor died of a signal.
     assert_eq!(final_status(ExitStatus::from_raw(9), None, true, None), 137);
 }
+
+#[test]
+fn linux_volumes_are_disks_with_serials_named_in_urunits_config() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.args = s(&["/init"]);
+    sp.shared_image = true;
+    sp.work_dir = Some("/w".into());
+    sp.volumes = vec![
+        crate::spec::Volume {
+            path: "/w/vol0.img".into(),
+            target: "/data".into(),
+            read_only: false,
+        },
+        crate::spec::Volume {
+            path: "/v/conf.img".into(),
+            target: "/etc/app".into(),
+            read_only: true,
+        },
+    ];
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd).join(" ");
+    // The run's initrd: the image's, with urunit's configuration appended.
+    assert!(a.contains("-initrd /w/bunny-initrd.img"), "{a}");
+    assert!(
+        a.contains("-drive file=/w/vol0.img,format=raw,if=none,id=vol0 -device virtio-blk-pci,drive=vol0,serial=bunnyvol0"),
+        "volumes are no snapshots: {a}"
+    );
+    assert!(
+        a.contains("file=/v/conf.img,format=raw,if=none,id=vol1,readonly=on -device virtio-blk-pci,drive=vol1,serial=bunnyvol1"),
+        "{a}"
+    );
+    assert!(
+        a.contains(" URUNIT_CONFIG=/urunit.conf rdinit=/init"),
+        "{a}"
+    );
+    assert_eq!(cmd.derived.len(), 1);
+    let d = &cmd.derived[0];
+    assert_eq!(d.base, Some(PathBuf::from("/b/rootfs/.boot/rootfs")));
+    let tail = String::from_utf8_lossy(&d.tail);
+    assert!(
+        tail.starts_with("070701") && tail.contains("urunit.conf\0"),
+        "{tail}"
+    );
+    assert!(
+        tail.contains(
+            "UBS\nID: bunnyvol0\nMP: /data\nUBE\nUBS\nID: bunnyvol1\nMP: /etc/app\nUBE\n"
+        ),
+        "{tail}"
+    );
+    assert!(tail.contains("TRAILER!!!"), "{tail}");
+    // Without an initrd there is nowhere to put the configuration.
+    sp.config.initrd = None;
+    sp.config.block = Some("/.boot/rootfs".into());
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("initrd"), "{e}");
+    // Other monitors attach no volumes yet.
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.config.block = None;
+    sp.monitor = Some(Hypervisor::Firecracker);
+    sp.net = tap();
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("volumes"), "{e}");
+}
+
+#[test]
+fn a_rumprun_volume_takes_the_one_solo5_disk() {
+    let mut sp = spec(UnikernelType::Rumprun, Hypervisor::Spt);
+    sp.args = s(&["app"]);
+    sp.volumes = vec![crate::spec::Volume {
+        path: "/w/vol0.img".into(),
+        target: "/state".into(),
+        read_only: false,
+    }];
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd).join(" ");
+    assert!(a.contains("--block:rootfs=/w/vol0.img"), "{a}");
+    assert!(
+        a.contains(
+            r#""blk":{"source":"etfs","path":"/dev/ld0a","fstype":"blk","mountpoint":"/state"}"#
+        ),
+        "{a}"
+    );
+    sp.config.block = Some("/.boot/rootfs".into());
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one disk"), "{e}");
+    sp.config.block = None;
+    sp.volumes.push(sp.volumes[0].clone());
+    let e = monitor_command(&sp, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one volume"), "{e}");
+}

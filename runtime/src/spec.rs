@@ -125,6 +125,16 @@ pub fn parse_publish(s: &str) -> Result<PortForward, RuntimeError> {
     })
 }
 
+/// A disk the user attaches to the guest (`bunny run -v`), which the
+/// guest mounts at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The disk image on the host.
+    pub path: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
     /// The unpacked image; every path from the config is resolved inside it.
@@ -156,6 +166,8 @@ pub struct RunSpec {
     /// the monitor instead of the one in `rootfs`: for monitors that cannot
     /// overlay a shared disk the way qemu's `snapshot=on` does.
     pub block_copy: Option<PathBuf>,
+    /// Extra disks, after the image's own.
+    pub volumes: Vec<Volume>,
 }
 
 impl RunSpec {
@@ -177,6 +189,7 @@ impl RunSpec {
             shared_image: false,
             netns: None,
             block_copy: None,
+            volumes: Vec::new(),
         }
     }
 

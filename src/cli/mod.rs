@@ -5,10 +5,14 @@ mod images;
 mod inspect;
 mod login;
 mod logout;
+mod logs;
 mod progress;
+mod ps;
 mod pull;
 mod push;
+mod rm;
 mod run;
+mod stop;
 mod store;
 mod transfer;
 
@@ -39,6 +43,10 @@ struct Cli {
 enum Verb {
     Build(build::BuildArgs),
     Run(run::RunArgs),
+    Ps(ps::PsArgs),
+    Logs(logs::LogsArgs),
+    Stop(stop::StopArgs),
+    Rm(rm::RmArgs),
     Push(push::PushArgs),
     Pull(pull::PullArgs),
     Images(images::ImagesArgs),
@@ -69,6 +77,10 @@ pub fn main() -> ExitCode {
     let result = match cli.verb {
         Verb::Build(a) => build::run(a, &globals),
         Verb::Run(a) => run::run(a, &globals),
+        Verb::Ps(a) => ps::run(a, &globals),
+        Verb::Logs(a) => logs::run(a, &globals),
+        Verb::Stop(a) => stop::run(a, &globals),
+        Verb::Rm(a) => rm::run(a, &globals),
         Verb::Push(a) => push::run(a, &globals),
         Verb::Pull(a) => pull::run(a, &globals),
         Verb::Images(a) => images::run(a, &globals),

@@ -2,10 +2,13 @@
 //! settings exactly as urunc does (annotations, else /urunc.json).
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context};
 use bunny_runtime::{Accel, HostNet, Hypervisor, NetSpec, PortForward, RunSpec, RuntimeError};
@@ -13,21 +16,30 @@ use clap::{Args, ValueEnum};
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use crate::layers::store::Store;
+use crate::runs::{process_start, RunState, Runs, Status, CONSOLE_LOG};
 
 #[derive(Debug, Args)]
 #[command(
     about = "Boot an image under qemu, firecracker or solo5",
     after_help = "Examples:\n  \
         bunny run --rm -p 18080:80 hello-linux:latest\n  \
+        bunny run -d --name web -p 18080:80 hello-linux   # then: bunny ps, logs -f web, stop web, rm web\n  \
         sudo bunny run --rm -p 8080:80 httpd-rumprun    # spt: a tap in the run's own netns\n  \
         bunny run --rm --tap bunny0 -p 8080:80 httpd-rumprun\n  \
         bunny run --rm -e GREETING=hi hello-linux once\n  \
         bunny run --rm --accel tcg ./out/hello-oci"
 )]
 pub struct RunArgs {
-    /// Remove the run's directory when the guest stops.
+    /// Remove the run (its state and files) when the guest stops.
     #[arg(long)]
     rm: bool,
+    /// Run in the background: print the run's id and return once the
+    /// monitor runs; the console goes to `bunny logs`.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Name the run (for ps, logs, stop, rm); default: IMAGE-XXXXXX.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Forward a host port to the guest: [IP:]HOST:GUEST[/udp]; repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
     publish: Vec<String>,
@@ -36,6 +48,12 @@ pub struct RunArgs {
     /// as root, bunny makes a tap in a network namespace of the run's own).
     #[arg(long, value_name = "NAME")]
     tap: Option<String>,
+    /// Attach a volume: HOST_DIR:GUEST_PATH[:ro|rw][,size=N] (the directory
+    /// goes in as a disk image and the guest's changes come back when it
+    /// stops) or IMAGE_FILE:GUEST_PATH[:ro] (ext2/3/4, written in place);
+    /// repeatable (rumprun: one).
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
+    volume: Vec<String>,
     /// Set an environment variable in the guest; repeatable.
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -67,8 +85,240 @@ enum AccelArg {
     Tcg,
 }
 
+/// Set in the detached copy of `bunny run -d`: the id of the run it
+/// supervises, and the descriptor on which it reports the start.
+const DETACHED_RUN_ENV: &str = "BUNNY_DETACHED_RUN";
+const READY_FD_ENV: &str = "BUNNY_DETACHED_READY_FD";
+
 pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let (store, manifest_desc) = locate(&args, &globals.root)?;
+    let runs = Runs::open(&globals.root)?;
+    match std::env::var(DETACHED_RUN_ENV) {
+        Ok(id) => {
+            // The detached supervisor: its stdout and stderr are the run's
+            // console log.
+            let state = runs
+                .reload(&id)?
+                .with_context(|| format!("run {id} was removed before it started"))?;
+            let ready = std::env::var(READY_FD_ENV)
+                .ok()
+                .and_then(|fd| fd.parse::<RawFd>().ok())
+                .map(|fd| {
+                    // Not for the monitor: the parent waits for this pipe
+                    // to close when we fail.
+                    // SAFETY: fcntl on a descriptor number has no memory
+                    // effects; the parent handed us this one, open and ours.
+                    unsafe {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                        File::from_raw_fd(fd)
+                    }
+                });
+            std::env::remove_var(DETACHED_RUN_ENV);
+            std::env::remove_var(READY_FD_ENV);
+            supervise(args, globals, &runs, state, ready)
+        }
+        Err(_) if args.detach => detach(args, globals, &runs),
+        Err(_) => {
+            let mut state = new_state(&args, false);
+            state.supervisor_pid = Some(std::process::id());
+            state.supervisor_start = process_start(std::process::id());
+            let state = runs.create(state, args.name.as_deref())?;
+            supervise(args, globals, &runs, state, None)
+        }
+    }
+}
+
+fn new_state(args: &RunArgs, detached: bool) -> RunState {
+    RunState {
+        id: String::new(),
+        name: String::new(),
+        image: args.image.clone(),
+        command: args.args.clone(),
+        created: crate::runs::now(),
+        status: Status::Created,
+        detached,
+        remove: args.rm,
+        supervisor_pid: None,
+        supervisor_start: None,
+        monitor_pid: None,
+        exit_code: None,
+        finished: None,
+        ports: args.publish.clone(),
+    }
+}
+
+/// `bunny run -d`: finds the image (pulling it if need be), registers the
+/// run, and starts a copy of this command in a session of its own, with
+/// the console going to the run's log; returns once the monitor runs.
+fn detach(args: RunArgs, globals: &super::Globals, runs: &Runs) -> anyhow::Result<ExitCode> {
+    // Here, so that a missing image or a pull's progress reaches the user.
+    locate(&args, &globals.root)?;
+    let state = runs.create(new_state(&args, true), args.name.as_deref())?;
+    let dir = runs.dir_of(&state.id);
+    let log_path = dir.join(CONSOLE_LOG);
+    let started = (|| -> anyhow::Result<String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 fills two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("making a pipe");
+        }
+        // SAFETY: pipe2 just opened both; each is owned once.
+        let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let wfd = wr.as_raw_fd();
+        let exe = std::env::current_exe().context("finding bunny's own executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env(DETACHED_RUN_ENV, &state.id)
+            .env(READY_FD_ENV, wfd.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("sharing the console log")?)
+            .stderr(log);
+        // SAFETY: setsid and fcntl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the terminal's session: its hangup and ^C are not
+                // the run's.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The child keeps the pipe's write end across exec.
+                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting the detached supervisor")?;
+        drop(wr);
+        // One line: "started", or "error: ..."; nothing if it died.
+        let mut report = String::new();
+        let _ = BufReader::new(&mut rd).read_line(&mut report);
+        if report.starts_with("started") {
+            // Reaped by init once we exit; nothing waits for it here.
+            drop(child);
+            return Ok(state.id.clone());
+        }
+        let status = child.wait().ok();
+        let said = report
+            .trim()
+            .strip_prefix("error: ")
+            .unwrap_or(report.trim());
+        let said = if said.is_empty() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "the supervisor ended ({}) before the monitor started: {}",
+                status.map_or("?".into(), |s| s.to_string()),
+                tail.join("\n")
+            )
+        } else {
+            said.to_string()
+        };
+        bail!("{said}")
+    })();
+    match started {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // Nothing ran: the name is free again.
+            let _ = runs.remove(&state.id);
+            Err(e)
+        }
+    }
+}
+
+/// Boots the run and supervises it to the end, keeping its state current;
+/// `ready` (detached runs) hears "started" once the monitor runs, or the
+/// error that stopped it.
+fn supervise(
+    args: RunArgs,
+    globals: &super::Globals,
+    runs: &Runs,
+    mut state: RunState,
+    mut ready: Option<File>,
+) -> anyhow::Result<ExitCode> {
+    state.status = Status::Running;
+    state.supervisor_pid = Some(std::process::id());
+    state.supervisor_start = process_start(std::process::id());
+    runs.save(&state)?;
+    let run_dir = runs.dir_of(&state.id);
+    let mut started = |pid: u32| {
+        state.monitor_pid = Some(pid);
+        // A state that cannot be written leaves the run without `ps`; the
+        // guest still runs, so this is only said.
+        if let Err(e) = runs.save(&state) {
+            eprintln!("bunny: {}", crate::error_chain(&e));
+        }
+        if let Some(mut r) = ready.take() {
+            let _ = r.write_all(b"started\n");
+        }
+    };
+    let result = boot_run(&args, globals, &run_dir, &mut started);
+    if let Err(e) = &result {
+        if let Some(mut r) = ready.take() {
+            let _ = writeln!(r, "error: {}", super::chain(e));
+        }
+    }
+    // `bunny rm -f` may have removed the run meanwhile: then there is
+    // nothing left to record.
+    let Some(mut state) = runs.reload(&state.id)? else {
+        return result.map(exit_code);
+    };
+    // A volume that could not be written back leaves its image here: the
+    // run stays (even with --rm) so the data is not lost with it.
+    let volume_kept = result.is_err() && has_volume_image(&run_dir);
+    if result.is_err() && state.monitor_pid.is_none() || args.rm && !volume_kept {
+        // Nothing ran (the error says why), or --rm: no run to keep.
+        runs.remove(&state.id)
+            .with_context(|| format!("removing run {}", state.name))?;
+        return result.map(exit_code);
+    }
+    state.status = Status::Exited;
+    // docker's status for a run that failed after its start.
+    state.exit_code = Some(*result.as_ref().unwrap_or(&125));
+    state.finished = Some(crate::runs::now());
+    runs.save(&state)?;
+    if !state.detached && result.is_ok() {
+        eprintln!(
+            "bunny: run {} ({}) stopped; its files are kept in {} (`bunny rm {}` removes them)",
+            state.name,
+            state.short_id(),
+            run_dir.display(),
+            state.name
+        );
+    }
+    result.map(exit_code)
+}
+
+fn has_volume_image(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("vol") && n.ends_with(".img")
+        })
+    })
+}
+
+fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(status.clamp(0, 255) as u8)
+}
+
+/// Everything from the image to the guest's exit status.
+fn boot_run(
+    args: &RunArgs,
+    globals: &super::Globals,
+    run_dir: &Path,
+    started: &mut dyn FnMut(u32),
+) -> anyhow::Result<i32> {
+    let (store, manifest_desc) = locate(args, &globals.root)?;
     let manifest = super::images::read_manifest(&store, &manifest_desc)?;
     let config: ImageConfiguration = {
         let f = store.open_blob(manifest.config().digest().as_ref())?;
@@ -80,12 +330,6 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     // monitor reads the kernel and initrd straight from that cache, and qemu
     // opens its disks with snapshot=on so no run changes them. Each run gets
     // only a small work directory for side files.
-    let runs = globals.root.join("runs");
-    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
-    let run_dir = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&runs)
-        .with_context(|| format!("creating a run directory in {}", runs.display()))?;
     let shared = crate::layers::image_fs::unpacked_image(
         &store,
         &manifest_desc,
@@ -114,7 +358,7 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
                 block,
                 "block image (com.urunc.unikernel.block)",
             )?;
-            let own = run_dir.path().join("block.img");
+            let own = run_dir.join("block.img");
             std::fs::copy(&image_disk, &own).with_context(|| {
                 format!(
                     "copying the block image {} for the run",
@@ -127,7 +371,7 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
     };
 
     let mut spec = RunSpec::new(shared, uk);
-    spec.work_dir = Some(run_dir.path().to_path_buf());
+    spec.work_dir = Some(run_dir.to_path_buf());
     spec.shared_image = block_copy.is_none();
     spec.block_copy = block_copy;
     spec.monitor = monitor;
@@ -162,18 +406,122 @@ pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> 
         .map(|p| bunny_runtime::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
     let host_side = guest_network(&mut spec, args.tap.as_deref(), forwards)?;
+    let volumes = attach_volumes(&mut spec, &args.volume, run_dir)?;
 
-    let status = bunny_runtime::boot(&spec)?;
+    let mut ran = false;
+    let status = bunny_runtime::boot_notify(&spec, &mut |pid| {
+        ran = true;
+        started(pid)
+    });
     drop(host_side);
-    if args.rm {
-        run_dir
-            .close()
-            .with_context(|| format!("removing the run directory under {}", runs.display()))?;
-    } else {
-        let kept = run_dir.keep();
-        eprintln!("bunny: the run's files are kept in {}", kept.display());
+    // The guest's changes go back to the directories even when the run
+    // ended badly: they are the user's data.
+    let mut kept = Vec::new();
+    if ran {
+        for v in volumes.iter().filter(|v| v.write_back) {
+            bunny_runtime::timestamp("volume-write-back-start");
+            let done = crate::volumes::write_back(&v.image, &v.arg.source);
+            bunny_runtime::timestamp("volume-write-back-done");
+            match done {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&v.image);
+                }
+                Err(e) => kept.push(format!(
+                    "{} (its image is kept at {}): {}",
+                    v.arg.source.display(),
+                    v.image.display(),
+                    crate::error_chain(&e)
+                )),
+            }
+        }
     }
-    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+    // Read-only copies hold nothing of the guest's.
+    for v in volumes
+        .iter()
+        .filter(|v| !v.write_back && v.image != v.arg.source)
+    {
+        let _ = std::fs::remove_file(&v.image);
+    }
+    let status = status?;
+    if !kept.is_empty() {
+        bail!(
+            "the guest stopped ({status}), but writing its volumes back failed: {}",
+            kept.join("; ")
+        );
+    }
+    Ok(status)
+}
+
+/// A volume of this run, and what to do with it when the guest stops.
+struct RunVolume {
+    arg: crate::volumes::VolumeArg,
+    /// The disk the guest gets.
+    image: PathBuf,
+    write_back: bool,
+    _lock: crate::volumes::VolumeLock,
+}
+
+/// Makes the disks for `-v` (images of directories in the run's
+/// directory) and adds them to the spec.
+fn attach_volumes(
+    spec: &mut RunSpec,
+    values: &[String],
+    run_dir: &Path,
+) -> anyhow::Result<Vec<RunVolume>> {
+    use crate::volumes::{self, VolumeFs};
+    let mut out = Vec::new();
+    if values.is_empty() {
+        return Ok(out);
+    }
+    let fs_type = match spec.config.unikernel_type {
+        bunny_runtime::UnikernelType::Linux => VolumeFs::Ext4,
+        bunny_runtime::UnikernelType::Rumprun => VolumeFs::Ext2,
+        other => bail!(
+            "-v: volumes are for linux and rumprun guests; this image is {}",
+            other.as_str()
+        ),
+    };
+    // solo5 has no read-only disk: a read-only volume is a copy there.
+    let rumprun = fs_type == VolumeFs::Ext2;
+    for (n, value) in values.iter().enumerate() {
+        let arg = volumes::parse(value)?;
+        let lock = volumes::lock(&arg.source)?;
+        let (image, write_back) = if arg.source_is_dir {
+            let image = run_dir.join(format!("vol{n}.img"));
+            let t0 = std::time::Instant::now();
+            bunny_runtime::timestamp("volume-image-start");
+            volumes::make_image(&arg.source, &image, fs_type, arg.size)
+                .with_context(|| format!("-v {value}: making its disk image"))?;
+            bunny_runtime::timestamp("volume-image-done");
+            if t0.elapsed() > std::time::Duration::from_secs(2) {
+                eprintln!(
+                    "bunny: -v {value}: its {} image took {:.1} s to make",
+                    fs_type.as_str(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            (image, !arg.read_only)
+        } else if arg.read_only && rumprun {
+            let image = run_dir.join(format!("vol{n}.img"));
+            std::fs::copy(&arg.source, &image)
+                .with_context(|| format!("-v {value}: copying the image for a read-only volume"))?;
+            (image, false)
+        } else {
+            (arg.source.clone(), false)
+        };
+        spec.volumes.push(bunny_runtime::Volume {
+            path: image.clone(),
+            target: arg.target.clone(),
+            read_only: arg.read_only && !rumprun,
+        });
+        out.push(RunVolume {
+            arg,
+            image,
+            write_back,
+            _lock: lock,
+        });
+    }
+    Ok(out)
 }
 
 /// Gives the guest its network and returns what must live on the host side
