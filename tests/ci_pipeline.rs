@@ -706,8 +706,23 @@ fn the_documented_pipelines_build_push_cache_and_deploy_by_digest() {
         world.reg.upload_requests("team/hello")
     );
 
+    // Someone moves the mirror's toolchain tag (here onto the kernel image,
+    // which has no compiler). The lock still pins the old digest, so a cold
+    // runner builds exactly what the warm one did.
+    run(Command::new(require_tool("skopeo"))
+        .args(["copy", "-q", "--src-creds", &format!("{USER}:{PASSWORD}")])
+        .args(["--dest-creds", &format!("{USER}:{PASSWORD}")])
+        .arg("--src-cert-dir")
+        .arg(world.reg.skopeo_cert_dir())
+        .arg("--dest-cert-dir")
+        .arg(world.reg.skopeo_cert_dir())
+        .arg(format!("docker://{host}/bunny/linux-kernel:bookworm"))
+        .arg(format!(
+            "docker://{host}/bunny/linux-toolchain:gcc-bookworm"
+        )));
+
     // GitLab, cold, into another repository: the same commit gives the
-    // same digest on another CI system.
+    // same digest on another CI system, the lock unchanged (its job checks).
     let gitlab = parse_yaml(&blocks[1]);
     let mut gl_cache = Cache::default();
     let gl = run_gitlab(&world, &gitlab, &mut gl_cache, "gl");
