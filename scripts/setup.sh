@@ -13,6 +13,8 @@ packages=(
   # real engines and registries the tests start themselves
   docker.io docker-registry containerd runc buildah
   apache2-utils openssl curl ca-certificates
+  # the CI jobs of docs/ci.md read the metadata file with jq
+  jq
   # rootfs writers: ext2/ext4 (mke2fs -d); makefs, the UFS2 writer bunny
   # replaced, for bench/ufs2.sh; cpio for cross-checks
   e2fsprogs makefs cpio

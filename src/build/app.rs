@@ -389,13 +389,14 @@ fn resolve_layers(
         } else {
             (dep.reference.to_string(), format!("{fw}'s default"))
         };
-        let unavailable = |from: String, e: BuildError| BuildError::LayerUnavailable {
-            key: key.clone(),
-            reference: reference.clone(),
-            from,
-            lock: opts.lock_file.display().to_string(),
-            source: Box::new(e),
-        };
+        let unavailable =
+            |from: String, wanted: &str, e: BuildError| BuildError::LayerUnavailable {
+                key: key.clone(),
+                reference: wanted.to_string(),
+                from,
+                lock: opts.lock_file.display().to_string(),
+                source: Box::new(e),
+            };
         let archive = fetch::parse_archive_ref(&reference)?;
         if let Some(archive) = archive {
             let locked = lock
@@ -414,7 +415,7 @@ fn resolve_layers(
                 Ok(f) => f,
                 // A file that is not the one pinned is refused as such.
                 Err(e @ FetchError::Checksum { .. }) => return Err(e.into()),
-                Err(e) => return Err(unavailable(from, e.into())),
+                Err(e) => return Err(unavailable(from, &reference, e.into())),
             };
             let entry = LockedLayer {
                 reference: reference.clone(),
@@ -427,11 +428,21 @@ fn resolve_layers(
             out.insert(dep.name, ResolvedLayer::Archive(fetched));
             continue;
         }
+        // A registry layer the lock pins is fetched by its digest, never by
+        // its tag: a fresh store (a CI runner) builds with exactly the locked
+        // image even after the tag has moved, and a store that holds it asks
+        // the registry nothing.
+        let pinned = lock
+            .layers
+            .get(&key)
+            .filter(|l| l.reference == reference && !opts.update_lock)
+            .and_then(|l| pinned_reference(&reference, &l.digest));
+        let wanted = pinned.as_deref().unwrap_or(&reference);
         // --update-lock asks the registry again: a retagged layer is only
         // seen when the lock is being refreshed.
         let (image_store, current) =
-            resolve_image(store, &reference, opts.registry.as_ref(), opts.update_lock)
-                .map_err(|e| unavailable(from, e))?;
+            resolve_image(store, wanted, opts.registry.as_ref(), opts.update_lock)
+                .map_err(|e| unavailable(from, wanted, e))?;
         let manifest = match lock.layers.get(&key) {
             Some(locked) if locked.reference == reference && !opts.update_lock => {
                 if locked.digest == current.digest().as_ref() {
@@ -476,6 +487,25 @@ fn resolve_layers(
         progress.log("lock", &format!("wrote {}", opts.lock_file.display()));
     }
     Ok(out)
+}
+
+/// `host/repo@DIGEST` for a registry reference (`host/repo[:tag][@…]`);
+/// `None` for OCI layouts (`oci:…`, a directory), which are read as they are.
+fn pinned_reference(reference: &str, digest: &str) -> Option<String> {
+    if reference.starts_with("oci:")
+        || reference.starts_with('/')
+        || reference.starts_with('.')
+        || Path::new(reference).join("oci-layout").is_file()
+    {
+        return None;
+    }
+    let name = reference.split('@').next().unwrap_or(reference);
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let name = match name[slash..].find(':') {
+        Some(colon) => &name[..slash + colon],
+        None => name,
+    };
+    Some(format!("{name}@{digest}"))
 }
 
 /// Whether `app.from` names a git remote rather than a directory or an image.
@@ -628,6 +658,25 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<String, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locked_registry_layers_are_pinned_by_digest() {
+        let d = "sha256:abc";
+        assert_eq!(
+            pinned_reference("127.0.0.1:5000/bunny/tc:gcc-bookworm", d).as_deref(),
+            Some("127.0.0.1:5000/bunny/tc@sha256:abc")
+        );
+        assert_eq!(
+            pinned_reference("127.0.0.1:5000/bunny/tc", d).as_deref(),
+            Some("127.0.0.1:5000/bunny/tc@sha256:abc")
+        );
+        assert_eq!(
+            pinned_reference("bunny/tc:1@sha256:old", d).as_deref(),
+            Some("bunny/tc@sha256:abc")
+        );
+        assert_eq!(pinned_reference("oci:/x/layout:gcc", d), None);
+        assert_eq!(pinned_reference("./layout", d), None);
+    }
 
     #[test]
     fn overrides_parse() {
