@@ -47,6 +47,7 @@ fn context(dir: &Path, kernel: &Path) {
         ex.join("rootfs/bin/busybox").is_file(),
         "examples/hello-linux/rootfs/bin/busybox is missing: run `bash scripts/setup.sh` first"
     );
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(ex.join("BunnyFile"), dir.join("BunnyFile")).unwrap();
     std::fs::copy(kernel.join("bzImage"), dir.join("vmlinuz")).unwrap();
     let rootfs = dir.join("rootfs");
