@@ -33,6 +33,9 @@ packages=(
   gcc libc6-dev
   # readelf: the rumprun tests read the unikernels' ELF notes with it
   binutils
+  # the minimal guest kernel (scripts/minimal-kernel.sh): Debian's kernel
+  # sources and what building them takes
+  linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils
   # kill (procps) and flock (util-linux) in tests; /usr/bin/time and python3 in bench/
   procps util-linux time python3
 )
@@ -82,6 +85,12 @@ fi
 # The toolchain and kernel images for `app` builds (linux, rumprun):
 # debootstrap takes minutes the first time; cached under target/toolchains.
 "$here/scripts/toolchain-image.sh"
+
+# bunny's minimal Linux kernel (tinyconfig + kernels/linux-minimal.config)
+# from Debian's linux-source: about 5 minutes on 2 cores the first time,
+# cached under target/minimal-kernel; also the image
+# oci:target/toolchains/layout:kernel-minimal.
+"$here/scripts/minimal-kernel.sh"
 
 # Third-party tools no package registry has. Beside this project's own
 # checkouts they come prebuilt in ../shared/tools (read-only; README there);
