@@ -30,10 +30,16 @@ pub fn run(args: InspectArgs, globals: &super::Globals) -> anyhow::Result<ExitCo
     };
     let report = crate::oci::inspect::inspect(&store, &name)
         .with_context(|| format!("inspecting `{}`", args.image))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
     } else {
-        print!("{report}");
+        report.to_string()
+    };
+    // A reader that stops early (`| head`) closes the pipe: that ends the
+    // output, it is not an error (println! would panic on it).
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
