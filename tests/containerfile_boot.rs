@@ -53,7 +53,7 @@ fn run(root: &Path, args: &[&str], log: &Path) -> std::process::Child {
         .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
 }
@@ -169,7 +169,7 @@ fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
         ctx.join("Containerfile"),
         format!(
             "ARG BASE={image}\nFROM $BASE\nLABEL bunny.rootfs=initrd\nENV GREETING=hello\nWORKDIR /srv/data\n\
-             ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo app: args=[$0 $1] pwd=$(/bin/busybox pwd) greeting=$GREETING; (/bin/busybox sleep 0.2 &); /bin/busybox sleep 2; exit 7\"]\n\
+             ENTRYPOINT [\"/bin/busybox\", \"sh\", \"-c\", \"echo app: args=[$0 $1] pwd=$(/bin/busybox pwd) greeting=$GREETING; echo quote=$QUOTE; (/bin/busybox sleep 0.2 &); /bin/busybox sleep 2; exit 7\"]\n\
              CMD [\"one\", \"two words\"]\n"
         ),
     )
@@ -177,7 +177,14 @@ fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
     let root = tmp.path().join("store");
     build(&root, &ctx, "app:test");
     let log = tmp.path().join("console.log");
-    let mut child = run(&root, &["app:test"], &log);
+    // A value no kernel command line can carry (a `"`, words the kernel
+    // would read as its own parameters) reaches the app through urunit's
+    // configuration in the initrd instead.
+    let mut child = run(
+        &root,
+        &["-e", "QUOTE=say \"hi\" init=/bin/sh quiet", "app:test"],
+        &log,
+    );
     let status = wait(&mut child, 60, &log);
     let console = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -187,6 +194,10 @@ fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
     );
     assert!(
         console.contains("app: args=[one two words] pwd=/srv/data greeting=hello"),
+        "{console}"
+    );
+    assert!(
+        console.contains("quote=say \"hi\" init=/bin/sh quiet"),
         "{console}"
     );
     assert!(console.contains("bunny-init: reaped pid"), "{console}");

@@ -183,6 +183,7 @@ pub(crate) fn linux(
     argv: &[String],
     root: LinuxRoot,
     urunit_config: Option<&str>,
+    env_in_config: bool,
 ) -> Result<String, RuntimeError> {
     let mut p: Vec<String> = vec!["panic=-1".into(), "console=ttyS0".into()];
     let rd = match root {
@@ -202,8 +203,10 @@ pub(crate) fn linux(
             p.push("URUNIT_DEFROUTE=1".into());
         }
     }
-    for e in &spec.env {
-        p.push(kernel_env_word(e)?);
+    if !env_in_config {
+        for e in &spec.env {
+            p.push(kernel_env_word(e)?);
+        }
     }
     if let Some(path) = urunit_config {
         p.push(format!("URUNIT_CONFIG={path}"));
@@ -225,6 +228,33 @@ pub(crate) fn linux(
         ));
     }
     Ok(line)
+}
+
+/// Whether every variable of `env` can ride on a Linux command line.
+pub(crate) fn linux_env_fits(env: &[String]) -> bool {
+    env.iter().all(|e| kernel_env_word(e).is_ok())
+}
+
+/// urunit's `UES` block: the app's whole environment, one `K=V` a line, for
+/// values a kernel command line cannot carry (a `"`, a name the kernel
+/// takes as its own). Only a line break cannot be carried here either.
+pub(crate) fn urunit_env(env: &[String]) -> Result<Vec<u8>, RuntimeError> {
+    let mut out = String::from("UES\n");
+    for e in env {
+        check_env_name("Linux", e)?;
+        if has_control(e) {
+            return Err(refuse(
+                "Linux",
+                "environment variable",
+                e,
+                "urunit's configuration is one line per variable and cannot carry control characters",
+            ));
+        }
+        out.push_str(e);
+        out.push('\n');
+    }
+    out.push_str("UEE\n");
+    Ok(out.into_bytes())
 }
 
 /// urunit's configuration for volumes: one `UBS` block per disk, naming

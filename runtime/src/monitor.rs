@@ -332,20 +332,28 @@ fn plan_guest(
                     ));
                 }
             }
-            // urunc's way to tell the init about volumes: urunit's
-            // configuration appended to the initrd as `/urunit.conf`.
+            // urunc's way to tell the init about volumes, and bunny's way to
+            // carry an environment the kernel command line cannot (a `"` in
+            // a value): urunit's configuration appended to the initrd as
+            // `/urunit.conf`. Only an init that reads it (urunit, bunny-init:
+            // its path names urunit) gets the environment there.
+            let urunit_init = argv.first().is_some_and(|a| a.contains("urunit"));
+            let env_in_config = matches!(root, LinuxRoot::Initrd)
+                && urunit_init
+                && !cmdline::linux_env_fits(&spec.env);
             let urunit_config =
-                match (&root, spec.volumes.is_empty()) {
+                match (&root, spec.volumes.is_empty() && !env_in_config) {
                     (_, true) => None,
                     (LinuxRoot::Initrd, false) => {
+                        let mut conf = cmdline::urunit_volumes(&spec.volumes)?;
+                        if env_in_config {
+                            conf.extend(cmdline::urunit_env(&spec.env)?);
+                        }
                         let path = side_file(spec, "bunny-initrd.img");
                         plan.derived.push(DerivedFile {
                             path: path.clone(),
                             base: files.initrd.clone(),
-                            tail: cmdline::cpio_newc(
-                                "urunit.conf",
-                                &cmdline::urunit_volumes(&spec.volumes)?,
-                            ),
+                            tail: cmdline::cpio_newc("urunit.conf", &conf),
                         });
                         plan.initrd = Some(path);
                         Some("/urunit.conf")
@@ -356,7 +364,7 @@ fn plan_guest(
                         "volumes (-v) reach a linux guest through its initrd; this image has none",
                     )),
                 };
-            plan.cmdline = cmdline::linux(spec, &argv, root, urunit_config)?;
+            plan.cmdline = cmdline::linux(spec, &argv, root, urunit_config, env_in_config)?;
             if let Some(b) = &files.block {
                 plan.disks.push(Disk::image("rootfs", b));
             }

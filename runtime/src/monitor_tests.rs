@@ -845,3 +845,43 @@ fn a_rumprun_volume_takes_the_one_solo5_disk() {
         .to_string();
     assert!(e.contains("one volume"), "{e}");
 }
+
+#[test]
+fn env_a_command_line_cannot_carry_goes_to_urunits_config_for_urunit() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.initrd = Some("/.boot/rootfs".into());
+    sp.shared_image = true;
+    sp.work_dir = Some("/w".into());
+    sp.env = s(&[
+        "GREETING=hello",
+        "MSG=say \"hi\" quiet loglevel=0 -- injected",
+    ]);
+    sp.args = s(&["/urunit", "/bin/app"]);
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd).join(" ");
+    assert!(!a.contains("MSG=") && !a.contains("GREETING="), "{a}");
+    assert!(
+        a.contains(" URUNIT_CONFIG=/urunit.conf rdinit=/urunit -- /bin/app"),
+        "{a}"
+    );
+    let tail = String::from_utf8_lossy(&cmd.derived[0].tail);
+    assert!(
+        tail.contains("UES\nGREETING=hello\nMSG=say \"hi\" quiet loglevel=0 -- injected\nUEE\n"),
+        "{tail}"
+    );
+    // Values that fit stay on the command line, as urunc puts them.
+    sp.env = s(&["GREETING=hello"]);
+    let a = argv(&monitor_command(&sp, ResolvedAccel::Tcg).unwrap()).join(" ");
+    assert!(
+        a.contains("GREETING=hello") && !a.contains("URUNIT_CONFIG"),
+        "{a}"
+    );
+    // An init that does not read urunit's configuration: still refused.
+    sp.env = s(&["MSG=a\"b"]);
+    sp.args = s(&["/init"]);
+    assert!(monitor_command(&sp, ResolvedAccel::Tcg).is_err());
+    // A line break cannot be carried anywhere.
+    sp.env = s(&["MSG=a\nUEE"]);
+    sp.args = s(&["/urunit", "/bin/app"]);
+    assert!(monitor_command(&sp, ResolvedAccel::Tcg).is_err());
+}
