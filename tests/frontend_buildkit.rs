@@ -785,12 +785,13 @@ fn exec_ops_build_apps_block_rootfs_and_containerfiles_as_bunny_build_does() {
     assert!(fsck.status.success(), "{}", text(&fsck));
 
     // 3. A Containerfile: bunny-init from the frontend image, the kernel
-    // from the kernel layer, the files as an initrd.
+    // from the kernel layer, the files as an initrd (bunny's opt-in; Go
+    // bunny's default keeps them in the layers).
     let cf_ctx = work.path().join("cf");
     context(&cf_ctx);
     fs::write(
         cf_ctx.join("Containerfile"),
-        "FROM scratch\nCOPY rootfs/ /\nLABEL com.urunc.unikernel.cmdline=\"console=ttyS0\"\nENV GREETING=hello\nWORKDIR /etc\nCMD [\"/init\"]\n",
+        "FROM scratch\nCOPY rootfs/ /\nLABEL bunny.rootfs=initrd\nLABEL com.urunc.unikernel.cmdline=\"console=ttyS0\"\nENV GREETING=hello\nWORKDIR /etc\nCMD [\"/init\"]\n",
     )
     .unwrap();
     let (docker_out, bunny_out) = both(

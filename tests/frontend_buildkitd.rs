@@ -558,12 +558,12 @@ fn buildctl_exec_ops_block_rootfs_containerfiles_and_locks_match_bunny_build() {
     same_files(&a, &b, &FILES);
 
     // 3. A Containerfile: bunny-init from the frontend image, the kernel
-    // from the kernel layer.
+    // from the kernel layer, the files as an initrd (bunny's opt-in).
     let cf = work.path().join("cf");
     context(&cf);
     fs::write(
         cf.join("Containerfile"),
-        "FROM scratch\nCOPY rootfs/ /\nLABEL com.urunc.unikernel.cmdline=\"console=ttyS0\"\nENV GREETING=hello\nCMD [\"/init\"]\n",
+        "FROM scratch\nCOPY rootfs/ /\nLABEL bunny.rootfs=initrd\nLABEL com.urunc.unikernel.cmdline=\"console=ttyS0\"\nENV GREETING=hello\nCMD [\"/init\"]\n",
     )
     .unwrap();
     let (a, b) = both("containerfile", &cf, "Containerfile", &layers_arg);
