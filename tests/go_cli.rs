@@ -7,29 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The frontend binary, through cargo so it is current (the same target dir
-/// and flags as the BuildKit tests and scripts/setup.sh: no rebuild when
-/// those ran).
+/// The frontend binary, current (built through cargo, shared with the
+/// BuildKit tests).
 fn frontend() -> PathBuf {
-    let target = Path::new(ROOT).join("target/frontend-static");
-    let o = Command::new(env!("CARGO"))
-        .current_dir(ROOT)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C debuginfo=0")
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "bunny-frontend",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    target.join("x86_64-unknown-linux-gnu/debug/bunny-frontend")
+    common::frontend::static_frontend()
 }
 
 fn ok(o: Output) -> Vec<u8> {
