@@ -143,6 +143,22 @@ impl Rt {
     }
 }
 
+/// A test that fails half-way must not leave its supervisor and qemu running
+/// (they would hold the container's cgroup, and the next run's `ps` would see
+/// them): whatever is still in the state root is force-deleted.
+impl Drop for Rt {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if let Some(id) = e.file_name().to_str() {
+                let _ = self.out(&["delete", "--force", id]);
+            }
+        }
+    }
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool, ctx: impl Fn() -> String) {
     let t = Instant::now();
     while !f() {
