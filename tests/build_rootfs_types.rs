@@ -192,6 +192,28 @@ fn raw_rootfs_goes_into_the_image_layers() {
     );
 }
 
+/// `bunny inspect NAME | head` closes the pipe before bunny writes: that is
+/// the end of the output, not a panic and not a failure.
+#[test]
+fn inspect_into_a_closed_pipe_is_quiet_and_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    build(
+        tmp.path(),
+        "lxpipe",
+        &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: raw\n  include:\n    - data:/srv\n"),
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = common::bunny(&tmp.path().join("lxpipe-store"))
+        .args(["inspect", "lxpipe"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn prebuilt_local_rootfs_is_carried_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
