@@ -571,8 +571,12 @@ fn crictl_runs_hello_linux_as_a_pod_through_containerds_cri() {
     assert_eq!(st["exitCode"], 3, "{st}");
     assert_eq!(st["reason"], "Error", "{st}");
     let st = cri.wait_exited(&small_cid);
-    assert_ne!(st["exitCode"], 0, "a 64 MiB guest cannot boot: {st}");
-    assert_ne!(st["reason"], "Completed", "{st}");
+    assert_eq!(
+        st["exitCode"],
+        bunny_runtime::GUEST_CRASHED,
+        "a 64 MiB guest cannot boot: {st}"
+    );
+    assert_eq!(st["reason"], "Error", "{st}");
     for (pod, cid) in [(&exit_pod_id, &exit_cid), (&small_pod_id, &small_cid)] {
         cri.crictl_ok(&["rm", cid]);
         cri.teardown_pod(pod);
