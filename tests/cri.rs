@@ -536,6 +536,25 @@ fn crictl_runs_hello_linux_as_a_pod_through_containerds_cri() {
     );
     cri.teardown_pod(&partial_id);
 
+    // A sidecar that started first keeps the pod's network: the guest that
+    // would take its address is refused instead.
+    let side = cri.json(
+        "side.json",
+        serde_json::json!({"metadata": {"name": "side"}, "image": {"image": PAUSE_IMAGE},
+                           "command": ["/bin/busybox", "sleep", "60"], "log_path": "side.log"}),
+    );
+    let first = cri.pod("sidefirst", serde_json::json!({}));
+    let (first_id, side_cid) = cri.run_pod(&first, &side);
+    netns.push(pod_netns(&cri.inspect("inspectp", &first_id)));
+    let e = cri.start_fails(&first_id, &first, &web);
+    assert!(
+        e.contains("another container already uses its network"),
+        "guest after a sidecar: {e}"
+    );
+    cri.crictl_ok(&["stop", "--timeout", "0", &side_cid]);
+    cri.crictl_ok(&["rm", &side_cid]);
+    cri.teardown_pod(&first_id);
+
     // Exit statuses, through CRI: a guest exiting 3 is Error/3; one with too
     // little memory to boot is a failure, not "Completed" 0. Both boot at once.
     let exit3 = cri.json(
@@ -557,11 +576,6 @@ fn crictl_runs_hello_linux_as_a_pod_through_containerds_cri() {
         netns.push(pod_netns(&cri.inspect("inspectp", id)));
     }
     // An ordinary sidecar would find the pod's address taken by the guest.
-    let side = cri.json(
-        "side.json",
-        serde_json::json!({"metadata": {"name": "side"}, "image": {"image": PAUSE_IMAGE},
-                           "command": ["/bin/busybox", "sleep", "60"], "log_path": "side.log"}),
-    );
     let e = cri.start_fails(&exit_pod_id, &exit_pod, &side);
     assert!(
         e.contains("an ordinary container (run by runc) cannot join"),

@@ -282,6 +282,11 @@ fn create_or_run(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
     }
     // Settings errors are reported before anything is started.
     crate::read_config(&spec.annotations, &rootfs)?;
+    if let NetNs::Path(ns) = spec.netns() {
+        // A guest's own processes use the namespace too: name that case first.
+        net::check_not_taken(&ns, "a second unikernel")?;
+        pod::check_no_sidecar(&spec.annotations, &g.root, &ns)?;
+    }
 
     let opts = CreateOpts {
         id: id.clone(),

@@ -10,6 +10,8 @@
 //! a unikernel when the pod carries its annotations.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use super::error::OciError;
 use crate::config::{ANNOT_BINARY, ANNOT_HYPERVISOR, ANNOT_TYPE};
@@ -58,6 +60,92 @@ pub fn check_urunc_keys(annotations: &BTreeMap<String, String>) -> Result<(), Oc
         missing: missing.join(", "),
         present: present.join(", "),
     })
+}
+
+/// The annotation naming the pod a container belongs to, per CRI.
+const SANDBOX_ID_KEYS: &[&str] = &[
+    "io.kubernetes.cri.sandbox-id",
+    "io.kubernetes.cri-o.SandboxID",
+];
+
+/// Refuses to boot a guest into a pod whose network an ordinary container
+/// (a sidecar started before it) already uses: the guest would take the
+/// pod's address from under it. The pod's sandbox process is found in the
+/// runc state under `root` (the handler's runc and we share it); without
+/// it, nothing is checked.
+pub fn check_no_sidecar(
+    annotations: &BTreeMap<String, String>,
+    root: &Path,
+    netns: &Path,
+) -> Result<(), OciError> {
+    let Some(sandbox) = SANDBOX_ID_KEYS
+        .iter()
+        .find_map(|k| annotations.get(*k))
+        .filter(|id| super::state::check_id(id).is_ok())
+    else {
+        return Ok(());
+    };
+    let Some(sandbox_pid) = std::fs::read(root.join(sandbox).join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["init_process_pid"].as_i64())
+    else {
+        return Ok(());
+    };
+    let others = users_of_netns(netns, sandbox_pid);
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(OciError::Pod(format!(
+        "a unikernel cannot start in this pod: another container already uses its network \
+         (pid {}), and the guest would take the pod's address from it. One unikernel per \
+         pod, and no container beside it that needs the network",
+        others
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Processes in the network namespace at `netns`, other than the sandbox's
+/// process and its children.
+fn users_of_netns(netns: &Path, sandbox_pid: i64) -> Vec<i32> {
+    let Ok(target) = std::fs::metadata(netns) else {
+        return Vec::new();
+    };
+    let want = format!("net:[{}]", target.ino());
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if i64::from(pid) == sandbox_pid {
+            continue;
+        }
+        let Ok(ns) = std::fs::read_link(e.path().join("ns/net")) else {
+            continue;
+        };
+        if ns.as_os_str() != want.as_str() {
+            continue;
+        }
+        // The 4th field of /proc/PID/stat, after the parenthesised name.
+        let ppid = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_string();
+                rest.split_whitespace().nth(1)?.parse::<i64>().ok()
+            });
+        if ppid == Some(sandbox_pid) {
+            continue;
+        }
+        found.push(pid);
+    }
+    found.sort_unstable();
+    found
 }
 
 /// The vCPUs a spec's CPU limit asks for: the CFS quota over its period
