@@ -220,9 +220,12 @@ pub fn check_not_taken(netns: &Path, who: &str) -> Result<(), OciError> {
     let Ok(ns) = std::fs::File::open(netns) else {
         return Ok(());
     };
-    let links_json = tool("ip", &["-j", "link", "show"], Some(ns.as_raw_fd()))?;
-    let links: Vec<IpLink> = serde_json::from_str(&links_json)
-        .map_err(|e| net_err(format!("cannot read `ip -j link show`: {e}")))?;
+    // Only evidence refuses: an ordinary container must not fail because
+    // iproute2 is missing or says something unexpected.
+    let Ok(links_json) = tool("ip", &["-j", "link", "show"], Some(ns.as_raw_fd())) else {
+        return Ok(());
+    };
+    let links: Vec<IpLink> = serde_json::from_str(&links_json).unwrap_or_default();
     if links.iter().any(|l| l.ifname == TAP) {
         return Err(taken(who));
     }
