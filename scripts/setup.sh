@@ -26,6 +26,9 @@ packages=(
   debootstrap git
   # network namespaces, tap devices
   iproute2
+  # CNI's bridge, host-local and loopback plugins: pods through containerd's
+  # CRI plugin (tests/cri.rs)
+  containernetworking-plugins
   # the Solo5 tenders (solo5-spt sandboxes the guest with seccomp); zstd
   # unpacks the prebuilt tools beside this project's checkouts
   libseccomp2 zstd
@@ -134,6 +137,15 @@ if [[ -d "$shared/urunc" ]]; then
   fi
 else
   echo "setup: urunc not installed (its prebuilt binaries are only beside this project's checkouts); the urunc tests will say so" >&2
+fi
+
+# crictl, to drive containerd's CRI as a kubelet does (tests/cri.rs). Beside
+# this project's checkouts it is ../shared/tools/cri-tools (built from source);
+# elsewhere install crictl from kubernetes-sigs/cri-tools' releases.
+if [[ -f "$shared/cri-tools/crictl.zst" ]]; then
+  install_bin "$shared/cri-tools/crictl.zst" crictl
+elif ! command -v crictl >/dev/null; then
+  echo "setup: crictl not installed (prebuilt only beside this project's checkouts): install it from https://github.com/kubernetes-sigs/cri-tools/releases; the CRI test will say so" >&2
 fi
 
 # Current BuildKit (buildkitd, buildctl): the frontend tests run against it

@@ -419,4 +419,51 @@ fn containerd_sees_the_guests_exit_status_and_a_panic_as_failure() {
         Some(bunny_runtime::GUEST_CRASHED),
         "console:\n{console}"
     );
+
+    // As runc: `kill --all` on a container that has stopped (its state not
+    // yet deleted) succeeds; a plain `kill` says it is not running.
+    ok(
+        ctd.run(&runc_root).args(["-d", image, "dead1"]),
+        Duration::from_secs(30),
+    );
+    ok(
+        ctd.ctr().args(["task", "kill", "-s", "SIGKILL", "dead1"]),
+        Duration::from_secs(30),
+    );
+    let t = Instant::now();
+    while ok(ctd.ctr().args(["task", "ls"]), Duration::from_secs(10))
+        .lines()
+        .any(|l| l.starts_with("dead1 ") && !l.contains("STOPPED"))
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "dead1 did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runtime = |args: &[&str]| {
+        Command::new(runtime_binary())
+            .arg("--root")
+            .arg(runc_root.join("bunnytest"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let all = runtime(&["kill", "--all", "dead1", "KILL"]);
+    assert!(
+        all.status.success(),
+        "kill --all on a stopped container: {}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let one = runtime(&["kill", "dead1", "KILL"]);
+    assert!(
+        !one.status.success() && String::from_utf8_lossy(&one.stderr).contains("not running"),
+        "kill on a stopped container: {}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    ok(
+        ctd.ctr().args(["task", "delete", "dead1"]),
+        Duration::from_secs(30),
+    );
+    ok(
+        ctd.ctr().args(["containers", "rm", "dead1"]),
+        Duration::from_secs(30),
+    );
 }

@@ -67,6 +67,12 @@ pub enum OciError {
         detail: String,
     },
 
+    #[error("the spec's annotations carry only part of urunc's settings: missing {missing} (given: {present}); give all three, or none to use the image's /urunc.json")]
+    PartialUruncAnnotations { missing: String, present: String },
+
+    #[error("{0}")]
+    Pod(String),
+
     #[error("the container's init failed: {0}")]
     Init(String),
 

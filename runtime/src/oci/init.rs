@@ -207,6 +207,9 @@ fn prepare(a: &Args) -> Result<Prepared, OciError> {
     if let Some(mb) = spec.memory_mb() {
         run.memory_mb = mb;
     }
+    if let Some(n) = spec.vcpus() {
+        run.cpus = n;
+    }
     run.accel = accel_from_env()?;
     let setup = if a.own_netns {
         net::setup_here()?

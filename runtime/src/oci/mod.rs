@@ -28,6 +28,7 @@ pub mod console;
 pub mod error;
 mod init;
 pub mod net;
+pub mod pod;
 pub mod spec;
 pub mod state;
 
@@ -269,11 +270,23 @@ fn create_or_run(inv: &Invocation, raw: &[OsString]) -> Result<i32, OciError> {
         .map_err(|e| OciError::io("cannot resolve the bundle path", &bundle, e))?;
     let spec = Spec::load(&bundle)?;
     let rootfs = spec.rootfs(&bundle);
+    if pod::is_sandbox(&spec.annotations) {
+        return fallback(raw);
+    }
+    pod::check_urunc_keys(&spec.annotations)?;
     if !is_unikernel(&spec, &rootfs) {
+        if let NetNs::Path(ns) = spec.netns() {
+            net::check_not_taken(&ns, "an ordinary container (run by runc)")?;
+        }
         return fallback(raw);
     }
     // Settings errors are reported before anything is started.
     crate::read_config(&spec.annotations, &rootfs)?;
+    if let NetNs::Path(ns) = spec.netns() {
+        // A guest's own processes use the namespace too: name that case first.
+        net::check_not_taken(&ns, "a second unikernel")?;
+        pod::check_no_sidecar(&spec.annotations, &g.root, &ns)?;
+    }
 
     let opts = CreateOpts {
         id: id.clone(),

@@ -151,6 +151,9 @@ pub fn setup_here() -> Result<Option<NetSetup>, OciError> {
     let links_json = tool("ip", &["-j", "addr", "show"], None)?;
     let links: Vec<IpLink> = serde_json::from_str(&links_json)
         .map_err(|e| net_err(format!("cannot read `ip -j addr show`: {e}")))?;
+    if links.iter().any(|l| l.ifname == TAP) {
+        return Err(taken("a second unikernel"));
+    }
     let Some((link, ip, prefix)) = pick(&links) else {
         return Ok(None);
     };
@@ -199,6 +202,34 @@ pub fn setup_here() -> Result<Option<NetSetup>, OciError> {
         return Err(e);
     }
     Ok(Some(setup))
+}
+
+fn taken(who: &str) -> OciError {
+    OciError::Pod(format!(
+        "{who} cannot join this network namespace: a unikernel guest already owns it \
+         (its {TAP} holds the pod's address, which the guest answers for), so the \
+         container would have no network. One unikernel per pod, and no container \
+         beside it that needs the network"
+    ))
+}
+
+/// Refuses to let a container join the namespace at `netns` when a guest
+/// has taken it over: whatever it runs would find the pod's address gone.
+pub fn check_not_taken(netns: &Path, who: &str) -> Result<(), OciError> {
+    // A namespace we cannot open is the engine's business (runc reports it).
+    let Ok(ns) = std::fs::File::open(netns) else {
+        return Ok(());
+    };
+    // Only evidence refuses: an ordinary container must not fail because
+    // iproute2 is missing or says something unexpected.
+    let Ok(links_json) = tool("ip", &["-j", "link", "show"], Some(ns.as_raw_fd())) else {
+        return Ok(());
+    };
+    let links: Vec<IpLink> = serde_json::from_str(&links_json).unwrap_or_default();
+    if links.iter().any(|l| l.ifname == TAP) {
+        return Err(taken(who));
+    }
+    Ok(())
 }
 
 /// Undoes [`setup_here`] in the namespace at `netns` (used by `delete`), or

@@ -71,6 +71,19 @@ pub struct Resources {
     pub memory: Option<Limit>,
     #[serde(default)]
     pub pids: Option<Limit>,
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+}
+
+/// `linux.resources.cpu`: a CFS quota per period, or a cpuset.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Cpu {
+    #[serde(default)]
+    pub quota: Option<i64>,
+    #[serde(default)]
+    pub period: Option<u64>,
+    #[serde(default)]
+    pub cpus: Option<String>,
 }
 
 /// `{"limit": N}`, as memory and pids carry it.
@@ -213,6 +226,13 @@ impl Spec {
     /// `linux.seccomp`, when the spec has one.
     pub fn seccomp(&self) -> Option<&crate::seccomp::Profile> {
         self.linux.as_ref()?.seccomp.as_ref()
+    }
+
+    /// The vCPUs the spec's CPU limit stands for (quota / period rounded
+    /// up, else the cpuset's size), if it sets one.
+    pub fn vcpus(&self) -> Option<u32> {
+        let cpu = self.linux.as_ref()?.resources.as_ref()?.cpu.as_ref()?;
+        super::pod::vcpus(cpu.quota, cpu.period, cpu.cpus.as_deref())
     }
 
     /// The memory limit in MiB (rounded up), if the spec sets a positive one.
