@@ -599,6 +599,10 @@ pub fn translate_bunnyfile(
             ));
         }
     }
+    if bunnyfile::spec::app_program(bf).is_some() {
+        // A source-built linux app runs under bunny-init, as `bunny build` does.
+        b.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
+    }
     b.finish()
 }
 
