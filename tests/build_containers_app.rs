@@ -304,6 +304,51 @@ fn unchanged_rebuilds_are_cached_and_edits_rerun() {
 
     e.build_ok(&gcc, &["--no-cache"]);
     assert_eq!(e.runs(), 3, "--no-cache runs the step again");
+
+    // An entrypoint written for a shell init names a file the cut rootfs
+    // lacks: refused when building, with the way out.
+    let bunnyfile = e.context.join("BunnyFile");
+    let original = fs::read_to_string(&bunnyfile).unwrap();
+    let with_init = original.replace("cmd: [\"80\"]", "entrypoint: [\"/init\"]\ncmd: [\"80\"]");
+    assert_ne!(with_init, original);
+    fs::write(&bunnyfile, &with_init).unwrap();
+    let (ok, stderr) = e.build(&gcc, &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("runs `/init` under bunny-init, but the app's rootfs has no such file")
+            && stderr.contains("app.shell: true"),
+        "{stderr}"
+    );
+
+    // `shell: true` keeps busybox and the shell /init instead of bunny-init.
+    fs::write(
+        &bunnyfile,
+        with_init.replace("  from: local\n", "  from: local\n  shell: true\n"),
+    )
+    .unwrap();
+    let out = e._dir.path().join("shell");
+    e.build_ok(
+        &gcc,
+        &["--output", &format!("type=local,dest={}", out.display())],
+    );
+    let listing = run(Command::new(require_tool("cpio"))
+        .args(["-it", "--quiet", "-F"])
+        .arg(out.join(".boot/rootfs")));
+    let files: Vec<&str> = listing
+        .lines()
+        .filter(|f| !f.starts_with("lib/modules/"))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "bin",
+            "bin/busybox",
+            "bin/hello-server",
+            "init",
+            "lib",
+            "lib/modules"
+        ]
+    );
 }
 
 /// Names a copy of the toolchain (another config label, so another manifest
