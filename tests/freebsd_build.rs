@@ -614,6 +614,32 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
     .into_iter()
     .collect();
     assert_eq!(files, expected);
+    // The size report of the last build (firecracker), and the root's file
+    // bytes by origin (docs/benchmarks.md quotes them).
+    let report = bunny::oci::inspect::inspect(&store, "iperf3-freebsd:t").unwrap();
+    let roles: Vec<&str> = report.layers.iter().map(|l| l.role.as_str()).collect();
+    assert_eq!(roles, ["kernel", "rootfs (block)", "urunc.json"]);
+    assert_eq!(report.layers[1].size, {
+        let desc = &report.layers[1].digest;
+        fs::metadata(store.blob_path(desc).unwrap()).unwrap().len()
+    });
+    let (mut packages, mut base, mut generated) = (0, 0, 0);
+    for p in &files {
+        let size = ufs.inode(listing[*p].1).1;
+        if p.starts_with("/usr/local/") {
+            packages += size;
+        } else if ["/sbin/urunit", "/etc/rc", "/etc/passwd", "/etc/group"].contains(p) {
+            generated += size;
+        } else {
+            base += size;
+        }
+    }
+    assert!(packages > 0 && base > 0 && generated > 0);
+    eprintln!(
+        "{}UFS2 root: {} bytes; its files: packages {packages}, base subset {base}, generated {generated}",
+        report.size_table(),
+        fs::metadata(&img).unwrap().len()
+    );
     for d in ["/dev", "/tmp", "/etc", "/var", "/root"] {
         assert_eq!(listing[d].0 & 0o170000, 0o040000, "{d} is a directory");
     }
