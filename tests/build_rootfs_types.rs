@@ -95,6 +95,7 @@ fn linux_block_is_ext4_mounted_as_root() {
     assert_eq!(key(&b, "blkMntPoint"), Some("/"));
     assert_eq!(key(&b, "initrd"), None);
     assert_eq!(key(&b, "cmdline"), Some("/bin/app --port 80"));
+    assert_eq!(b.inspect["layers"][1]["role"], "rootfs (block)");
     let img = b.local.join(".boot/rootfs");
     tool_ok(Command::new("e2fsck").arg("-fn").arg(&img));
     let fs = tool_ok(Command::new("dumpe2fs").arg("-h").arg(&img));
@@ -182,6 +183,13 @@ fn raw_rootfs_goes_into_the_image_layers() {
         &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: raw\n  include:\n    - data:/srv\n"),
     );
     assert_eq!(key(&b, "mountRootfs"), Some("true"));
+    let roles: Vec<&str> = b.inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["kernel", "rootfs files", "urunc.json"]);
     assert_eq!(key(&b, "useDMBlock"), None, "Go bunny never writes it");
     assert_eq!(key(&b, "block"), None);
     assert_eq!(key(&b, "initrd"), None);
