@@ -41,6 +41,9 @@ packages=(
   linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils
   # kill (procps) and flock (util-linux) in tests; /usr/bin/time and python3 in bench/
   procps util-linux time python3
+  # a real FreeBSD program for the freebsd app tests: Go cross-compiles a
+  # static GOOS=freebsd binary (seconds, cached under target/go-freebsd-cache)
+  golang-go
 )
 
 missing=()

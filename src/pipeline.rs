@@ -121,6 +121,9 @@ pub enum PipelineError {
     },
     #[error("bunny-init: {message}")]
     Init { message: String },
+    /// bunny-init would start a program the guest's files lack.
+    #[error("the image runs `{program}` under bunny-init, but the app's rootfs has no such file (it holds {files}); drop `entrypoint` to run the app, or set `app.shell: true` to keep busybox and a shell /init")]
+    AppProgram { program: String, files: String },
     #[error("internal error: {what}; please report it")]
     Internal { what: &'static str },
     #[error(transparent)]
@@ -646,6 +649,26 @@ pub fn prepare_app(
             what: "app",
             source,
         })?;
+    }
+    // The cut rootfs has only the app: an entrypoint written for a shell
+    // init (`/init`) would leave bunny-init nothing to start.
+    if plan.entrypoint.first().map(String::as_str) == Some(INIT_PATH) {
+        let program = plan.entrypoint.get(1).or(plan.cmd.first());
+        if let Some(p) = program.filter(|p| p.starts_with('/')) {
+            if tree.get(p.trim_start_matches('/')).is_none() {
+                let mut files: Vec<String> = tree
+                    .iter()
+                    .filter(|(_, e)| !matches!(e.kind, EntryKind::Dir))
+                    .map(|(path, _)| format!("/{path}"))
+                    .filter(|path| !path.starts_with("/lib/modules/"))
+                    .collect();
+                files.truncate(8);
+                return Err(PipelineError::AppProgram {
+                    program: p.clone(),
+                    files: files.join(", "),
+                });
+            }
+        }
     }
     plan.rootfs = wrap(tree, plan.framework.as_ref());
     Ok(Some(built))

@@ -1,6 +1,7 @@
 //! `app` sections end to end: a C server built from source with `make` in the
-//! linux toolchain image under runc, packed with the kernel layer and a
-//! busybox init into an initrd, booted under qemu (TCG), answering HTTP. Also
+//! linux toolchain image under runc, packed with the kernel layer and
+//! bunny-init into an initrd cut to what it uses (no shell), booted under
+//! qemu (TCG) with urunc's command line, answering HTTP. Also
 //! the step cache (counted with a wrapping `--oci-runtime`) and `bunny.lock`.
 //!
 //! The toolchain and kernel images come from `scripts/toolchain-image.sh`
@@ -170,6 +171,45 @@ fn app_from_source_boots_and_serves_http() {
         "the kernel comes from the kernel layer"
     );
 
+    // The initrd holds the app, bunny-init and the kernel's modules, nothing
+    // else: no busybox, no shell init.
+    let listing = run(Command::new(require_tool("cpio"))
+        .args(["-it", "--quiet", "-F"])
+        .arg(&initrd));
+    let files: Vec<&str> = listing.lines().collect();
+    let (modules, others): (Vec<&str>, Vec<&str>) =
+        files.iter().partition(|f| f.starts_with("lib/modules/"));
+    assert_eq!(
+        others,
+        ["bin", "bin/hello-server", "lib", "lib/modules", "urunit"],
+        "the initrd's files: {files:?}"
+    );
+    assert!(
+        modules.contains(&"lib/modules/virtio_net.ko")
+            && modules.iter().all(|m| m.ends_with(".ko")),
+        "only the kernel layer's modules: {modules:?}"
+    );
+    let inspect = run(Command::cargo_bin("bunny")
+        .unwrap()
+        .arg("--root")
+        .arg(&e.root)
+        .args(["inspect", "--json", "hello-src"]));
+    let report: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let argv: Vec<String> = report["config"]["entrypoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["config"]["cmd"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(argv, ["/urunit", "/bin/hello-server", "80"]);
+
+    // urunc's command line for a linux initrd: `rdinit=ARGV0 -- ARGS`.
+    let append = format!(
+        "console=ttyS0 panic=-1 root=/dev/ram0 rw ip=10.0.2.15::10.0.2.2:255.255.255.0:urunc:eth0:off rdinit={} -- {}",
+        argv[0],
+        argv[1..].join(" ")
+    );
     let port = free_port();
     let mut qemu = Command::new(require_tool("qemu-system-x86_64"))
         .args(["-accel", "tcg", "-m", "256", "-nographic", "-no-reboot"])
@@ -179,7 +219,7 @@ fn app_from_source_boots_and_serves_http() {
         .arg(&initrd)
         .args([
             "-append",
-            "console=ttyS0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0:guest:eth0:off",
+            &append,
             "-netdev",
             &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
             "-device",
@@ -216,6 +256,10 @@ fn app_from_source_boots_and_serves_http() {
                 body.clear();
                 let _ = s.read_to_string(&mut body);
                 if body.contains(HELLO) {
+                    eprintln!(
+                        "first HTTP answer {:.2}s after qemu started (TCG)",
+                        start.elapsed().as_secs_f64()
+                    );
                     break;
                 }
             }
@@ -260,6 +304,51 @@ fn unchanged_rebuilds_are_cached_and_edits_rerun() {
 
     e.build_ok(&gcc, &["--no-cache"]);
     assert_eq!(e.runs(), 3, "--no-cache runs the step again");
+
+    // An entrypoint written for a shell init names a file the cut rootfs
+    // lacks: refused when building, with the way out.
+    let bunnyfile = e.context.join("BunnyFile");
+    let original = fs::read_to_string(&bunnyfile).unwrap();
+    let with_init = original.replace("cmd: [\"80\"]", "entrypoint: [\"/init\"]\ncmd: [\"80\"]");
+    assert_ne!(with_init, original);
+    fs::write(&bunnyfile, &with_init).unwrap();
+    let (ok, stderr) = e.build(&gcc, &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("runs `/init` under bunny-init, but the app's rootfs has no such file")
+            && stderr.contains("app.shell: true"),
+        "{stderr}"
+    );
+
+    // `shell: true` keeps busybox and the shell /init instead of bunny-init.
+    fs::write(
+        &bunnyfile,
+        with_init.replace("  from: local\n", "  from: local\n  shell: true\n"),
+    )
+    .unwrap();
+    let out = e._dir.path().join("shell");
+    e.build_ok(
+        &gcc,
+        &["--output", &format!("type=local,dest={}", out.display())],
+    );
+    let listing = run(Command::new(require_tool("cpio"))
+        .args(["-it", "--quiet", "-F"])
+        .arg(out.join(".boot/rootfs")));
+    let files: Vec<&str> = listing
+        .lines()
+        .filter(|f| !f.starts_with("lib/modules/"))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "bin",
+            "bin/busybox",
+            "bin/hello-server",
+            "init",
+            "lib",
+            "lib/modules"
+        ]
+    );
 }
 
 /// Names a copy of the toolchain (another config label, so another manifest

@@ -95,6 +95,7 @@ fn linux_block_is_ext4_mounted_as_root() {
     assert_eq!(key(&b, "blkMntPoint"), Some("/"));
     assert_eq!(key(&b, "initrd"), None);
     assert_eq!(key(&b, "cmdline"), Some("/bin/app --port 80"));
+    assert_eq!(b.inspect["layers"][1]["role"], "rootfs (block)");
     let img = b.local.join(".boot/rootfs");
     tool_ok(Command::new("e2fsck").arg("-fn").arg(&img));
     let fs = tool_ok(Command::new("dumpe2fs").arg("-h").arg(&img));
@@ -182,6 +183,13 @@ fn raw_rootfs_goes_into_the_image_layers() {
         &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: raw\n  include:\n    - data:/srv\n"),
     );
     assert_eq!(key(&b, "mountRootfs"), Some("true"));
+    let roles: Vec<&str> = b.inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["kernel", "rootfs files", "urunc.json"]);
     assert_eq!(key(&b, "useDMBlock"), None, "Go bunny never writes it");
     assert_eq!(key(&b, "block"), None);
     assert_eq!(key(&b, "initrd"), None);
@@ -324,4 +332,116 @@ fn store_verify_finds_a_damaged_blob() {
     let text = String::from_utf8_lossy(&out.stdout);
     let name = victim.file_name().unwrap().to_string_lossy().to_string();
     assert!(text.contains(&name) && text.contains("corrupt"), "{text}");
+}
+
+/// The rows of the `Sizes (bytes):` table in `text`: role, compressed,
+/// uncompressed.
+fn size_rows(text: &str) -> Vec<(String, u64, u64)> {
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Sizes (bytes):")
+        .skip(2)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    table
+        .iter()
+        .map(|l| {
+            // Roles may hold a space (`rootfs (initrd)`): numbers are read
+            // from the columns after it.
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let (role_end, nums) = if cols[0] == "total" {
+                (1, &cols[1..3])
+            } else {
+                let n = cols.len();
+                (n - 3, &cols[n - 3..n - 1])
+            };
+            (
+                cols[..role_end].join(" "),
+                nums[0].parse().unwrap(),
+                nums[1].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn build_prints_and_inspect_shows_each_layers_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bunnyfile = format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: initrd\n  include:\n    - data:/srv\ncmd: [\"/bin/app\"]\n");
+    let ctx = context(&tmp.path().join("ctx"), &bunnyfile);
+    let mut tables = Vec::new();
+    for run in ["a", "b"] {
+        let root = tmp.path().join(format!("store-{run}"));
+        let out = bunny(
+            &root,
+            &[
+                "build",
+                "--progress=plain",
+                "-t",
+                "sized",
+                ctx.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ok(out, "bunny build");
+        let printed = size_rows(&stderr);
+        let shown = size_rows(&ok(bunny(&root, &["inspect", "sized"]), "bunny inspect"));
+        assert_eq!(printed, shown, "build and inspect agree:\n{stderr}");
+        let roles: Vec<&str> = printed.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(roles, ["kernel", "rootfs (initrd)", "urunc.json", "total"]);
+
+        // Each number checked against the blob itself: the manifest's size,
+        // and the tar the blob decompresses to.
+        let json: Value = serde_json::from_str(&ok(
+            bunny(&root, &["inspect", "--json", "sized"]),
+            "bunny inspect --json",
+        ))
+        .unwrap();
+        let layers = json["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 3);
+        let (mut packed, mut unpacked) = (0, 0);
+        for (layer, row) in layers.iter().zip(&printed) {
+            assert_eq!(layer["role"], row.0.as_str());
+            let digest = layer["digest"].as_str().unwrap();
+            let blob = root.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            assert_eq!(std::fs::metadata(&blob).unwrap().len(), row.1);
+            let tar = if layer["media_type"].as_str().unwrap().ends_with("+gzip") {
+                Command::new("gzip")
+                    .arg("-dc")
+                    .arg(&blob)
+                    .output()
+                    .unwrap()
+                    .stdout
+            } else {
+                std::fs::read(&blob).unwrap()
+            };
+            assert_eq!(tar.len() as u64, row.2, "{}", row.0);
+            assert_eq!(layer["uncompressed_size"], row.2);
+            packed += row.1;
+            unpacked += row.2;
+        }
+        assert_eq!(printed[3], ("total".to_string(), packed, unpacked));
+        // The kernel's tar holds the 100 000-byte stand-in kernel.
+        assert!(printed[0].2 > 100_000);
+        tables.push(printed);
+    }
+    assert_eq!(tables[0], tables[1], "the same inputs give the same table");
+
+    // Quiet builds print nothing but the digest.
+    let root = tmp.path().join("store-q");
+    let out = bunny(
+        &root,
+        &[
+            "build",
+            "--progress=quiet",
+            "-t",
+            "sized",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -462,7 +462,18 @@ impl Ufs {
         let bsize = self.fsize * 8;
         let mut out = Vec::new();
         let mut left = size;
-        for blk in db {
+        // Past the 12 direct blocks, the single indirect block's pointers
+        // (di_ib[0], right after di_db) name the next ones.
+        let mut blocks = db;
+        if size > 12 * bsize {
+            let cg = ino / self.ipg;
+            let off =
+                ((cg * self.fpg + self.iblkno) * self.fsize + (ino % self.ipg) * 256) as usize;
+            let ib = le64(&self.data[off..off + 256], 208);
+            let at = (ib * self.fsize) as usize;
+            blocks.extend((0..bsize as usize / 8).map(|i| le64(&self.data, at + 8 * i)));
+        }
+        for blk in blocks {
             if left == 0 {
                 break;
             }
@@ -603,6 +614,32 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
     .into_iter()
     .collect();
     assert_eq!(files, expected);
+    // The size report of the last build (firecracker), and the root's file
+    // bytes by origin (docs/benchmarks.md quotes them).
+    let report = bunny::oci::inspect::inspect(&store, "iperf3-freebsd:t").unwrap();
+    let roles: Vec<&str> = report.layers.iter().map(|l| l.role.as_str()).collect();
+    assert_eq!(roles, ["kernel", "rootfs (block)", "urunc.json"]);
+    assert_eq!(report.layers[1].size, {
+        let desc = &report.layers[1].digest;
+        fs::metadata(store.blob_path(desc).unwrap()).unwrap().len()
+    });
+    let (mut packages, mut base, mut generated) = (0, 0, 0);
+    for p in &files {
+        let size = ufs.inode(listing[*p].1).1;
+        if p.starts_with("/usr/local/") {
+            packages += size;
+        } else if ["/sbin/urunit", "/etc/rc", "/etc/passwd", "/etc/group"].contains(p) {
+            generated += size;
+        } else {
+            base += size;
+        }
+    }
+    assert!(packages > 0 && base > 0 && generated > 0);
+    eprintln!(
+        "{}UFS2 root: {} bytes; its files: packages {packages}, base subset {base}, generated {generated}",
+        report.size_table(),
+        fs::metadata(&img).unwrap().len()
+    );
     for d in ["/dev", "/tmp", "/etc", "/var", "/root"] {
         assert_eq!(listing[d].0 & 0o170000, 0o040000, "{d} is a directory");
     }
@@ -1233,4 +1270,129 @@ fn a_release_file_needs_a_known_digest() {
     f.overrides.insert("freebsd.kernel".into(), pinned.clone());
     build(&f, &store, &text, &f.dir.path().join("o")).unwrap();
     assert_eq!(lock_of(&f)["layers"]["freebsd.kernel"]["reference"], pinned);
+}
+
+/// A static Go program built for FreeBSD on this host (Debian's golang
+/// cross-compiles with `GOOS=freebsd`, no cgo): a real FreeBSD ELF. The Go
+/// build cache lives under target/ so later runs take a second.
+fn go_freebsd_program(dir: &Path) -> PathBuf {
+    let go = require_tool("go");
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("main.go"),
+        "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello from Go on FreeBSD\\n\") }\n",
+    )
+    .unwrap();
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-freebsd-cache");
+    run(Command::new(go)
+        .args(["build", "-o", "hello", "main.go"])
+        .current_dir(dir)
+        .env("GOOS", "freebsd")
+        .env("GOARCH", "amd64")
+        .env("CGO_ENABLED", "0")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", &cache)
+        .env("HOME", dir));
+    dir.join("hello")
+}
+
+fn source_bunnyfile(language: &str) -> String {
+    format!(
+        r#"version: v0.1
+platforms:
+  framework: freebsd
+  monitor: qemu
+  architecture: x86_64
+app:
+  name: hello
+  from: local
+  language: {language}
+entrypoint: ["/sbin/urunit", "/usr/local/bin/hello"]
+"#
+    )
+}
+
+#[test]
+fn a_go_program_built_for_freebsd_is_packed_with_what_it_needs_from_the_base() {
+    let f = fixture();
+    let program = go_freebsd_program(&f.dir.path().join("go"));
+    let bytes = fs::read(&program).unwrap();
+    let described = run(Command::new(require_tool("file")).arg(&program));
+    assert!(
+        described.contains("(FreeBSD)") && described.contains("statically linked"),
+        "{described}"
+    );
+    bunny::frameworks::freebsd::check_freebsd_elf("hello", &bytes).unwrap();
+
+    let ctx = f.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::copy(&program, ctx.join("hello")).unwrap();
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let out = f.dir.path().join("out");
+    build(&f, &store, &source_bunnyfile("binary"), &out).unwrap();
+    let bundle = f.dir.path().join("bundle");
+    unpack(&out, &bundle);
+    let img = bundle.join("rootfs/.boot/rootfs");
+    common::ufs::check_image(&img);
+    let ufs = Ufs::open(&img);
+    let listing = ufs.walk();
+    let files: BTreeSet<&str> = listing
+        .iter()
+        .filter(|(_, (mode, _))| mode & 0o170000 != 0o040000)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    // A static program needs nothing from the base: only the init's
+    // programs and their libraries join it.
+    let expected: BTreeSet<&str> = [
+        "/usr/local/bin/hello",
+        "/libexec/ld-elf.so.1",
+        "/lib/libc.so.7",
+        "/lib/libutil.so.9",
+        "/lib/libedit.so.8",
+        "/lib/libncursesw.so.9",
+        "/lib/libjail.so.1",
+        "/bin/sh",
+        "/bin/kenv",
+        "/bin/dd",
+        "/sbin/init",
+        "/sbin/mount",
+        "/sbin/ifconfig",
+        "/sbin/route",
+        "/sbin/reboot",
+        "/sbin/urunit",
+        "/etc/rc",
+        "/etc/passwd",
+        "/etc/group",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files, expected);
+    assert_eq!(ufs.contents(listing["/usr/local/bin/hello"].1), bytes);
+    assert_eq!(listing["/usr/local/bin/hello"].0 & 0o777, 0o755);
+    let rc = String::from_utf8(ufs.contents(listing["/etc/rc"].1)).unwrap();
+    assert!(rc.contains("set -- /usr/local/bin/hello\n"), "{rc}");
+
+    // A Linux program is refused by name, as are languages bunny cannot
+    // compile for FreeBSD yet and a program the sources lack.
+    fs::copy("/bin/busybox", ctx.join("hello")).unwrap();
+    let err = build(&f, &store, &source_bunnyfile("binary"), &out)
+        .err()
+        .expect("the build fails");
+    assert!(
+        err.contains("`hello` in the sources is not built for FreeBSD"),
+        "{err}"
+    );
+    let err = build(&f, &store, &source_bunnyfile("go"), &out)
+        .err()
+        .expect("the build fails");
+    assert!(err.contains("no FreeBSD toolchain layer"), "{err}");
+    assert!(err.contains("language: binary"), "{err}");
+    fs::remove_file(ctx.join("hello")).unwrap();
+    let err = build(&f, &store, &source_bunnyfile("binary"), &out)
+        .err()
+        .expect("the build fails");
+    assert!(
+        err.contains("the app's FreeBSD program in its sources is missing"),
+        "{err}"
+    );
 }

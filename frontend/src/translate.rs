@@ -599,6 +599,10 @@ pub fn translate_bunnyfile(
             ));
         }
     }
+    if bunnyfile::spec::app_program(bf).is_some() {
+        // A source-built linux app runs under bunny-init, as `bunny build` does.
+        b.spec.init = Some(format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME));
+    }
     b.finish()
 }
 
@@ -687,6 +691,31 @@ mod tests {
             Syntax::Containerfile
         );
         assert_eq!(detect("from: local\n"), Syntax::BunnyFile);
+    }
+
+    /// Whether the pack step's spec (a file op's data in the definition)
+    /// hands bunny-init over.
+    fn packs_with_init(text: &str) -> bool {
+        let opts = TranslateOptions {
+            frontend_image: Some("frontend:1".into()),
+            tools_image: Some("tools:1".into()),
+            ..TranslateOptions::default()
+        };
+        let t = translate("BunnyFile", text.as_bytes(), &mut NoResolver, &opts).unwrap();
+        let needle = format!("{}/{}", pack::BIN_DIR, crate::image::INIT_NAME);
+        t.definition
+            .def
+            .iter()
+            .any(|op| op.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    }
+
+    #[test]
+    fn a_linux_app_is_packed_with_bunny_init_unless_it_keeps_a_shell() {
+        let head = "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86_64\napp:\n  name: srv\n  from: local\n";
+        assert!(packs_with_init(&format!("{head}cmd: [\"80\"]\n")));
+        assert!(!packs_with_init(&format!(
+            "{head}  shell: true\nentrypoint: [\"/init\"]\n"
+        )));
     }
 
     #[test]

@@ -319,6 +319,7 @@ pub fn app_info(
         architecture: architecture.unwrap_or_else(crate::platform::Arch::host),
         packages: app.packages.clone(),
         repository: app.repository.clone(),
+        shell: app.shell,
     }
 }
 

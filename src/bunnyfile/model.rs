@@ -101,6 +101,9 @@ pub struct App {
     pub packages: Vec<PackageReq>,
     /// Where `packages` come from; the framework's default when absent.
     pub repository: Option<PackageRepository>,
+    /// Keep a shell in the guest (linux: busybox and a shell `/init`)
+    /// instead of the cut rootfs of the app, its libraries and bunny-init.
+    pub shell: bool,
     pub pos: Pos,
 }
 

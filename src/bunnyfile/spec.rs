@@ -48,7 +48,13 @@ pub fn to_spec(bf: &BunnyFile, origin: &str) -> Spec {
         None => KernelSpec::App,
     };
     let (cmd, cmdline) = command(bf);
-    let entrypoint: Vec<String> = bf.entrypoint.iter().map(|e| e.value.clone()).collect();
+    let mut entrypoint: Vec<String> = bf.entrypoint.iter().map(|e| e.value.clone()).collect();
+    let program = app_program(bf);
+    if entrypoint.is_empty() {
+        if let Some(p) = &program {
+            entrypoint.push(p.clone());
+        }
+    }
     Spec {
         origin: origin.to_string(),
         framework: bf.platforms.framework.value.clone(),
@@ -70,9 +76,21 @@ pub fn to_spec(bf: &BunnyFile, origin: &str) -> Spec {
         labels: Default::default(),
         workdir: None,
         user: None,
-        init: false,
+        init: program.is_some(),
         inherit: None,
     }
+}
+
+/// Where the app's program is when the guest runs it under bunny-init: a
+/// source-built `app` gets a rootfs cut to what it uses (the program, its
+/// libraries, the init), unless it asks for a shell or the rootfs is a
+/// prebuilt file the init cannot join.
+pub fn app_program(bf: &BunnyFile) -> Option<String> {
+    let app = bf.app.as_ref().filter(|a| !a.shell)?;
+    if bf.rootfs.path.is_some() || bf.rootfs.from.value == Source::Local {
+        return None;
+    }
+    crate::frameworks::resolve(&bf.platforms.framework.value).app_program(&app.name.value)
 }
 
 /// Whether the rootfs is built from files (and so takes the `type`), as
@@ -84,4 +102,53 @@ pub fn rootfs_from_files(bf: &BunnyFile) -> bool {
             Source::Scratch => !bf.rootfs.include.is_empty(),
             Source::Image(_) => true,
         }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Spec {
+        let parsed = crate::bunnyfile::parse("BunnyFile", text).unwrap();
+        to_spec(&parsed.bunnyfile, "BunnyFile")
+    }
+
+    const HEAD: &str =
+        "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86_64\n";
+
+    #[test]
+    fn a_linux_app_runs_under_bunny_init_unless_it_keeps_a_shell() {
+        let cut = spec(&format!(
+            "{HEAD}app:\n  name: srv\n  from: local\ncmd: [\"80\"]\n"
+        ));
+        assert!(cut.init);
+        assert_eq!(cut.entrypoint, Some(vec!["/bin/srv".to_string()]));
+        assert_eq!(cut.cmd, Some(vec!["80".to_string()]));
+
+        let own = spec(&format!(
+            "{HEAD}app:\n  name: srv\n  from: local\nentrypoint: [\"/bin/srv\", \"-v\"]\n"
+        ));
+        assert!(own.init);
+        assert_eq!(own.entrypoint, Some(vec!["/bin/srv".into(), "-v".into()]));
+
+        let shell = spec(&format!(
+            "{HEAD}app:\n  name: srv\n  from: local\n  shell: true\nentrypoint: [\"/init\"]\n"
+        ));
+        assert!(!shell.init);
+        assert_eq!(shell.entrypoint, Some(vec!["/init".to_string()]));
+
+        let kernel_only = spec(&format!("{HEAD}kernel:\n  from: local\n  path: k\n"));
+        assert!(!kernel_only.init);
+    }
+
+    #[test]
+    fn app_shell_takes_a_boolean() {
+        let err = crate::bunnyfile::parse(
+            "BunnyFile",
+            &format!("{HEAD}app:\n  name: srv\n  from: local\n  shell: maybe\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expects true or false"), "{err}");
+    }
 }

@@ -36,6 +36,7 @@ const APP_KEYS: &[&str] = &[
     "language",
     "packages",
     "repository",
+    "shell",
 ];
 const PACKAGE_KEYS: &[&str] = &["name", "version"];
 const REPOSITORY_KEYS: &[&str] = &["url", "abi"];
@@ -1117,6 +1118,21 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
     }
     let path = string(ctx, &sec, "path").ok().flatten();
     let language = string(ctx, &sec, "language").ok().flatten();
+    let shell = match string(ctx, &sec, "shell").ok().flatten() {
+        None => false,
+        Some(s) => match s.value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                ctx.error(
+                    s.pos,
+                    format!("`app.shell` expects true or false, found `{other}`"),
+                    "write `shell: true` to keep busybox and a shell init in the guest",
+                );
+                false
+            }
+        },
+    };
     Some(match (name, from) {
         (Some(name), Some(from)) => Some(App {
             name,
@@ -1126,6 +1142,7 @@ fn app(ctx: &mut Ctx, top: &Section) -> Option<Option<App>> {
             language,
             packages,
             repository,
+            shell,
             pos: e.key_pos,
         }),
         _ => None,

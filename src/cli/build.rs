@@ -468,6 +468,13 @@ fn finish(
         crate::oci::registry::write_metadata(path, &result)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if args.progress != ProgressMode::Quiet {
+        // Read back from the stored image, so it is what `bunny inspect` shows.
+        match crate::oci::inspect::inspect(store, manifest.digest().as_ref()) {
+            Ok(report) => eprint!("{}", report.size_table()),
+            Err(e) => eprintln!("warning: cannot read the layer sizes back: {e}"),
+        }
+    }
     println!("{}", manifest.digest());
     Ok(ExitCode::SUCCESS)
 }

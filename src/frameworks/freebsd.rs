@@ -61,6 +61,8 @@ pub const DEFAULT_REPOSITORY: &str = "https://pkg.freebsd.org/${ABI}/quarterly";
 pub const BASE_ARCHIVE: &str = "base.txz";
 /// The init bunny installs, named so that runtimes pass urunit's config.
 pub const URUNIT: &str = "/sbin/urunit";
+/// `app.language` for a program already built for FreeBSD.
+pub const LANGUAGE_BINARY: &str = "binary";
 
 /// What the guest's init needs from the base system, besides libraries.
 pub const BASE_PROGRAMS: &[&str] = &[
@@ -209,15 +211,26 @@ impl Framework for FreeBsd {
         ]
     }
 
-    /// Packages need no build steps: they are fetched when packing.
+    /// Packages need no build steps: they are fetched when packing. An app
+    /// from local sources is a program already built for FreeBSD (a static
+    /// `GOOS=freebsd` Go binary, a Rust or C program cross-built for
+    /// `x86_64-unknown-freebsd`): packed as it is, with what it needs from
+    /// the base. No FreeBSD toolchain layer exists yet to compile sources.
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
-        if app.packages.is_empty() {
-            return Err(FrameworkError::Unsupported {
-                framework: "freebsd".into(),
-                what: "build an `app` from source (list the binary `packages` it is made of)",
-            });
+        if !app.packages.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(Vec::new())
+        match app.language.as_deref() {
+            None | Some(LANGUAGE_BINARY) => Ok(Vec::new()),
+            Some("c" | "go" | "rust") => Err(FrameworkError::Unsupported {
+                framework: "freebsd".into(),
+                what: "compile an `app` from sources (no FreeBSD toolchain layer yet): cross-build the program for FreeBSD (`GOOS=freebsd CGO_ENABLED=0 go build`, `cargo build --target x86_64-unknown-freebsd`, `clang --target=x86_64-unknown-freebsd14 --sysroot=BASE`), put it in the sources named after `app.name` and write `language: binary`, or list the `packages` it is made of",
+            }),
+            Some(_) => Err(FrameworkError::Unsupported {
+                framework: "freebsd".into(),
+                what: "build an `app` in this language (write `language: binary` for a program already built for FreeBSD, or list `packages`)",
+            }),
+        }
     }
 
     fn complete_block_root(&self, tree: &mut Tree) -> Result<(), LayerError> {
@@ -246,8 +259,12 @@ impl Framework for FreeBsd {
             context: format!("creating {}", app_root.display()),
             source,
         })?;
-        install_packages(inputs, &app_root)?;
-        let program = find_program(&app_root, &inputs.app.name)?;
+        let program = if inputs.app.packages.is_empty() {
+            install_binary(inputs, &app_root)?
+        } else {
+            install_packages(inputs, &app_root)?;
+            find_program(&app_root, &inputs.app.name)?
+        };
         Ok(AppPackage {
             kernel,
             rootfs: rootfs(&app_root, &base, &program, inputs.scratch)?,
@@ -330,6 +347,80 @@ fn base_tree(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
         }
     }
     Ok(done)
+}
+
+/// Puts the program the sources hold (named after the app) at
+/// `/usr/local/bin/NAME` under `root`, once it is known to be a FreeBSD ELF
+/// program; returns its guest path.
+fn install_binary(inputs: &PackInputs, root: &Path) -> Result<String, FrameworkError> {
+    let name = &inputs.app.name;
+    let source = inputs.output.join(name);
+    if name.contains('/') || !source.is_file() {
+        return Err(FrameworkError::Missing {
+            what: "the app's FreeBSD program in its sources",
+            path: source,
+            hint: "a freebsd `app` from sources is a program already built for FreeBSD, named after `app.name`",
+        });
+    }
+    let bytes = fs::read(&source)
+        .map_err(|e| FreeBsdError::io(&format!("reading {}", source.display()), e))?;
+    check_freebsd_elf(name, &bytes)?;
+    let guest = format!("/usr/local/bin/{name}");
+    let host = root.join(guest.trim_start_matches('/'));
+    if let Some(dir) = host.parent() {
+        fs::create_dir_all(dir)
+            .map_err(|e| FreeBsdError::io(&format!("creating {}", dir.display()), e))?;
+    }
+    fs::write(&host, &bytes)
+        .map_err(|e| FreeBsdError::io(&format!("writing {}", host.display()), e))?;
+    fs::set_permissions(&host, fs::Permissions::from_mode(0o755))
+        .map_err(|e| FreeBsdError::io(&format!("chmod {}", host.display()), e))?;
+    Ok(guest)
+}
+
+/// `ELFOSABI_FREEBSD`: what FreeBSD's toolchains (and Go's linker for
+/// `GOOS=freebsd`) write in `e_ident[EI_OSABI]`.
+const ELFOSABI_FREEBSD: u8 = 9;
+
+/// A program FreeBSD's kernel runs: an ELF executable marked for FreeBSD,
+/// by its OSABI byte or by the `FreeBSD` ABI note its crt1 carries.
+pub fn check_freebsd_elf(name: &str, bytes: &[u8]) -> Result<(), FrameworkError> {
+    let refuse = |why: String| {
+        Err(FrameworkError::Build(format!(
+            "`{name}` in the sources {why}; a freebsd app from sources is a program built for FreeBSD (GOOS=freebsd, --target x86_64-unknown-freebsd)"
+        )))
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        return refuse("is not an ELF program".into());
+    }
+    let elf = match goblin::elf::Elf::parse(bytes) {
+        Ok(e) => e,
+        Err(e) => return refuse(format!("is not a readable ELF file ({e})")),
+    };
+    if elf.header.e_type != goblin::elf::header::ET_EXEC
+        && elf.header.e_type != goblin::elf::header::ET_DYN
+    {
+        return refuse("is not an executable".into());
+    }
+    if elf.header.e_machine != goblin::elf::header::EM_X86_64 {
+        return refuse(format!(
+            "is built for machine {}, not x86_64",
+            elf.header.e_machine
+        ));
+    }
+    let osabi = elf.header.e_ident[goblin::elf::header::EI_OSABI];
+    let noted = elf
+        .iter_note_headers(bytes)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|n| n.name == "FreeBSD");
+    if osabi != ELFOSABI_FREEBSD && !noted {
+        return refuse(format!(
+            "is not built for FreeBSD (ELF OSABI {osabi}, no FreeBSD ABI note: a Linux program?)"
+        ));
+    }
+    Ok(())
 }
 
 /// Fetches the app's packages and their dependencies and unpacks them all

@@ -107,8 +107,14 @@ impl Framework for Linux {
         }])
     }
 
-    /// An initrd: busybox, the kernel's virtio modules, the app at
-    /// `/bin/NAME` and an `/init` that sets up the guest and runs it.
+    fn app_program(&self, app_name: &str) -> Option<String> {
+        Some(format!("/bin/{app_name}"))
+    }
+
+    /// The app at `/bin/NAME`, the libraries it loads (taken from the
+    /// toolchain it was built in) and the kernel's modules; the pipeline adds
+    /// bunny-init as `/urunit`. With `app.shell`, busybox and a shell `/init`
+    /// that sets up the guest and runs the app instead.
     fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
         let name = &inputs.app.name;
         let binary = inputs.output.join(name);
@@ -128,25 +134,19 @@ impl Framework for Linux {
                 hint: "a linux kernel image holds the kernel at /.boot/kernel",
             });
         }
-        let busybox = Path::new(BUSYBOX);
-        if !busybox.is_file() {
-            return Err(FrameworkError::Missing {
-                what: "busybox for the init",
-                path: busybox.to_path_buf(),
-                hint: "apt-get install busybox-static",
-            });
-        }
-        let init = inputs.scratch.join("init");
-        fs::write(&init, init_script(name)).map_err(|source| FrameworkError::Io {
-            context: format!("writing {}", init.display()),
-            source,
-        })?;
-
         let mut tree = Tree::new();
         tree.insert_dir("/bin", 0o755)?;
-        tree.insert_file("/bin/busybox", busybox, 0o755)?;
-        tree.insert_file(&format!("/bin/{name}"), &binary, 0o755)?;
-        tree.insert_file("/init", &init, 0o755)?;
+        let program = format!("/bin/{name}");
+        tree.insert_file(&program, &binary, 0o755)?;
+        if inputs.app.shell {
+            add_shell(&mut tree, name, inputs.scratch)?;
+        } else {
+            let toolchain = (inputs.layer)("toolchain")?;
+            let arch = inputs.app.architecture;
+            for (guest, host) in libraries(&program, &binary, &toolchain, arch, inputs.scratch)? {
+                tree.insert_file(&guest, &host, 0o755)?;
+            }
+        }
         let modules = kernel_root.join("lib/modules");
         if modules.is_dir() {
             tree.insert_dir("/lib", 0o755)?;
@@ -173,6 +173,82 @@ impl Framework for Linux {
             rootfs: tree,
         })
     }
+}
+
+/// glibc's loader searches its multiarch directories, then the classic ones.
+fn library_dirs(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::Arm64 => &[
+            "/lib/aarch64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/lib",
+            "/usr/lib",
+        ],
+        _ => &[
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib64",
+            "/usr/lib64",
+            "/lib",
+            "/usr/lib",
+        ],
+    }
+}
+
+/// The loader and libraries a dynamically linked app needs, found in the
+/// toolchain image it was built in (the libraries it linked against):
+/// guest path -> host file. A static app needs none.
+fn libraries(
+    program: &str,
+    binary: &Path,
+    toolchain: &Path,
+    arch: Arch,
+    scratch: &Path,
+) -> Result<Vec<(String, std::path::PathBuf)>, FrameworkError> {
+    // The walk looks for the app's own files under a root of their own.
+    let app_root = scratch.join("app-root");
+    let staged = app_root.join(program.trim_start_matches('/'));
+    let io = |context: String| move |source| FrameworkError::Io { context, source };
+    if let Some(dir) = staged.parent() {
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    fs::copy(binary, &staged).map_err(io(format!("copying {}", binary.display())))?;
+    let found = super::freebsd::elf::needed_from(
+        &[program.to_string()],
+        &app_root,
+        toolchain,
+        library_dirs(arch),
+    )
+    .map_err(|e| match e {
+        super::freebsd::FreeBsdError::MissingBase { file, needed_by } => {
+            FrameworkError::Build(format!(
+                "`{file}`{} is not in the toolchain image the app was built in; link the app statically (the default CFLAGS do) or build it where that library is",
+                needed_by.map(|n| format!(", needed by `{n}`,")).unwrap_or_default()
+            ))
+        }
+        other => other.into(),
+    })?;
+    Ok(found.into_iter().collect())
+}
+
+/// busybox and a shell `/init` (`app.shell`).
+fn add_shell(tree: &mut Tree, name: &str, scratch: &Path) -> Result<(), FrameworkError> {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        return Err(FrameworkError::Missing {
+            what: "busybox for the init",
+            path: busybox.to_path_buf(),
+            hint: "apt-get install busybox-static",
+        });
+    }
+    let init = scratch.join("init");
+    fs::write(&init, init_script(name)).map_err(|source| FrameworkError::Io {
+        context: format!("writing {}", init.display()),
+        source,
+    })?;
+    tree.insert_file("/bin/busybox", busybox, 0o755)?;
+    tree.insert_file("/init", &init, 0o755)?;
+    Ok(())
 }
 
 /// The guest's init: pseudo filesystems, virtio modules, `lo` and the
@@ -206,4 +282,64 @@ echo "bunny-init: {app} exited with status $?"
 poweroff -f
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host is Debian, as the toolchain image is: its own dynamically
+    /// linked programs and libraries are a real toolchain root.
+    #[test]
+    fn a_dynamic_app_takes_its_loader_and_libraries_from_the_toolchain() {
+        let scratch = tempfile::tempdir().unwrap();
+        let host_ls = Path::new("/usr/bin/ls");
+        let found = libraries(
+            "/bin/app",
+            host_ls,
+            Path::new("/"),
+            Arch::Amd64,
+            scratch.path(),
+        )
+        .unwrap();
+        let guests: Vec<&str> = found.iter().map(|(g, _)| g.as_str()).collect();
+        assert!(
+            guests.contains(&"/lib64/ld-linux-x86-64.so.2"),
+            "the loader PT_INTERP names: {guests:?}"
+        );
+        assert!(
+            guests.contains(&"/lib/x86_64-linux-gnu/libc.so.6"),
+            "libc, found in the multiarch directory: {guests:?}"
+        );
+        for (_, host) in &found {
+            assert!(host.is_file(), "{} is a file", host.display());
+        }
+        // A static program (Debian's busybox-static) needs nothing.
+        let none = libraries(
+            "/bin/app",
+            Path::new(BUSYBOX),
+            Path::new("/"),
+            Arch::Amd64,
+            scratch.path(),
+        )
+        .unwrap();
+        assert!(none.is_empty(), "{none:?}");
+    }
+
+    #[test]
+    fn a_library_the_toolchain_lacks_is_named() {
+        let scratch = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let err = libraries(
+            "/bin/app",
+            Path::new("/usr/bin/ls"),
+            empty.path(),
+            Arch::Amd64,
+            scratch.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not in the toolchain image"), "{err}");
+        assert!(err.contains("link the app statically"), "{err}");
+    }
 }

@@ -76,6 +76,8 @@ pub struct AppInfo {
     /// Binary packages the app is made of (freebsd).
     pub packages: Vec<crate::bunnyfile::PackageReq>,
     pub repository: Option<crate::bunnyfile::PackageRepository>,
+    /// `app.shell`: the guest keeps a shell instead of the cut rootfs.
+    pub shell: bool,
 }
 
 /// What packing an app gets: the last step's output and the framework's
@@ -197,6 +199,14 @@ pub trait Framework: Send + Sync {
         })
     }
 
+    /// Where the app's program is in the guest when the app runs under
+    /// bunny-init (the image's entrypoint after the init, unless the build
+    /// file names one). `None`: the framework's guests do not use
+    /// bunny-init (it is a Linux program).
+    fn app_program(&self, _app_name: &str) -> Option<String> {
+        None
+    }
+
     /// Turns the steps' output into a kernel and a rootfs.
     fn package_app(&self, _inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
         Err(FrameworkError::Unsupported {
@@ -282,6 +292,9 @@ impl Framework for Known {
     }
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
         self.0.app_steps(app)
+    }
+    fn app_program(&self, app_name: &str) -> Option<String> {
+        self.0.app_program(app_name)
     }
     fn package_app(&self, inputs: &PackInputs) -> Result<AppPackage, FrameworkError> {
         self.0.package_app(inputs)

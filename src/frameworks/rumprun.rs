@@ -206,6 +206,7 @@ mod tests {
             architecture,
             packages: Vec::new(),
             repository: None,
+            shell: false,
         }
     }
 

@@ -34,7 +34,13 @@ pub struct ConfigReport {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LayerReport {
     pub digest: String,
+    /// The blob's size (compressed, as the manifest says).
     pub size: u64,
+    /// The size of the layer's tar, decompressed.
+    pub uncompressed_size: u64,
+    /// What the layer holds, from its files and the urunc keys: `kernel`,
+    /// `rootfs (initrd)`, `rootfs (block)`, `urunc.json`, else `files`.
+    pub role: String,
     pub media_type: String,
     /// Absolute paths in tar order; directories end with `/`.
     pub files: Vec<String>,
@@ -118,13 +124,19 @@ pub fn inspect(store: &Store, reference: &str) -> Result<ImageReport, OciError> 
     for layer in manifest.layers() {
         let digest = layer.digest().to_string();
         let media_type = layer.media_type().to_string();
-        let (files, found) = list_layer(store, &digest, &media_type)?;
+        let Listing {
+            files,
+            urunc_json: found,
+            size: uncompressed_size,
+        } = list_layer(store, &digest, &media_type)?;
         if let Some(bytes) = found {
             urunc_json = Some(decode_urunc_json(&bytes)?);
         }
         layers.push(LayerReport {
+            role: layer_role(&files, &urunc),
             digest,
             size: layer.size(),
+            uncompressed_size,
             media_type,
             files,
         });
@@ -162,13 +174,67 @@ pub fn open_layer(
     }
 }
 
-fn list_layer(
-    store: &Store,
-    digest: &str,
-    media_type: &str,
-) -> Result<(Vec<String>, Option<Vec<u8>>), OciError> {
+/// What a layer is for, from the paths the urunc keys name: the kernel
+/// (`binary`), the rootfs file (`initrd` or `block`), `/urunc.json` alone, or
+/// the guest's files.
+fn layer_role(files: &[String], urunc: &BTreeMap<String, String>) -> String {
+    let key = |k: &str| {
+        urunc
+            .get(&format!("{PREFIX}{k}"))
+            .map(|p| format!("/{}", p.trim_start_matches('/')))
+    };
+    let holds = |p: &Option<String>| p.as_ref().is_some_and(|p| files.contains(p));
+    if holds(&key("binary")) {
+        return "kernel".into();
+    }
+    if holds(&key("initrd")) {
+        return "rootfs (initrd)".into();
+    }
+    if holds(&key("block")) {
+        return "rootfs (block)".into();
+    }
+    let regular: Vec<&String> = files.iter().filter(|f| !f.ends_with('/')).collect();
+    if regular.len() == 1 && regular[0] == "/urunc.json" {
+        return "urunc.json".into();
+    }
+    if urunc
+        .get(&format!("{PREFIX}mountRootfs"))
+        .map(String::as_str)
+        == Some("true")
+    {
+        return "rootfs files".into();
+    }
+    "files".into()
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// What reading a layer through finds.
+struct Listing {
+    files: Vec<String>,
+    urunc_json: Option<Vec<u8>>,
+    /// The decompressed tar's size.
+    size: u64,
+}
+
+fn list_layer(store: &Store, digest: &str, media_type: &str) -> Result<Listing, OciError> {
     let path = store.blob_path(digest)?;
-    let mut archive = tar::Archive::new(open_layer(store, digest, media_type)?);
+    let mut archive = tar::Archive::new(Counted {
+        inner: open_layer(store, digest, media_type)?,
+        count: 0,
+    });
     let mut files = Vec::new();
     let mut urunc_json = None;
     for entry in archive
@@ -198,7 +264,44 @@ fn list_layer(
         }
         files.push(shown);
     }
-    Ok((files, urunc_json))
+    // The tar's end (its zero blocks and any padding after them) counts too.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(OciError::io("read layer", &path))?;
+    Ok(Listing {
+        files,
+        urunc_json,
+        size: rest.count,
+    })
+}
+
+impl ImageReport {
+    /// Each layer's role and sizes, then the totals: the table `bunny build`
+    /// prints and `bunny inspect` shows.
+    pub fn size_table(&self) -> String {
+        let mut out = String::from("Sizes (bytes):\n");
+        out.push_str(&format!(
+            "  {:<16} {:>12} {:>12}  {}\n",
+            "LAYER", "COMPRESSED", "UNCOMPRESSED", "DIGEST"
+        ));
+        let (mut packed, mut unpacked) = (0u64, 0u64);
+        for l in &self.layers {
+            let hex = l.digest.rsplit(':').next().unwrap_or(&l.digest);
+            out.push_str(&format!(
+                "  {:<16} {:>12} {:>12}  {}\n",
+                l.role,
+                l.size,
+                l.uncompressed_size,
+                &hex[..hex.len().min(12)]
+            ));
+            packed += l.size;
+            unpacked += l.uncompressed_size;
+        }
+        out.push_str(&format!(
+            "  {:<16} {:>12} {:>12}\n",
+            "total", packed, unpacked
+        ));
+        out
+    }
 }
 
 impl fmt::Display for ImageReport {
@@ -258,6 +361,6 @@ impl fmt::Display for ImageReport {
                 writeln!(f, "    {file}")?;
             }
         }
-        Ok(())
+        write!(f, "{}", self.size_table())
     }
 }

@@ -118,6 +118,18 @@ pub fn needed_from_base(
     app: &Path,
     base: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, FreeBsdError> {
+    needed_from(roots, app, base, STANDARD_DIRS)
+}
+
+/// [`needed_from_base`] with the loader's default directories given: the
+/// same walk serves other systems' loaders (glibc's `ld.so` searches its
+/// multiarch directories where FreeBSD's rtld searches `/lib`).
+pub fn needed_from(
+    roots: &[String],
+    app: &Path,
+    base: &Path,
+    standard_dirs: &[&str],
+) -> Result<BTreeMap<String, PathBuf>, FreeBsdError> {
     let mut from_base: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut queue: Vec<(String, PathBuf)> = Vec::new();
@@ -164,7 +176,7 @@ pub fn needed_from_base(
                     .search
                     .iter()
                     .map(String::as_str)
-                    .chain(STANDARD_DIRS.iter().copied())
+                    .chain(standard_dirs.iter().copied())
                     .map(|d| format!("{}/{lib}", d.trim_end_matches('/')))
                     .collect()
             };
