@@ -634,7 +634,7 @@ pub fn prepare_app(
         &opts,
         progress,
     )?;
-    plan.kernel = KernelInput::Local(from_source.unwrap_or_else(|| built.kernel.clone()));
+    plan.kernel = KernelInput::Local(from_source.clone().unwrap_or_else(|| built.kernel.clone()));
     // An app that brings no files (a rumprun kernel) and a BunnyFile that
     // includes none leave the guest without a rootfs, not with an empty one.
     if built.rootfs.is_empty() && matches!(plan.rootfs, RootfsPlan::None) {
@@ -664,6 +664,11 @@ pub fn prepare_app(
             }
         };
     for (path, entry) in built.rootfs.iter() {
+        // The framework kernel's modules belong to that kernel, not to one
+        // built from source (bunny's minimal one loads none).
+        if from_source.is_some() && (path == "lib/modules" || path.starts_with("lib/modules/")) {
+            continue;
+        }
         let dst = format!("/{path}");
         let added = match &entry.kind {
             EntryKind::Dir => tree.insert_dir(&dst, entry.mode),

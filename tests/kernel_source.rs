@@ -521,3 +521,149 @@ fn freebsd_kernconf_is_cross_built_in_a_build_container_and_cached() {
         "{out}"
     );
 }
+
+/// FreeBSD's src.txz layout (the tree under usr/src), xz-compressed.
+fn src_txz(dest: &Path, extra: Option<&str>) {
+    let t = tempfile::tempdir().unwrap();
+    let usr = t.path().join("usr");
+    std::fs::create_dir_all(&usr).unwrap();
+    common::run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(repo().join("tests/fixtures/freebsd-src"))
+            .arg(usr.join("src")),
+    );
+    if let Some(text) = extra {
+        std::fs::write(usr.join("src/README"), text).unwrap();
+    }
+    common::run(
+        Command::new("tar")
+            .arg("-cJf")
+            .arg(dest)
+            .arg("-C")
+            .arg(t.path())
+            .arg("usr"),
+    );
+}
+
+/// Serves `dir` over HTTP on a loopback port until the test ends.
+fn serve(dir: PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let _ = match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                Ok(body) if !path.contains("..") => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(&body)
+                }
+                _ => stream.write_all(
+                    b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    port
+}
+
+#[test]
+fn freebsd_sources_by_url_and_as_tarballs_are_pinned() {
+    common::require_tool("runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    python_image(&ctx.join("kbuild"));
+    std::fs::write(ctx.join("drop.conf"), "nodevice sound\n").unwrap();
+    let bunnyfile = |source: &str| {
+        std::fs::write(
+            ctx.join("BunnyFile"),
+            format!(
+                "version: v0.1
+platforms:
+  framework: freebsd
+  monitor: qemu
+  architecture: x86_64
+kernel:
+  from: source
+  source: {source}
+  toolchain: oci:kbuild:kbuild
+  config:
+    base: GENERIC
+    fragments: [drop.conf]
+"
+            ),
+        )
+        .unwrap();
+    };
+    let root = tmp.path().join("store");
+    let cache = tmp.path().join("kernels");
+    let build = |extra: &[&str]| {
+        let out = common::bunny(&root)
+            .env("BUNNY_KERNEL_CACHE", &cache)
+            .args(["build", "--progress=plain", "-t", "fbsd-src:1"])
+            .args(extra)
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // A tarball in the context, laid out like FreeBSD's src.txz.
+    src_txz(&ctx.join("src.txz"), None);
+    bunnyfile("src.txz");
+    let (ok, err) = build(&[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("built kernel"), "{err}");
+    // Another tarball under the same name is refused: the lock pins it.
+    src_txz(&ctx.join("src.txz"), Some("changed"));
+    let (ok, err) = build(&[]);
+    assert!(!ok, "a changed tarball was accepted: {err}");
+    assert!(err.contains("--update-lock"), "{err}");
+    assert!(err.contains("src.txz"), "{err}");
+    let (ok, err) = build(&["--update-lock"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("built kernel"), "{err}");
+
+    // By URL, checked against its sha256.
+    let served = tmp.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::copy(ctx.join("src.txz"), served.join("src.txz")).unwrap();
+    let sum = sha256_file(&served.join("src.txz"));
+    let port = serve(served);
+    bunnyfile(&format!(
+        "http://127.0.0.1:{port}/src.txz#sha256={}",
+        sum.trim_start_matches("sha256:")
+    ));
+    let (ok, err) = build(&[]);
+    assert!(ok, "{err}");
+    // The same bytes as the context's tarball: the same kernel, cached.
+    assert!(err.contains("CACHED kernel"), "{err}");
+    bunnyfile(&format!(
+        "http://127.0.0.1:{port}/src.txz#sha256={}",
+        "0".repeat(64)
+    ));
+    let (ok, err) = build(&["--update-lock"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("refusing it"), "{err}");
+}

@@ -559,7 +559,9 @@ pub fn prepare(
         locked_source.as_deref(),
         progress,
     )?;
-    if let Some(expected) = &locked_source {
+    // An archive is pinned; a tree in the context is the user's to edit
+    // (as an app's `from: local` sources are), and its digest only recorded.
+    if let Some(expected) = locked_source.as_ref().filter(|_| !sources.is_dir) {
         if *expected != sources.digest {
             return Err(KernelError::Pinned {
                 reference,
