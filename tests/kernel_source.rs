@@ -516,10 +516,27 @@ fn freebsd_kernconf_is_cross_built_in_a_build_container_and_cached() {
 
     // The image carries it at /.boot/kernel.
     let out = common::run(common::bunny(&root).args(["inspect", "--json", "fbsd-kernel:3"]));
-    assert!(
-        out.contains("/.boot/kernel") || out.contains("com.urunc.unikernel.binary"),
-        "{out}"
-    );
+    assert!(out.contains("/.boot/kernel"), "{out}");
+
+    // The build image named on the command line instead: the same digest,
+    // so the same kernel.
+    let text = std::fs::read_to_string(ctx.join("BunnyFile")).unwrap();
+    let without = text.replace("  toolchain: oci:kbuild:kbuild\n", "");
+    assert!(!without.contains("toolchain"), "{without}");
+    std::fs::write(ctx.join("BunnyFile"), without).unwrap();
+    let out = common::bunny(&root)
+        .env("BUNNY_KERNEL_CACHE", &cache)
+        .args(["build", "--progress=plain", "-t", "fbsd-kernel:4"])
+        .arg(format!(
+            "--toolchain=freebsd.kernel-toolchain=oci:{}:kbuild",
+            ctx.join("kbuild").display()
+        ))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("CACHED kernel"), "{err}");
 }
 
 /// FreeBSD's src.txz layout (the tree under usr/src), xz-compressed.

@@ -992,11 +992,20 @@ fn freebsd_toolchain(
         // A layout the BunnyFile names must lie in the context (or under
         // --allow-layout), as for every other file it names.
         Some(t) => super::contain_layout(&t.value, context, &opts.allowed_layouts)?,
-        None => opts
-            .layer_overrides
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| FREEBSD_TOOLCHAIN.to_string()),
+        None => match opts.layer_overrides.get(key) {
+            Some(r) => r.clone(),
+            None => {
+                let path = opts
+                    .config_file
+                    .clone()
+                    .unwrap_or_else(super::app::default_config_file);
+                super::app::Config::load(&path)?
+                    .layers
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| FREEBSD_TOOLCHAIN.to_string())
+            }
+        },
     };
     let (image_store, desc) =
         super::resolve_image(store, &reference, opts.registry.as_ref(), false)?;
