@@ -93,9 +93,11 @@ fi
 "$here/scripts/toolchain-image.sh"
 
 # bunny's minimal Linux kernel (tinyconfig + kernels/linux-minimal.config)
-# from Debian's linux-source: about 5 minutes on 2 cores the first time,
-# cached under target/minimal-kernel; also the image
-# oci:target/toolchains/layout:kernel-minimal.
+# from Debian's linux-source: about 5-12 minutes on 2 cores the first time,
+# into bunny's kernel cache target/kernel-cache under the key a BunnyFile's
+# `kernel: {from: source, source: debian:linux-source-6.1, config: minimal}`
+# computes (tests point BUNNY_KERNEL_CACHE there), copied to
+# target/minimal-kernel; also the image oci:target/toolchains/layout:kernel-minimal.
 "$here/scripts/minimal-kernel.sh"
 
 # Third-party tools no package registry has. Beside this project's own

@@ -62,6 +62,9 @@ pub enum KernelSpec {
     Layer(&'static str),
     /// Built from [`Spec::app`].
     App,
+    /// Built from its sources and a configuration (a bunny extension); with
+    /// an `app`, this kernel replaces the framework's.
+    Source(Box<crate::build::kernel::KernelSource>),
 }
 
 /// The guest's root filesystem.

@@ -144,6 +144,9 @@ pub enum KernelInput {
     /// Already among the rootfs files at this path (a raw rootfs that brings
     /// its own kernel); `binary` names it there.
     InRootfs(String),
+    /// Built from its sources by [`prepare_app`], with the context its
+    /// files are read from.
+    Source(Box<crate::build::kernel::KernelSource>, PathBuf),
 }
 
 /// The guest's rootfs, as the image will carry it.
@@ -229,7 +232,9 @@ impl Plan {
             hypervisor: self.monitor.as_str().to_string(),
             binary: match &self.kernel {
                 KernelInput::InRootfs(p) => p.clone(),
-                KernelInput::Local(_) | KernelInput::App => KERNEL_PATH.to_string(),
+                KernelInput::Local(_) | KernelInput::App | KernelInput::Source(..) => {
+                    KERNEL_PATH.to_string()
+                }
             },
             cmdline: self.cmdline.clone(),
             initrd,
@@ -345,6 +350,13 @@ pub fn plan(spec: &Spec, inputs: &PlanInputs) -> Result<Plan, PipelineError> {
             KernelInput::Local(path)
         }
         KernelSpec::InRootfs(p) => KernelInput::InRootfs(p.clone()),
+        KernelSpec::Source(ks) => {
+            // The files it names must be in the context: said now, not after
+            // the sources are hashed.
+            crate::build::kernel::check_context(ks, context)
+                .map_err(|e| PipelineError::Build(e.into()))?;
+            KernelInput::Source(ks.clone(), context.to_path_buf())
+        }
         KernelSpec::App if spec.app.is_some() => KernelInput::App,
         // The validator already refuses this; kept as an error, not a panic.
         KernelSpec::App => {
@@ -582,16 +594,32 @@ fn init_config(workdir: Option<&str>, user: Option<(u32, u32)>) -> Option<String
     Some(s)
 }
 
-/// Builds the plan's `app` in build containers and points the plan's
-/// kernel and rootfs at the result (the app's files join any `include`d ones
-/// in the initrd). Call before [`build`]; keep the returned value alive until
-/// `build` has written the image (it owns generated files the plan points at).
+/// Builds the plan's kernel from its sources (see [`crate::build::kernel`])
+/// and its `app` in build containers, and points the plan's kernel and
+/// rootfs at the result (the app's files join any `include`d ones in the
+/// initrd; a kernel built from source wins over the app's framework's).
+/// Call before [`build`]; keep the returned value alive until `build` has
+/// written the image (it owns generated files the plan points at).
 pub fn prepare_app(
     plan: &mut Plan,
     store: &Store,
     opts: &crate::build::AppOptions,
     progress: &dyn Progress,
 ) -> Result<Option<crate::build::BuiltApp>, PipelineError> {
+    let mut from_source = None;
+    if let KernelInput::Source(ks, context) = &plan.kernel {
+        let built = crate::build::kernel::build_kernel(
+            ks,
+            plan.framework.name(),
+            plan.architecture,
+            context,
+            store,
+            opts,
+            progress,
+        )?;
+        from_source = Some(built.kernel.clone());
+        plan.kernel = KernelInput::Local(built.kernel);
+    }
     let Some((app, context)) = &plan.app else {
         return Ok(None);
     };
@@ -609,7 +637,7 @@ pub fn prepare_app(
         &opts,
         progress,
     )?;
-    plan.kernel = KernelInput::Local(built.kernel.clone());
+    plan.kernel = KernelInput::Local(from_source.clone().unwrap_or_else(|| built.kernel.clone()));
     // An app that brings no files (a rumprun kernel) and a BunnyFile that
     // includes none leave the guest without a rootfs, not with an empty one.
     if built.rootfs.is_empty() && matches!(plan.rootfs, RootfsPlan::None) {
@@ -639,6 +667,11 @@ pub fn prepare_app(
             }
         };
     for (path, entry) in built.rootfs.iter() {
+        // The framework kernel's modules belong to that kernel, not to one
+        // built from source (bunny's minimal one loads none).
+        if from_source.is_some() && (path == "lib/modules" || path.starts_with("lib/modules/")) {
+            continue;
+        }
         let dst = format!("/{path}");
         let added = match &entry.kind {
             EntryKind::Dir => tree.insert_dir(&dst, entry.mode),
@@ -849,6 +882,11 @@ fn kernel_layer(
         KernelInput::App => {
             return Err(PipelineError::Internal {
                 what: "the app was not built (prepare_app) before packing",
+            })
+        }
+        KernelInput::Source(..) => {
+            return Err(PipelineError::Internal {
+                what: "the kernel was not built (prepare_app) before packing",
             })
         }
     };

@@ -451,6 +451,17 @@ pub fn translate_bunnyfile(
     if let Some(k) = &bf.kernel {
         b.source(&k.from.value, &k.path.value, k.path.pos, "kernel", resolver)?;
     }
+    if let Some(ks) = &bf.kernel_source {
+        // The kernel build reads the host's sources and toolchain and its
+        // own cache, none of which a BuildKit solve has.
+        return Err(FrontendError::Needs {
+            what: format!(
+                "{file_name}:{}:{}: `kernel: {{from: source}}`",
+                ks.pos.line, ks.pos.col
+            ),
+            why: "kernels built from source are built by `bunny build`, not yet through BuildKit; build the kernel with `bunny build` and name it with `kernel: {from: local, path: ...}`".into(),
+        });
+    }
     match (&bf.rootfs.from.value, &bf.rootfs.path) {
         (source, Some(p)) => b.source(source, &p.value, p.pos, "rootfs path", resolver)?,
         (Source::Image(r), None) => {

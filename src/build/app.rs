@@ -363,7 +363,10 @@ fn resolve_layers(
         .map(|d| format!("{fw}.{}", d.name))
         .collect();
     for key in opts.layer_overrides.keys().chain(config.layers.keys()) {
-        if key.split('.').next() == Some(fw) && !declared.contains(key) {
+        // A kernel built from source names its build image under the same
+        // prefix (see kernel.rs); it is not one of the app's layers.
+        let kernel_toolchain = key == &format!("{fw}.kernel-toolchain");
+        if key.split('.').next() == Some(fw) && !declared.contains(key) && !kernel_toolchain {
             return Err(BuildError::Framework {
                 framework: fw.to_string(),
                 message: format!(

@@ -28,6 +28,7 @@
 pub mod app;
 pub mod cache;
 pub mod fetch;
+pub mod kernel;
 pub mod lock;
 pub mod rootfs;
 pub mod runner;
@@ -126,6 +127,8 @@ pub enum BuildError {
     Layer(#[from] crate::layers::error::LayerError),
     #[error(transparent)]
     Fetch(Box<fetch::FetchError>),
+    #[error(transparent)]
+    Kernel(Box<kernel::KernelError>),
 }
 
 impl From<fetch::FetchError> for BuildError {

@@ -25,6 +25,8 @@ pub struct BunnyFile {
     pub platforms: Platforms,
     pub rootfs: Rootfs,
     pub kernel: Option<Kernel>,
+    /// `kernel: {from: source, ...}` (bunny's extension; `kernel` is None).
+    pub kernel_source: Option<crate::build::kernel::KernelSource>,
     pub app: Option<App>,
     pub cmdline: Option<Spanned<String>>,
     pub cmd: Vec<Spanned<String>>,

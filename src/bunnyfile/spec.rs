@@ -37,15 +37,16 @@ pub fn command(bf: &BunnyFile) -> (Vec<String>, Option<String>) {
 
 /// The build model of a validated BunnyFile read from `origin`.
 pub fn to_spec(bf: &BunnyFile, origin: &str) -> Spec {
-    let kernel = match &bf.kernel {
-        Some(k) => KernelSpec::File {
+    let kernel = match (&bf.kernel, &bf.kernel_source) {
+        (_, Some(ks)) => KernelSpec::Source(Box::new(ks.clone())),
+        (Some(k), None) => KernelSpec::File {
             from: k.from.value.clone(),
             path: k.path.value.clone(),
             pos: k.path.pos,
         },
         // The validator requires `kernel` or `app`; the planner refuses an
         // app-less spec it is handed anyway.
-        None => KernelSpec::App,
+        (None, None) => KernelSpec::App,
     };
     let (cmd, cmdline) = command(bf);
     let mut entrypoint: Vec<String> = bf.entrypoint.iter().map(|e| e.value.clone()).collect();

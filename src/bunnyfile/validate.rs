@@ -27,7 +27,11 @@ const TOP_KEYS: &[&str] = &[
 const PLATFORM_KEYS: &[&str] = &["framework", "version", "monitor", "architecture"];
 const ROOTFS_KEYS: &[&str] = &["from", "path", "type", "include"];
 const INCLUDE_KEYS: &[&str] = &["from", "source", "destination"];
-const KERNEL_KEYS: &[&str] = &["from", "path"];
+const KERNEL_KEYS: &[&str] = &["from", "path", "source", "config", "toolchain"];
+/// `kernel.config` when the kernel is built from source.
+const KERNEL_CONFIG_KEYS: &[&str] = &["base", "fragments", "set", "unset"];
+const KERNEL_SOURCE_EXAMPLE: &str =
+    "e.g. `kernel: {from: source, source: debian:linux-source-6.1, config: minimal}`";
 const APP_KEYS: &[&str] = &[
     "name",
     "from",
@@ -450,7 +454,13 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
     let version = version(ctx, &top);
     let platforms = platforms(ctx, &top);
     let rootfs = rootfs(ctx, &top);
-    let kernel = kernel(ctx, &top);
+    let framework_name = platforms.as_ref().map(|p| p.framework.value.clone());
+    let (kernel, kernel_source) = match kernel(ctx, &top, framework_name.as_deref()) {
+        None => (None, None),
+        Some(KernelEntry::File(k)) => (Some(k), None),
+        Some(KernelEntry::Source(ks)) => (None, Some(ks)),
+        Some(KernelEntry::Invalid) => (Some(None), None),
+    };
     let app = app(ctx, &top);
     if let (Some(p), Some(Some(a))) = (&platforms, &app) {
         // Only freebsd knows a binary package repository.
@@ -475,10 +485,12 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
             "neither `kernel` nor `app` is given; one is required",
             "add `kernel:` with `from` and `path` to package a prebuilt kernel, or `app:` to build one",
         ),
+        // A kernel built from source replaces the app's framework kernel.
+        (Some(_), Some(_)) if kernel_source.is_some() => {}
         (Some(_), Some(a)) => ctx.error(
             a.key_pos,
             "both `kernel` and `app` are given; use one",
-            "keep `kernel` to package a prebuilt kernel, or `app` to build the kernel from source",
+            "keep `kernel` to package a prebuilt kernel, or `app` to build the kernel from source (a `kernel: {from: source, ...}` may go with an `app`)",
         ),
         _ => {}
     }
@@ -525,6 +537,7 @@ fn build(ctx: &mut Ctx, root: Option<&Node>, syntax: Option<String>) -> Option<B
         platforms: platforms?,
         rootfs: rootfs?,
         kernel: kernel.flatten(),
+        kernel_source,
         app: app.flatten(),
         cmdline,
         cmd,
@@ -1022,7 +1035,14 @@ fn rootfs_rules(
     }
 }
 
-fn kernel(ctx: &mut Ctx, top: &Section) -> Option<Option<Kernel>> {
+enum KernelEntry {
+    File(Option<Kernel>),
+    Source(crate::build::kernel::KernelSource),
+    /// Already reported.
+    Invalid,
+}
+
+fn kernel(ctx: &mut Ctx, top: &Section, framework: Option<&str>) -> Option<KernelEntry> {
     let e = top.get("kernel")?;
     let Some(sec) = section(
         ctx,
@@ -1032,14 +1052,26 @@ fn kernel(ctx: &mut Ctx, top: &Section) -> Option<Option<Kernel>> {
         KERNEL_KEYS,
         "write `kernel:` followed by indented `from: local` and `path: FILE` lines",
     ) else {
-        return Some(None);
+        return Some(KernelEntry::File(None));
     };
     let from = required_string(
         ctx,
         &sec,
         "from",
-        "add `from: local` (a file in the build context) or `from: IMAGE` (a file inside an image)",
+        "add `from: local` (a file in the build context), `from: IMAGE` (a file inside an image) or `from: source` (build it)",
     );
+    if from.as_ref().is_some_and(|f| f.value == "source") {
+        return Some(kernel_from_source(ctx, &sec, framework));
+    }
+    for key in ["source", "config", "toolchain"] {
+        if let Some(k) = sec.get(key) {
+            ctx.error(
+                k.key_pos,
+                format!("`kernel.{key}` is for a kernel built from source"),
+                format!("add `from: source` to build the kernel, or remove `{key}`; {KERNEL_SOURCE_EXAMPLE}"),
+            );
+        }
+    }
     let path = required_string(
         ctx,
         &sec,
@@ -1049,9 +1081,237 @@ fn kernel(ctx: &mut Ctx, top: &Section) -> Option<Option<Kernel>> {
     let from = from.and_then(|f| {
         source(ctx, &f, "kernel.from", false).map(|value| Spanned { value, pos: f.pos })
     });
-    Some(match (from, path) {
+    Some(KernelEntry::File(match (from, path) {
         (Some(from), Some(path)) => Some(Kernel { from, path }),
         _ => None,
+    }))
+}
+
+/// `kernel: {from: source, source: ..., config: ..., toolchain: ...}`.
+fn kernel_from_source(ctx: &mut Ctx, sec: &Section, framework: Option<&str>) -> KernelEntry {
+    use crate::build::kernel::{KernelConfig, KernelSource, SourceRef, FREEBSD_BASES, LINUX_BASES};
+    let errors = ctx.diags.len();
+    if let Some(p) = sec.get("path") {
+        ctx.error(
+            p.key_pos,
+            "`kernel.path` names a prebuilt kernel; a kernel `from: source` is built",
+            format!("remove `path`; {KERNEL_SOURCE_EXAMPLE}"),
+        );
+    }
+    let bases: &[&str] = match framework {
+        Some("linux") | None => LINUX_BASES,
+        Some("freebsd") => FREEBSD_BASES,
+        Some(other) => {
+            ctx.error(
+                sec.pos,
+                format!("`kernel.from: source` builds linux and freebsd kernels, not `{other}`'s"),
+                "use `from: local` or an image for a prebuilt kernel, or `app` to build a unikernel",
+            );
+            &[]
+        }
+    };
+    let source = required_string(
+        ctx,
+        sec,
+        "source",
+        &format!("add `source:`: `debian:linux-source-6.1`, a tarball or tree in the build context, or `https://...tar.xz#sha256=HEX`; {KERNEL_SOURCE_EXAMPLE}"),
+    )
+    .and_then(|s| match SourceRef::parse(&s.value) {
+        Ok(value) => Some(Spanned { value, pos: s.pos }),
+        Err(message) => {
+            ctx.error(s.pos, format!("`kernel.source`: {message}"), KERNEL_SOURCE_EXAMPLE);
+            None
+        }
+    });
+    let toolchain = string(ctx, sec, "toolchain").ok().flatten();
+    if let (Some(t), Some("linux")) = (&toolchain, framework) {
+        ctx.error(
+            t.pos,
+            "`kernel.toolchain` is for freebsd's cross-build image; linux kernels build with the host's gcc and make",
+            "remove `toolchain`",
+        );
+    }
+    let config = match sec.get("config") {
+        None => {
+            ctx.error(
+                sec.pos,
+                "`config` in `kernel` is missing; it is required with `from: source`",
+                format!("add `config: minimal` (bunny's minimal Linux config) or `config: {{base: {}, fragments: [FILE]}}`", bases.first().unwrap_or(&"BASE")),
+            );
+            None
+        }
+        Some(c) => match &c.value.value {
+            Value::Scalar { text, .. } if text == "minimal" => {
+                if framework == Some("freebsd") {
+                    ctx.error(
+                        c.value.pos,
+                        "`config: minimal` is bunny's Linux fragment; a freebsd kernel names its KERNCONF",
+                        "write `config: {base: FIRECRACKER}` (or GENERIC, MINIMAL, a config file), with `fragments` to drop devices",
+                    );
+                    None
+                } else {
+                    Some(KernelConfig::minimal(c.value.pos))
+                }
+            }
+            Value::Scalar { text, .. } => {
+                ctx.error(
+                    c.value.pos,
+                    format!("`kernel.config: {text}` is not a configuration"),
+                    "write `config: minimal`, or a mapping with `base`, `fragments`, `set`, `unset`",
+                );
+                None
+            }
+            _ => kernel_config(ctx, c, bases, framework),
+        },
+    };
+    if ctx.diags.len() > errors && ctx.has_errors() {
+        return KernelEntry::Invalid;
+    }
+    match (source, config) {
+        (Some(source), Some(config)) => KernelEntry::Source(KernelSource {
+            source,
+            config,
+            toolchain,
+            pos: sec.pos,
+        }),
+        _ => KernelEntry::Invalid,
+    }
+}
+
+fn kernel_config(
+    ctx: &mut Ctx,
+    entry: &Entry,
+    bases: &[&str],
+    framework: Option<&str>,
+) -> Option<crate::build::kernel::KernelConfig> {
+    use crate::build::kernel::{ConfigBase, Fragment, KernelConfig};
+    let sec = section(
+        ctx,
+        entry.value,
+        "kernel.config",
+        entry.key_pos,
+        KERNEL_CONFIG_KEYS,
+        "write `config:` followed by indented `base: tinyconfig` and `fragments: [FILE]` lines",
+    )?;
+    let base = required_string(
+        ctx,
+        &sec,
+        "base",
+        &format!(
+            "add `base:`: one of {} or a config file in the build context",
+            keys_list(bases)
+        ),
+    )?;
+    let base_value = if bases.contains(&base.value.as_str()) {
+        ConfigBase::Named(base.value.clone())
+    } else if base.value.contains(['/', '.']) {
+        ConfigBase::File(base.value.clone())
+    } else {
+        let hint = suggest(&base.value, bases)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        ctx.error(
+            base.pos,
+            format!(
+                "`kernel.config.base: {}` is neither a known base nor a file{hint}",
+                base.value
+            ),
+            format!(
+                "write one of {}, or a path in the build context (`./{}`)",
+                keys_list(bases),
+                base.value
+            ),
+        );
+        return None;
+    };
+    let fragments = string_list(
+        ctx,
+        &sec,
+        "fragments",
+        "write `fragments: [kernel/extra.config]` (files in the build context; `minimal` is bunny's)",
+    )
+    .into_iter()
+    .map(|f| Spanned {
+        value: if f.value == "minimal" && framework != Some("freebsd") {
+            Fragment::Minimal
+        } else {
+            Fragment::File(f.value.clone())
+        },
+        pos: f.pos,
+    })
+    .collect();
+    let valid_name = |n: &str| {
+        n.strip_prefix("CONFIG_").is_some_and(|r| {
+            !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+    };
+    let mut set = Vec::new();
+    if let Some(e) = sec.get("set") {
+        match &e.value.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    match (&k.value, &v.value) {
+                        (Value::Scalar { text: name, .. }, Value::Scalar { text: value, .. })
+                            if valid_name(name) && !value.is_empty() && !value.contains('\n') =>
+                        {
+                            set.push(Spanned {
+                                value: (name.clone(), value.clone()),
+                                pos: k.pos,
+                            })
+                        }
+                        _ => ctx.error(
+                            k.pos,
+                            "`kernel.config.set` takes `CONFIG_NAME: VALUE` entries",
+                            "e.g. `set: {CONFIG_HZ_100: y, CONFIG_NR_CPUS: 4}`",
+                        ),
+                    }
+                }
+            }
+            _ if e.value.is_null() => {}
+            _ => ctx.error(
+                e.value.pos,
+                format!(
+                    "`kernel.config.set` expects a mapping, found {}",
+                    e.value.kind()
+                ),
+                "e.g. `set: {CONFIG_HZ_100: y}`",
+            ),
+        }
+    }
+    let unset: Vec<_> = string_list(ctx, &sec, "unset", "e.g. `unset: [CONFIG_ACPI]`")
+        .into_iter()
+        .filter(|u| {
+            let ok = valid_name(&u.value);
+            if !ok {
+                ctx.error(
+                    u.pos,
+                    format!(
+                        "`{}` in `kernel.config.unset` is not a CONFIG_ name",
+                        u.value
+                    ),
+                    "e.g. `unset: [CONFIG_ACPI]`",
+                );
+            }
+            ok
+        })
+        .collect();
+    if framework == Some("freebsd") {
+        if let Some(e) = sec.get("set").or_else(|| sec.get("unset")) {
+            ctx.error(
+                e.key_pos,
+                "`set`/`unset` are Linux options; a freebsd kernel config takes fragment files",
+                "write `options NAME`, `nooptions NAME` or `nodevice NAME` lines in a file and list it in `fragments`",
+            );
+        }
+    }
+    Some(KernelConfig {
+        base: Spanned {
+            value: base_value,
+            pos: base.pos,
+        },
+        fragments,
+        set,
+        unset,
     })
 }
 

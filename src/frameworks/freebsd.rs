@@ -297,7 +297,7 @@ fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
     if root.join("usr/src/tools/build/make.py").is_file() {
         return Err(FrameworkError::Unsupported {
             framework: "freebsd".into(),
-            what: "build a kernel from sources with tools/build/make.py (use a prebuilt kernel layer: --toolchain freebsd.kernel=REF)",
+            what: "take FreeBSD's sources as the kernel layer (build them with the BunnyFile's `kernel: {from: source, source: SRC, config: {base: FIRECRACKER}}`, or name a prebuilt kernel layer: --toolchain freebsd.kernel=REF)",
         });
     }
     Err(FrameworkError::Missing {
