@@ -136,13 +136,10 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
     let skopeo = common::require_tool("skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let plain = tmp.path().join("plain");
+    // A local build attaches nothing unasked.
     let bare = build(
         &tmp.path().join("s0"),
-        &[
-            "--provenance=false",
-            "-o",
-            &format!("type=oci,dest={}", plain.display()),
-        ],
+        &["-o", &format!("type=oci,dest={}", plain.display())],
     );
     let top = json_file(&plain.join("index.json"));
     assert_eq!(
@@ -316,7 +313,7 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
     }
     assert_eq!(indexes[0], indexes[1], "the same inputs, the same index");
 
-    // Without a provenance the default build of the bare store has none.
+    // The bare store's image has none to print.
     let none = bunny(
         &tmp.path().join("s0"),
         &["inspect", "--format", "provenance", "hello:1"],

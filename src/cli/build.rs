@@ -58,8 +58,9 @@ pub struct BuildArgs {
     sbom: Option<bool>,
 
     /// Attach SLSA v1 provenance (inputs by digest, build steps). On by
-    /// default, as buildx's `mode=min`; `--provenance=false` leaves it out,
-    /// and so does BUILDX_NO_DEFAULT_ATTESTATIONS=1.
+    /// default with --push (buildx's `mode=min`), off otherwise;
+    /// `--provenance=false` or BUILDX_NO_DEFAULT_ATTESTATIONS=1 turn the
+    /// default off.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = parse_attest_flag)]
     provenance: Option<bool>,
@@ -447,15 +448,18 @@ fn parse_attest_flag(v: &str) -> Result<bool, String> {
     }
 }
 
-/// Which attestations this build attaches: provenance unless turned off
-/// (buildx's default), an SBOM only when asked for.
+/// Which attestations this build attaches: an SBOM only when asked for;
+/// provenance when asked for, and by default when pushing (buildx's
+/// `mode=min` default, for the registry, where every client skips the
+/// `unknown/unknown` entry). Local outputs get none unasked: umoci, for one,
+/// cannot unpack a tag that names such an index ("tag is ambiguous").
 fn attestations_wanted(args: &BuildArgs) -> crate::oci::attest::Wanted {
     let no_default = std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
         .map(|v| !v.is_empty() && v != "0" && v != "false")
         .unwrap_or(false);
     crate::oci::attest::Wanted {
         sbom: args.sbom.unwrap_or(false),
-        provenance: args.provenance.unwrap_or(!no_default),
+        provenance: args.provenance.unwrap_or(args.push && !no_default),
     }
 }
 
