@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::build::BuiltApp;
 use crate::layers::tree::EntryKind;
 use crate::oci::annotations::{KERNEL_PATH, ROOTFS_PATH};
-use crate::oci::attest::{self, Inputs, LayerInput, RootfsFile, SourceInput, Wanted};
+use crate::oci::attest::{self, Inputs, LayerInput, PackageInput, RootfsFile, SourceInput, Wanted};
 use crate::pipeline::{KernelInput, Plan, RootfsPlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,16 @@ pub fn collect(d: &Described, wanted: Wanted) -> Result<Inputs, AttestError> {
             });
         }
         inputs.steps.extend(app.steps.iter().cloned());
+        inputs.packages = app
+            .packages
+            .iter()
+            .map(|p| PackageInput {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                sha256: p.sha256.clone(),
+                url: Some(p.url.clone()),
+            })
+            .collect();
         if let (Some((spec_app, _)), Some(dir)) = (&plan.app, &app.source_dir) {
             let from = spec_app.from.value.as_str();
             inputs.source = Some(if crate::build::app::is_git_url(from) {

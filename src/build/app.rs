@@ -74,6 +74,8 @@ pub struct BuiltApp {
     /// Where the app's sources were read from (a git checkout, a directory
     /// of the context, an unpacked image); None for package-only apps.
     pub source_dir: Option<PathBuf>,
+    /// Binary packages the app is made of (freebsd).
+    pub packages: Vec<crate::frameworks::InstalledPackage>,
     /// Each step as `name: command` (in the image its layer names), in order:
     /// what provenance records as the build steps.
     pub steps: Vec<String>,
@@ -185,6 +187,7 @@ pub fn build_app(
             steps_cached: 0,
             layers: BTreeMap::new(),
             source_dir: None,
+            packages: package.packages,
             steps: describe_steps(&steps),
             _scratch: scratch,
         });
@@ -318,6 +321,7 @@ pub fn build_app(
             .map(|(n, i)| (format!("{fw}.{n}"), i.digest()))
             .collect(),
         source_dir: (!from_packages).then_some(source),
+        packages: package.packages,
         steps: describe_steps(&steps),
         _scratch: scratch,
     })

@@ -246,11 +246,12 @@ impl Framework for FreeBsd {
             context: format!("creating {}", app_root.display()),
             source,
         })?;
-        install_packages(inputs, &app_root)?;
+        let packages = install_packages(inputs, &app_root)?;
         let program = find_program(&app_root, &inputs.app.name)?;
         Ok(AppPackage {
             kernel,
             rootfs: rootfs(&app_root, &base, &program, inputs.scratch)?,
+            packages,
         })
     }
 }
@@ -333,8 +334,11 @@ fn base_tree(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
 }
 
 /// Fetches the app's packages and their dependencies and unpacks them all
-/// into `root`.
-fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError> {
+/// into `root`; returns what was installed.
+fn install_packages(
+    inputs: &PackInputs,
+    root: &Path,
+) -> Result<Vec<super::InstalledPackage>, FreeBsdError> {
     let url = repository_url(inputs.app);
     let fetcher = repo::Fetcher::new()?;
     inputs
@@ -342,7 +346,14 @@ fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError
         .log("pack app", &format!("reading the catalogue of {url}"));
     let catalogue = repo::fetch_catalogue(&fetcher, inputs.store, &url)?;
     let wanted = catalogue.resolve(&inputs.app.packages)?;
+    let mut installed = Vec::new();
     for entry in wanted {
+        installed.push(super::InstalledPackage {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            sha256: entry.sum.clone(),
+            url: format!("{}/{}", url.trim_end_matches('/'), entry.path),
+        });
         let file = repo::fetch_package(&fetcher, inputs.store, &url, entry)?;
         let what = format!("package {}-{}", entry.name, entry.version);
         let f = File::open(&file).map_err(|e| FreeBsdError::io(&what, e))?;
@@ -352,7 +363,7 @@ fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError
             &format!("{what}: {n} files (sha256 {})", entry.sum),
         );
     }
-    Ok(())
+    Ok(installed)
 }
 
 fn find_program(root: &Path, name: &str) -> Result<String, FrameworkError> {
