@@ -155,6 +155,7 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
             &tmp.path().join(run),
             &[
                 "--sbom",
+                "--provenance",
                 "-o",
                 &format!("type=oci,dest={}", layout.display()),
                 "-o",
@@ -400,6 +401,36 @@ fn attestations_survive_push_and_pull() {
         .unwrap();
         assert_eq!(&local, pulled);
     }
+
+    // A push carries provenance by default; --provenance=false pushes the
+    // bare image manifest under the tag.
+    let bare_ref = format!("{}/att/hello:bare", reg.host());
+    let bare = ok(
+        bunny(
+            &root,
+            &[
+                "build",
+                "--progress=plain",
+                "--provenance=false",
+                "-t",
+                &bare_ref,
+                "--push",
+                ctx.to_str().unwrap(),
+            ],
+        ),
+        "bunny build --push --provenance=false",
+    );
+    let raw_bare = common::run(Command::new(&skopeo).args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{bare_ref}"),
+    ]));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw_bare.as_bytes())),
+        bare.trim().lines().last().unwrap()
+    );
+    assert_eq!(bare.trim().lines().last().unwrap(), image);
 
     // bunny pull picks the image for the platform, not the attestation.
     let other = tmp.path().join("other");

@@ -251,7 +251,10 @@ pub fn spdx(manifest_digest: &str, name: &str, inputs: &Inputs) -> Value {
         "name": if name.is_empty() { "image" } else { name },
         "versionInfo": manifest_digest,
         "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": !inputs.rootfs_files.is_empty(),
+        // The rootfs files are listed and tied to the image by CONTAINS
+        // relationships; `filesAnalyzed` would also ask for a package
+        // verification code over them, which adds nothing here.
+        "filesAnalyzed": false,
         "primaryPackagePurpose": "CONTAINER",
         "checksums": checksums(hex_of(manifest_digest), None),
     })];
@@ -294,7 +297,7 @@ pub fn spdx(manifest_digest: &str, name: &str, inputs: &Inputs) -> Value {
                 "referenceLocator": format!("pkg:oci/{}@{}", purl_name(&l.reference), l.digest.replace(':', "%3A")),
             }],
         }));
-        rel("SPDXRef-Image", "BUILD_DEPENDENCY_OF", &id);
+        rel(&id, "BUILD_DEPENDENCY_OF", "SPDXRef-Image");
     }
     if let Some(src) = &inputs.source {
         let (location, version, sums) = match src {
@@ -324,7 +327,7 @@ pub fn spdx(manifest_digest: &str, name: &str, inputs: &Inputs) -> Value {
             p["checksums"] = s;
         }
         packages.push(p);
-        rel("SPDXRef-Source", "GENERATED_FROM", "SPDXRef-Image");
+        rel("SPDXRef-Image", "GENERATED_FROM", "SPDXRef-Source");
     }
     for (n, p) in inputs.packages.iter().enumerate() {
         let id = spdx_id("Package", n);
@@ -707,6 +710,125 @@ mod tests {
         assert_eq!(tree_digest(a.path()).unwrap(), d1);
         fs::write(a.path().join("x.c"), b"int main2;").unwrap();
         assert_ne!(tree_digest(a.path()).unwrap(), d1);
+    }
+
+    fn sample() -> Inputs {
+        Inputs {
+            platform: "linux/amd64".into(),
+            framework: "linux".into(),
+            monitor: "qemu".into(),
+            bunnyfile: Some(FileInput {
+                name: "BunnyFile".into(),
+                sha256: "b".repeat(64),
+                sha1: "b".repeat(40),
+            }),
+            kernel: Some((
+                KERNEL_IN_IMAGE.into(),
+                FileInput {
+                    name: "vmlinuz".into(),
+                    sha256: "k".repeat(64),
+                    sha1: "k".repeat(40),
+                },
+            )),
+            layers: vec![LayerInput {
+                key: "linux.toolchain".into(),
+                reference: "example.org/gcc:12".into(),
+                digest: format!("sha256:{}", "t".repeat(64)),
+            }],
+            source: Some(SourceInput::Git {
+                url: "https://example.org/app.git".into(),
+                commit: Some("c".repeat(40)),
+            }),
+            packages: vec![PackageInput {
+                name: "iperf3".into(),
+                version: "3.17.1".into(),
+                sha256: "p".repeat(64),
+                url: None,
+            }],
+            rootfs_files: vec![RootfsFile {
+                path: "/bin/app".into(),
+                sha256: "f".repeat(64),
+                sha1: "f".repeat(40),
+            }],
+            steps: vec!["make".into()],
+            epoch: 1_700_000_000,
+        }
+    }
+
+    const KERNEL_IN_IMAGE: &str = "/.boot/kernel";
+
+    #[test]
+    fn spdx_relationships_point_the_right_way_at_elements_that_exist() {
+        let doc = spdx(&format!("sha256:{}", "0".repeat(64)), "app:1", &sample());
+        let mut ids: Vec<&str> = vec!["SPDXRef-DOCUMENT"];
+        for p in doc["packages"].as_array().unwrap() {
+            ids.push(p["SPDXID"].as_str().unwrap());
+        }
+        for f in doc["files"].as_array().unwrap() {
+            ids.push(f["SPDXID"].as_str().unwrap());
+        }
+        let rels: Vec<(String, String, String)> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (
+                    s("spdxElementId"),
+                    s("relationshipType"),
+                    s("relatedSpdxElement"),
+                )
+            })
+            .collect();
+        for (a, _, b) in &rels {
+            assert!(
+                ids.contains(&a.as_str()) && ids.contains(&b.as_str()),
+                "{a} -> {b}"
+            );
+        }
+        let has = |a: &str, t: &str, b: &str| {
+            rels.contains(&(a.to_string(), t.to_string(), b.to_string()))
+        };
+        assert!(has("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image"));
+        assert!(has(
+            "SPDXRef-Layer-0",
+            "BUILD_DEPENDENCY_OF",
+            "SPDXRef-Image"
+        ));
+        assert!(has("SPDXRef-Image", "GENERATED_FROM", "SPDXRef-Source"));
+        assert!(has("SPDXRef-Image", "CONTAINS", "SPDXRef-File-0"));
+        assert!(has("SPDXRef-Image", "CONTAINS", "SPDXRef-Package-0"));
+        assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        let source = &doc["packages"][3];
+        assert_eq!(
+            source["downloadLocation"],
+            format!("git+https://example.org/app.git@{}", "c".repeat(40))
+        );
+    }
+
+    #[test]
+    fn provenance_names_every_input_by_digest() {
+        let p = provenance(&sample());
+        let deps = p["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        let uris: Vec<&str> = deps.iter().map(|d| d["uri"].as_str().unwrap()).collect();
+        assert_eq!(
+            uris,
+            [
+                "BunnyFile",
+                "vmlinuz",
+                "example.org/gcc:12",
+                "git+https://example.org/app.git",
+                "pkg:freebsd/iperf3@3.17.1"
+            ]
+        );
+        assert_eq!(deps[3]["digest"]["gitCommit"], "c".repeat(40));
+        assert_eq!(deps[2]["digest"]["sha256"], "t".repeat(64));
+        assert_eq!(
+            p["buildDefinition"]["internalParameters"]["steps"][0],
+            "make"
+        );
     }
 
     fn filetime_touch(p: &Path) {
