@@ -692,7 +692,13 @@ fn the_sbom_names_exactly_the_toolchain_sources_kernel_and_block_files() {
             (
                 p["name"].as_str().unwrap().to_string(),
                 p["versionInfo"].as_str().unwrap().to_string(),
-                p["downloadLocation"].as_str().unwrap().to_string(),
+                // A layer's reference is in sourceInfo (SPDX wants a URL
+                // as the download location).
+                p["sourceInfo"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("resolved from "))
+                    .unwrap_or_else(|| p["downloadLocation"].as_str().unwrap())
+                    .to_string(),
             )
         })
         .collect();

@@ -246,18 +246,28 @@ fn hex_of(digest: &str) -> &str {
 /// An SPDX 2.3 document: the image, the kernel, the framework's layers,
 /// the app's sources and packages, and every file of the rootfs.
 pub fn spdx(manifest_digest: &str, name: &str, inputs: &Inputs) -> Value {
-    let mut packages = vec![json!({
+    let mut image = json!({
         "SPDXID": "SPDXRef-Image",
         "name": if name.is_empty() { "image" } else { name },
         "versionInfo": manifest_digest,
         "downloadLocation": "NOASSERTION",
-        // The rootfs files are listed and tied to the image by CONTAINS
-        // relationships; `filesAnalyzed` would also ask for a package
-        // verification code over them, which adds nothing here.
-        "filesAnalyzed": false,
+        "filesAnalyzed": !inputs.rootfs_files.is_empty(),
         "primaryPackagePurpose": "CONTAINER",
         "checksums": checksums(hex_of(manifest_digest), None),
-    })];
+    });
+    if !inputs.rootfs_files.is_empty() {
+        // A package that contains files must carry SPDX's verification
+        // code: the sha1 of its files' sorted sha1s, concatenated.
+        let mut sums: Vec<&str> = inputs
+            .rootfs_files
+            .iter()
+            .map(|f| f.sha1.as_str())
+            .collect();
+        sums.sort_unstable();
+        let code = hex::encode(sha1::Sha1::digest(sums.concat().as_bytes()));
+        image["packageVerificationCode"] = json!({"packageVerificationCodeValue": code});
+    }
+    let mut packages = vec![image];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
@@ -287,7 +297,10 @@ pub fn spdx(manifest_digest: &str, name: &str, inputs: &Inputs) -> Value {
             "SPDXID": id,
             "name": l.key,
             "versionInfo": l.digest,
-            "downloadLocation": l.reference,
+            // SPDX wants a URL here, which an image reference is not: the
+            // reference goes in sourceInfo and the purl.
+            "downloadLocation": "NOASSERTION",
+            "sourceInfo": format!("resolved from {}", l.reference),
             "filesAnalyzed": false,
             "primaryPackagePurpose": "CONTAINER",
             "checksums": checksums(hex_of(&l.digest), None),
