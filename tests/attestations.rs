@@ -275,7 +275,34 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
             "the host name leaked: {text}"
         );
 
-        // A docker archive holds the image alone: docker load reads one.
+        // An OCI archive names the same index; a docker archive holds the
+        // image alone (docker load reads one).
+        let archive = tmp.path().join(format!("{run}.oci.tar"));
+        ok(
+            bunny(
+                &tmp.path().join(run),
+                &[
+                    "build",
+                    "--progress=plain",
+                    "--sbom",
+                    "--provenance",
+                    "-t",
+                    "hello:1",
+                    "-o",
+                    &format!("type=oci-archive,dest={}", archive.display()),
+                    example().to_str().unwrap(),
+                ],
+            ),
+            "bunny build -o type=oci-archive",
+        );
+        let in_tar: Value = serde_json::from_str(&common::run(
+            Command::new("tar")
+                .arg("-xOf")
+                .arg(&archive)
+                .arg("index.json"),
+        ))
+        .unwrap();
+        assert_eq!(in_tar["manifests"][0]["digest"], index_digest.as_str());
         let tar = common::run(
             Command::new("tar")
                 .arg("-xOf")
