@@ -475,3 +475,49 @@ fn attestations_survive_push_and_pull() {
     .unwrap();
     assert_eq!(inspected["manifest_digest"], image.as_str());
 }
+
+#[test]
+fn docker_loads_the_image_of_an_attested_build() {
+    let docker = common::Dockerd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("hello.tar");
+    let root = tmp.path().join("s");
+    let out = bunny(
+        &root,
+        &[
+            "build",
+            "--progress=plain",
+            "--sbom",
+            "--provenance",
+            "-t",
+            "hello:att",
+            "-o",
+            &format!("type=docker,dest={}", archive.display()),
+            example().to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out, "bunny build -o type=docker");
+    assert!(
+        stderr.contains("docker archives carry no attestations"),
+        "the dropped attestations are reported: {stderr}"
+    );
+    let loaded = common::run(docker.docker().arg("load").arg("-i").arg(&archive));
+    assert!(loaded.contains("Loaded image: hello:att"), "{loaded}");
+    // The loaded image is the attested one: its config is the image's.
+    let report: Value = serde_json::from_str(&ok(
+        bunny(&root, &["inspect", "--json", "hello:att"]),
+        "inspect",
+    ))
+    .unwrap();
+    let id =
+        common::run(
+            docker
+                .docker()
+                .args(["image", "inspect", "--format", "{{.Id}}", "hello:att"]),
+        );
+    assert_eq!(id.trim(), report["config"]["digest"].as_str().unwrap());
+    assert!(report["attestations"]
+        .as_object()
+        .is_some_and(|a| a.len() == 2));
+}
