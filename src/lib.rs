@@ -8,6 +8,7 @@
 //! steps run in build containers ([`build`]). [`pipeline`] ties the stages
 //! together for `bunny build`; [`cli`] is the only place that uses `anyhow`.
 
+pub mod attestations;
 pub mod build;
 pub mod bunnyfile;
 pub mod cli;

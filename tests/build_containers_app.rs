@@ -120,6 +120,23 @@ impl Env {
             .unwrap_or(0)
     }
 
+    /// The SBOM statement attached to the last build.
+    fn sbom(&self) -> serde_json::Value {
+        let out = output(
+            Command::cargo_bin("bunny")
+                .unwrap()
+                .arg("--root")
+                .arg(&self.root)
+                .args(["inspect", "--format", "sbom", "hello-src"]),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn lock(&self) -> serde_json::Value {
         serde_json::from_slice(&fs::read(self.context.join("bunny.lock")).unwrap()).unwrap()
     }
@@ -486,8 +503,156 @@ fn app_from_a_git_repository() {
         .join("hello.c")
         .is_file());
     // A rebuild clones again (the branch may have moved) but the same
-    // checkout makes the same step key.
-    let stderr = e.build_ok(&gcc_ref(&layout), &[]);
+    // checkout makes the same step key; its SBOM names the repository and
+    // the commit.
+    let stderr = e.build_ok(&gcc_ref(&layout), &["--sbom"]);
     assert!(stderr.contains("CACHED"), "{stderr}");
     assert_eq!(e.runs(), 1);
+    let commit = run(Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["rev-parse", "HEAD"]));
+    let sbom = e.sbom();
+    let source = sbom["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["SPDXID"] == "SPDXRef-Source")
+        .unwrap()
+        .clone();
+    assert_eq!(source["name"], format!("file://{}", repo.display()));
+    assert_eq!(source["versionInfo"], commit.trim());
+    assert_eq!(
+        source["downloadLocation"],
+        format!("git+file://{}@{}", repo.display(), commit.trim())
+    );
+}
+
+#[test]
+fn the_sbom_names_exactly_the_toolchain_kernel_sources_and_initrd_files() {
+    let layout = toolchains();
+    let e = env(&layout);
+    let out = e._dir.path().join("out");
+    e.build_ok(
+        &gcc_ref(&layout),
+        &[
+            "--sbom",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    let statement = e.sbom();
+    let sbom = &statement["predicate"];
+    let sha = |p: &Path| {
+        format!(
+            "{:x}",
+            <sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap())
+        )
+    };
+    let packages: Vec<(String, String, String)> = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["versionInfo"].as_str().unwrap().to_string(),
+                // A layer's reference is in sourceInfo (SPDX wants a URL
+                // as the download location).
+                p["sourceInfo"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("resolved from "))
+                    .unwrap_or_else(|| p["downloadLocation"].as_str().unwrap())
+                    .to_string(),
+            )
+        })
+        .collect();
+    // The image, its kernel (from the kernel layer), each layer bunny.lock
+    // pins with the reference it came from, and the context's sources.
+    let mut expected = vec![
+        (
+            "hello-src:latest".to_string(),
+            statement["subject"][0]["digest"]["sha256"]
+                .as_str()
+                .map(|h| format!("sha256:{h}"))
+                .unwrap(),
+            "NOASSERTION".to_string(),
+        ),
+        (
+            "kernel".to_string(),
+            format!("sha256:{}", sha(&out.join(".boot/kernel"))),
+            "NOASSERTION".to_string(),
+        ),
+    ];
+    let lock = e.lock();
+    for (key, l) in lock["layers"].as_object().unwrap() {
+        expected.push((
+            key.clone(),
+            l["digest"].as_str().unwrap().to_string(),
+            l["reference"].as_str().unwrap().to_string(),
+        ));
+    }
+    expected.push((
+        ".".to_string(),
+        bunny::oci::attest::tree_digest(&e.context).unwrap(),
+        "NOASSERTION".to_string(),
+    ));
+    assert_eq!(packages, expected);
+    assert_eq!(
+        lock["layers"].as_object().unwrap().len(),
+        2,
+        "the toolchain and the kernel layer: {lock}"
+    );
+    // The files are the initrd's, each by digest.
+    let unpacked = e._dir.path().join("initrd");
+    fs::create_dir_all(&unpacked).unwrap();
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && cpio -id --quiet --no-absolute-filenames < '{}'",
+            unpacked.display(),
+            out.join(".boot/rootfs").display()
+        ))
+        .status()
+        .unwrap();
+    assert!(cpio.success());
+    let mut want = Vec::new();
+    let mut stack = vec![unpacked.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else if ty.is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(&unpacked)
+                    .unwrap()
+                    .display()
+                    .to_string();
+                want.push((format!("./{rel}"), sha(&entry.path())));
+            }
+        }
+    }
+    want.sort();
+    let got: Vec<(String, String)> = sbom["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["fileName"].as_str().unwrap().to_string(),
+                f["checksums"][1]["checksumValue"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        got.iter().any(|(p, _)| p == "./bin/hello-server"),
+        "{got:?}"
+    );
 }

@@ -683,10 +683,19 @@ fn the_documented_pipelines_build_push_cache_and_deploy_by_digest() {
         registry_digest(&world, &format!("{image}@{digest}")),
         digest
     );
-    // The deploy job pulled exactly that digest.
+    // The deploy job pulled exactly that digest: the index the push made
+    // (the image and its default provenance, as buildx pushes them), of
+    // which bunny pull keeps the image for the platform.
     let deploy_log = &cold.logs["deploy"];
+    let index: serde_json::Value = serde_json::from_str(&run(Command::new(require_tool("skopeo"))
+        .args(["inspect", "--raw", "--creds", &format!("{USER}:{PASSWORD}")])
+        .arg("--cert-dir")
+        .arg(world.reg.skopeo_cert_dir())
+        .arg(format!("docker://{image}@{digest}"))))
+    .unwrap();
+    let inner = index["manifests"][0]["digest"].as_str().unwrap_or(&digest);
     assert!(
-        deploy_log.contains(&format!("{image}@{digest} {digest}\n")),
+        deploy_log.contains(&format!("{image}@{digest} {inner}\n")),
         "{deploy_log}"
     );
     assert_eq!(gh_cache.entries.len(), 1, "the cold run saves the store");

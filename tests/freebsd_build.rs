@@ -1396,3 +1396,103 @@ fn a_go_program_built_for_freebsd_is_packed_with_what_it_needs_from_the_base() {
         "{err}"
     );
 }
+
+#[test]
+fn the_sbom_lists_the_installed_packages_with_versions_and_sums() {
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, None);
+    let server = serve(repo.clone());
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let ctx = f.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let text = bunnyfile("qemu", server.port, "[iperf3]");
+    fs::write(ctx.join("BunnyFile"), &text).unwrap();
+    let parsed = bunny::bunnyfile::parse("BunnyFile", &text).unwrap();
+    let spec = bunny::bunnyfile::spec::to_spec(&parsed.bunnyfile, "BunnyFile");
+    let mut plan = pipeline::plan(
+        &spec,
+        &pipeline::PlanInputs {
+            context: &ctx,
+            architecture: None,
+            images: &NoImages,
+            init: None,
+        },
+    )
+    .unwrap();
+    let opts = AppOptions {
+        lock_file: ctx.join("bunny.lock"),
+        layer_overrides: f.overrides.clone(),
+        config_file: Some(f.dir.path().join("no-config.json")),
+        ..AppOptions::default()
+    };
+    let app = pipeline::prepare_app(&mut plan, &store, &opts, &Quiet).unwrap();
+    let inputs = bunny::attestations::collect(
+        &bunny::attestations::Described {
+            plan: &plan,
+            app: app.as_ref(),
+            file: &ctx.join("BunnyFile"),
+            context: &ctx,
+            lock_file: Some(&ctx.join("bunny.lock")),
+            epoch: 0,
+        },
+        bunny::oci::attest::Wanted {
+            sbom: true,
+            provenance: true,
+        },
+    )
+    .unwrap();
+    // What the server holds, but for the package nothing needs.
+    let all = repo.join(ABI).join("quarterly").join("All");
+    let mut expected: Vec<(String, String, String)> = packages()
+        .iter()
+        .filter(|p| p.name != "unrelated")
+        .map(|p| {
+            let file = all.join(format!("{}-{}.pkg", p.name, p.version));
+            (
+                p.name.to_string(),
+                p.version.to_string(),
+                format!("{:x}", Sha256::digest(fs::read(file).unwrap())),
+            )
+        })
+        .collect();
+    expected.sort();
+    let mut got: Vec<(String, String, String)> = inputs
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone(), p.sha256.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(got.len(), 3);
+    let sbom = bunny::oci::attest::spdx("sha256:00", "iperf3-freebsd:t", &inputs);
+    for (name, version, sum) in &expected {
+        let p = sbom["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in the SBOM"));
+        assert_eq!(p["versionInfo"], version.as_str());
+        assert_eq!(p["checksums"][0]["checksumValue"], sum.as_str());
+        assert!(p["downloadLocation"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/All/{name}-{version}.pkg")));
+    }
+    // The provenance names them among the resolved dependencies, and the
+    // SBOM lists the rootfs files the packages put there.
+    let prov = bunny::oci::attest::provenance(&inputs);
+    let deps = prov["buildDefinition"]["resolvedDependencies"].to_string();
+    for (name, version, sum) in &expected {
+        assert!(
+            deps.contains(&format!("pkg:freebsd/{name}@{version}")),
+            "{deps}"
+        );
+        assert!(deps.contains(sum.as_str()));
+    }
+    assert!(inputs
+        .rootfs_files
+        .iter()
+        .any(|f| f.path.ends_with("/bin/iperf3")));
+}

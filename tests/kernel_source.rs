@@ -153,7 +153,13 @@ fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
     let t0 = Instant::now();
     let out = common::bunny(&root)
         .env("BUNNY_KERNEL_CACHE", &cache)
-        .args(["build", "--progress=plain", "-t", "hello-src-kernel:test"])
+        .args([
+            "build",
+            "--progress=plain",
+            "--sbom",
+            "-t",
+            "hello-src-kernel:test",
+        ])
         .arg(&ctx)
         .output()
         .unwrap();
@@ -186,6 +192,42 @@ fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
     assert_eq!(
         layers["linux.kernel-config"]["digest"],
         sha256_file(&cache.join(&key).join("config")).as_str()
+    );
+
+    // The SBOM names the kernel's sources, config and build as the lock pins
+    // them, and the kernel it carries is that build.
+    let sbom = common::bunny(&root)
+        .args(["inspect", "--format", "sbom", "hello-src-kernel:test"])
+        .output()
+        .unwrap();
+    assert!(
+        sbom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sbom.stderr)
+    );
+    let sbom: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
+    let sbom = sbom.get("predicate").unwrap_or(&sbom);
+    let packages = sbom["packages"].as_array().expect("SPDX packages");
+    for key in [
+        "linux.kernel-source",
+        "linux.kernel-config",
+        "linux.kernel-build",
+    ] {
+        let p = packages
+            .iter()
+            .find(|p| p["name"] == key)
+            .unwrap_or_else(|| panic!("{key} is not in the SBOM: {sbom}"));
+        assert_eq!(p["versionInfo"], layers[key]["digest"], "{key}");
+    }
+    let kernel = packages
+        .iter()
+        .find(|p| p["SPDXID"] == "SPDXRef-Kernel")
+        .expect("the kernel package");
+    assert!(
+        kernel["checksums"]
+            .to_string()
+            .contains(layers["linux.kernel-build"]["digest"].as_str().unwrap()),
+        "{kernel}"
     );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -665,3 +665,104 @@ fn the_lock_alone_repeats_a_build_and_says_how_to_name_a_toolchain() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_sbom_names_exactly_the_toolchain_sources_kernel_and_block_files() {
+    // A store of its own: the SBOM must name what this build resolved, and
+    // the shared store's path may run through a symlink runc refuses.
+    let store = tempfile::tempdir().unwrap();
+    let e = env_in(store.path().join("store"));
+    hello_app(&e, "", "sbom");
+    e.write("BunnyFile", &bunnyfile("hvt", BLOCK_ROOTFS));
+    let out = export_local(&e, &["-t", "rr-sbom", "--sbom"]);
+    let printed = output(e.bunny().args(["inspect", "--format", "sbom", "rr-sbom"]));
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let statement: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let sbom = &statement["predicate"];
+    let sha = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let packages: Vec<(String, String, String)> = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["versionInfo"].as_str().unwrap().to_string(),
+                // A layer's reference is in sourceInfo (SPDX wants a URL
+                // as the download location).
+                p["sourceInfo"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("resolved from "))
+                    .unwrap_or_else(|| p["downloadLocation"].as_str().unwrap())
+                    .to_string(),
+            )
+        })
+        .collect();
+    // The image, the baked unikernel, the rumprun toolchain as bunny.lock
+    // pins it (with the reference it was named by), and the sources.
+    let mut expected = vec![
+        (
+            "rr-sbom:latest".to_string(),
+            format!(
+                "sha256:{}",
+                statement["subject"][0]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap()
+            ),
+            "NOASSERTION".to_string(),
+        ),
+        (
+            "kernel".to_string(),
+            format!(
+                "sha256:{}",
+                sha(&fs::read(out.join(".boot/kernel")).unwrap())
+            ),
+            "NOASSERTION".to_string(),
+        ),
+    ];
+    let lock: serde_json::Value =
+        serde_json::from_slice(&fs::read(e.context.join("bunny.lock")).unwrap()).unwrap();
+    let layers = lock["layers"].as_object().unwrap();
+    assert!(layers.contains_key("rumprun.toolchain"), "{lock}");
+    for (key, l) in layers {
+        expected.push((
+            key.clone(),
+            l["digest"].as_str().unwrap().to_string(),
+            l["reference"].as_str().unwrap().to_string(),
+        ));
+    }
+    expected.push((
+        ".".to_string(),
+        bunny::oci::attest::tree_digest(&e.context).unwrap(),
+        "NOASSERTION".to_string(),
+    ));
+    assert_eq!(packages, expected);
+    assert_eq!(expected[2].2, e.toolchain, "named as --toolchain gave it");
+    // The block image's files: what `include` put there.
+    let files: Vec<(String, String)> = sbom["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["fileName"].as_str().unwrap().to_string(),
+                f["checksums"][1]["checksumValue"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [("./www/index.html".to_string(), sha(INDEX.as_bytes()))]
+    );
+    assert!(
+        debugfs(&out.join(".boot/rootfs"), "cat /www/index.html").contains(INDEX.trim()),
+        "the block image holds the file the SBOM names"
+    );
+}

@@ -71,8 +71,23 @@ pub struct BuiltApp {
     pub steps_cached: usize,
     /// Digest of every layer used, as locked.
     pub layers: BTreeMap<String, String>,
+    /// Where the app's sources were read from (a git checkout, a directory
+    /// of the context, an unpacked image); None for package-only apps.
+    pub source_dir: Option<PathBuf>,
+    /// Binary packages the app is made of (freebsd).
+    pub packages: Vec<crate::frameworks::InstalledPackage>,
+    /// Each step as `name: command` (in the image its layer names), in order:
+    /// what provenance records as the build steps.
+    pub steps: Vec<String>,
     /// Holds generated files the rootfs points at until the image is written.
     _scratch: crate::layers::store::Scratch,
+}
+
+fn describe_steps(steps: &[crate::frameworks::StepSpec]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| format!("{} [{}]: {}", s.name, s.image, s.command.join(" ")))
+        .collect()
 }
 
 /// `$XDG_CONFIG_HOME/bunny/config.json` (else `~/.config/bunny/config.json`).
@@ -171,11 +186,15 @@ pub fn build_app(
             steps_run: 0,
             steps_cached: 0,
             layers: BTreeMap::new(),
+            source_dir: None,
+            packages: package.packages,
+            steps: describe_steps(&steps),
             _scratch: scratch,
         });
     }
     let images = resolve_layers(framework, store, opts, progress)?;
-    let source = if app.from.value == crate::bunnyfile::FROM_PACKAGES {
+    let from_packages = app.from.value == crate::bunnyfile::FROM_PACKAGES;
+    let source = if from_packages {
         // Made only of packages: the framework fetches them when packing.
         let empty = scratch.path().join("no-sources");
         std::fs::create_dir_all(&empty).map_err(io_ctx(format!("creating {}", empty.display())))?;
@@ -281,7 +300,7 @@ pub fn build_app(
         outputs.insert(spec.name.clone(), out.clone());
         last_output = Some(out);
     }
-    let output = last_output.unwrap_or(source);
+    let output = last_output.unwrap_or_else(|| source.clone());
 
     let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
         images
@@ -301,6 +320,9 @@ pub fn build_app(
             .iter()
             .map(|(n, i)| (format!("{fw}.{n}"), i.digest()))
             .collect(),
+        source_dir: (!from_packages).then_some(source),
+        packages: package.packages,
+        steps: describe_steps(&steps),
         _scratch: scratch,
     })
 }

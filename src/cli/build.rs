@@ -50,6 +50,21 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
 
+    /// Attach an SBOM (SPDX 2.3) attestation: the kernel, the framework's
+    /// layers, the app's sources and every rootfs file, by digest. Off
+    /// unless asked for, as in `docker buildx build`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_attest_flag)]
+    sbom: Option<bool>,
+
+    /// Attach SLSA v1 provenance (inputs by digest, build steps). On by
+    /// default with --push (buildx's `mode=min`), off otherwise;
+    /// `--provenance=false` or BUILDX_NO_DEFAULT_ATTESTATIONS=1 turn the
+    /// default off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_attest_flag)]
+    provenance: Option<bool>,
+
     /// Write the image name and digest as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
@@ -303,9 +318,28 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         // prepare_app sets the monitor and architecture from the plan.
         ..Default::default()
     };
-    let _app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
+    let app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
+    let mut opts = opts;
+    let outputs = std::mem::take(&mut opts.outputs);
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
-    finish(&args, &store, &built.manifest, &locals)
+    let described = crate::attestations::Described {
+        plan: &plan,
+        app: app.as_ref(),
+        file: &file,
+        context: &args.context,
+        lock_file: Some(&app_opts.lock_file),
+        epoch: opts.epoch,
+    };
+    let image = attest_and_export(
+        &args,
+        &store,
+        &built.manifest,
+        &described,
+        &outputs,
+        &opts.tags,
+        progress.as_ref(),
+    )?;
+    finish(&args, &store, &built.manifest, &image, &locals)
 }
 
 /// `bunny build` of a Containerfile.
@@ -379,9 +413,122 @@ fn run_containerfile(
         },
     )
     .with_context(|| format!("planning {name}"))?;
+    let mut opts = opts;
+    let outputs = std::mem::take(&mut opts.outputs);
     let built = pipeline::build(&plan, &store, &opts, progress.as_ref())
         .with_context(|| format!("building {name}"))?;
-    finish(args, &store, &built.manifest, &locals)
+    let described = crate::attestations::Described {
+        plan: &plan,
+        app: None,
+        file,
+        context: &args.context,
+        lock_file: None,
+        epoch: opts.epoch,
+    };
+    let image = attest_and_export(
+        args,
+        &store,
+        &built.manifest,
+        &described,
+        &outputs,
+        &opts.tags,
+        progress.as_ref(),
+    )?;
+    finish(args, &store, &built.manifest, &image, &locals)
+}
+
+/// `--sbom` / `--provenance` values: buildx's `true|false`, and its
+/// `mode=min|max` for provenance (both mean on here: bunny records no build
+/// arguments or environment that `max` would add).
+fn parse_attest_flag(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" | "mode=min" | "mode=max" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("`{v}`: use true or false")),
+    }
+}
+
+/// Which attestations this build attaches: an SBOM only when asked for;
+/// provenance when asked for, and by default when pushing (buildx's
+/// `mode=min` default, for the registry, where every client skips the
+/// `unknown/unknown` entry). Local outputs get none unasked: umoci, for one,
+/// cannot unpack a tag that names such an index ("tag is ambiguous").
+fn attestations_wanted(args: &BuildArgs) -> crate::oci::attest::Wanted {
+    let no_default = std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+        .map(|v| !v.is_empty() && v != "0" && v != "false")
+        .unwrap_or(false);
+    crate::oci::attest::Wanted {
+        sbom: args.sbom.unwrap_or(false),
+        provenance: args.provenance.unwrap_or(args.push && !no_default),
+    }
+}
+
+/// Attaches the attestations asked for and writes the `--output`s. Returns
+/// what the image is published as: the index carrying the attestations, or
+/// the image manifest when there are none.
+fn attest_and_export(
+    args: &BuildArgs,
+    store: &Store,
+    manifest: &oci_spec::image::Descriptor,
+    described: &crate::attestations::Described,
+    outputs: &[Output],
+    tags: &[String],
+    progress: &dyn pipeline::Progress,
+) -> anyhow::Result<oci_spec::image::Descriptor> {
+    let wanted = attestations_wanted(args);
+    let image = if wanted.any() {
+        progress.start("attestations");
+        let inputs = crate::attestations::collect(described, wanted)?;
+        let name = tags.first().cloned().unwrap_or_default();
+        let index = crate::oci::attest::attest(store, manifest, &name, &inputs, wanted)?
+            .context("attaching attestations")?;
+        let sizes = crate::oci::attest::read(store, &index, manifest.digest().as_ref())?
+            .iter()
+            .map(|(pt, v)| {
+                let kind = if pt == crate::oci::attest::SPDX_PREDICATE {
+                    "sbom"
+                } else {
+                    "provenance"
+                };
+                let len = crate::layers::store::canonical_json(v)
+                    .map(|b| b.len())
+                    .unwrap_or(0);
+                format!("{kind} {len} bytes")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        progress.finish("attestations", &format!("{} ({sizes})", index.digest()));
+        index
+    } else {
+        crate::oci::attest::attest(
+            store,
+            manifest,
+            "",
+            &Default::default(),
+            crate::oci::attest::Wanted::default(),
+        )?;
+        manifest.clone()
+    };
+    for out in outputs {
+        let step = match out {
+            Output::OciLayout { dir } => format!("export oci layout {}", dir.display()),
+            Output::OciArchive { file } => format!("export oci archive {}", file.display()),
+            Output::DockerArchive { file } => {
+                if wanted.any() {
+                    progress.warn(&format!(
+                        "{}: docker archives carry no attestations (`docker load` reads one image), as with buildx's docker exporter",
+                        file.display()
+                    ));
+                }
+                format!("export docker archive {}", file.display())
+            }
+        };
+        progress.start(&step);
+        crate::oci::output::export(store, &image, tags, out)
+            .with_context(|| format!("writing {step}"))?;
+        progress.finish(&step, "");
+    }
+    Ok(image)
 }
 
 /// `--toolchain FRAMEWORK[.LAYER]=REF`, by `FRAMEWORK.LAYER`.
@@ -437,6 +584,7 @@ fn finish(
     args: &BuildArgs,
     store: &Store,
     manifest: &oci_spec::image::Descriptor,
+    published: &oci_spec::image::Descriptor,
     locals: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
     for dir in locals {
@@ -459,8 +607,8 @@ fn finish(
             Some(r) => r,
             None => crate::oci::registry::PushResult {
                 name: opts_tags(args).join(","),
-                digest: manifest.digest().to_string(),
-                descriptor: manifest.clone(),
+                digest: published.digest().to_string(),
+                descriptor: published.clone(),
                 uploaded: 0,
                 skipped: 0,
             },

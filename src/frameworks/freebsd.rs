@@ -259,15 +259,16 @@ impl Framework for FreeBsd {
             context: format!("creating {}", app_root.display()),
             source,
         })?;
-        let program = if inputs.app.packages.is_empty() {
-            install_binary(inputs, &app_root)?
+        let (program, packages) = if inputs.app.packages.is_empty() {
+            (install_binary(inputs, &app_root)?, Vec::new())
         } else {
-            install_packages(inputs, &app_root)?;
-            find_program(&app_root, &inputs.app.name)?
+            let packages = install_packages(inputs, &app_root)?;
+            (find_program(&app_root, &inputs.app.name)?, packages)
         };
         Ok(AppPackage {
             kernel,
             rootfs: rootfs(&app_root, &base, &program, inputs.scratch)?,
+            packages,
         })
     }
 }
@@ -424,8 +425,11 @@ pub fn check_freebsd_elf(name: &str, bytes: &[u8]) -> Result<(), FrameworkError>
 }
 
 /// Fetches the app's packages and their dependencies and unpacks them all
-/// into `root`.
-fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError> {
+/// into `root`; returns what was installed.
+fn install_packages(
+    inputs: &PackInputs,
+    root: &Path,
+) -> Result<Vec<super::InstalledPackage>, FreeBsdError> {
     let url = repository_url(inputs.app);
     let fetcher = repo::Fetcher::new()?;
     inputs
@@ -433,7 +437,14 @@ fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError
         .log("pack app", &format!("reading the catalogue of {url}"));
     let catalogue = repo::fetch_catalogue(&fetcher, inputs.store, &url)?;
     let wanted = catalogue.resolve(&inputs.app.packages)?;
+    let mut installed = Vec::new();
     for entry in wanted {
+        installed.push(super::InstalledPackage {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            sha256: entry.sum.clone(),
+            url: format!("{}/{}", url.trim_end_matches('/'), entry.path),
+        });
         let file = repo::fetch_package(&fetcher, inputs.store, &url, entry)?;
         let what = format!("package {}-{}", entry.name, entry.version);
         let f = File::open(&file).map_err(|e| FreeBsdError::io(&what, e))?;
@@ -443,7 +454,7 @@ fn install_packages(inputs: &PackInputs, root: &Path) -> Result<(), FreeBsdError
             &format!("{what}: {n} files (sha256 {})", entry.sum),
         );
     }
-    Ok(())
+    Ok(installed)
 }
 
 fn find_program(root: &Path, name: &str) -> Result<String, FrameworkError> {

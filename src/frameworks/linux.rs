@@ -171,6 +171,7 @@ impl Framework for Linux {
         Ok(AppPackage {
             kernel,
             rootfs: tree,
+            packages: Vec::new(),
         })
     }
 }

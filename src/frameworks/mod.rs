@@ -100,6 +100,19 @@ pub struct AppPackage {
     pub kernel: PathBuf,
     /// The guest's rootfs files (an initrd for linux).
     pub rootfs: Tree,
+    /// Binary packages installed (freebsd), for the SBOM.
+    pub packages: Vec<InstalledPackage>,
+}
+
+/// A binary package an app was made of, as its repository's catalogue
+/// described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub version: String,
+    /// sha256 of the package file, hex (checked when it was fetched).
+    pub sha256: String,
+    pub url: String,
 }
 
 #[derive(Debug, Error)]

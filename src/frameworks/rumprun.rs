@@ -190,6 +190,7 @@ impl Framework for Rumprun {
         Ok(AppPackage {
             kernel,
             rootfs: Tree::new(),
+            packages: Vec::new(),
         })
     }
 }

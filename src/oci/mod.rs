@@ -1,6 +1,7 @@
 //! Image assembly, urunc annotations, outputs and registries.
 
 pub mod annotations;
+pub mod attest;
 pub mod error;
 pub mod image;
 pub mod inspect;

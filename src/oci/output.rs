@@ -128,6 +128,10 @@ impl ImageRef {
 }
 
 /// Writes the image `manifest` (and every blob it references) to `out`.
+/// `manifest` may also be an image index (an image with its attestations):
+/// the OCI outputs carry the whole index; a Docker archive, which `docker
+/// load` reads only one image from, gets the image and not the attestations
+/// (buildx's docker exporter drops them too).
 pub fn export(
     store: &Store,
     manifest: &Descriptor,
@@ -138,18 +142,53 @@ pub fn export(
         .iter()
         .map(|t| ImageRef::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let image = load_manifest(store, manifest)?;
+    let digests = blob_digests(store, manifest)?;
     match out {
-        Output::OciLayout { dir } => export_layout(store, manifest, &image, &refs, dir),
-        Output::OciArchive { file } => {
-            write_archive(file, |tar| oci_archive(store, manifest, &image, &refs, tar))
-        }
+        Output::OciLayout { dir } => export_layout(store, manifest, &digests, &refs, dir),
+        Output::OciArchive { file } => write_archive(file, |tar| {
+            oci_archive(store, manifest, &digests, &refs, tar)
+        }),
         Output::DockerArchive { file } => {
+            let image = load_manifest(store, &runnable_manifest(store, manifest)?)?;
             write_archive(file, |tar| docker_archive(store, &image, &refs, tar))
         }
     }
 }
 
+fn is_index(desc: &Descriptor) -> bool {
+    matches!(desc.media_type(), oci_spec::image::MediaType::ImageIndex)
+        || desc.media_type().to_string()
+            == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+fn load_index(store: &Store, desc: &Descriptor) -> Result<ImageIndex, OciError> {
+    let digest = desc.digest().to_string();
+    serde_json::from_slice(&store.read_blob(&digest)?).map_err(|source| OciError::Json {
+        what: format!("index {digest}"),
+        source,
+    })
+}
+
+/// The image an index holds for running: its first entry that is not an
+/// attestation (platform `unknown/unknown`); `desc` itself if it is a
+/// manifest.
+pub(crate) fn runnable_manifest(store: &Store, desc: &Descriptor) -> Result<Descriptor, OciError> {
+    if !is_index(desc) {
+        return Ok(desc.clone());
+    }
+    load_index(store, desc)?
+        .manifests()
+        .iter()
+        .find(|d| {
+            d.platform()
+                .as_ref()
+                .is_none_or(|p| p.os().to_string() != "unknown")
+        })
+        .cloned()
+        .ok_or_else(|| {
+            OciError::UnsupportedMediaType(format!("index {} holds no image", desc.digest()))
+        })
+}
 pub(crate) fn load_manifest(store: &Store, desc: &Descriptor) -> Result<ImageManifest, OciError> {
     let digest = desc.digest().to_string();
     let bytes = store.read_blob(&digest)?;
@@ -159,14 +198,39 @@ pub(crate) fn load_manifest(store: &Store, desc: &Descriptor) -> Result<ImageMan
     })
 }
 
-/// Manifest, config and layers, each once, in a fixed order.
-fn blob_digests(manifest: &Descriptor, image: &ImageManifest) -> Vec<String> {
+/// The manifest (or index), then for each image its manifest, config and
+/// layers, each once, in a fixed order.
+fn blob_digests(store: &Store, desc: &Descriptor) -> Result<Vec<String>, OciError> {
     let mut seen = BTreeSet::new();
-    std::iter::once(manifest.digest().to_string())
-        .chain(std::iter::once(image.config().digest().to_string()))
-        .chain(image.layers().iter().map(|l| l.digest().to_string()))
-        .filter(|d| seen.insert(d.clone()))
-        .collect()
+    let mut out = Vec::new();
+    collect_digests(store, desc, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn collect_digests(
+    store: &Store,
+    desc: &Descriptor,
+    seen: &mut BTreeSet<String>,
+    out: &mut Vec<String>,
+) -> Result<(), OciError> {
+    let mut add = |d: String| {
+        if seen.insert(d.clone()) {
+            out.push(d);
+        }
+    };
+    add(desc.digest().to_string());
+    if is_index(desc) {
+        for child in load_index(store, desc)?.manifests() {
+            collect_digests(store, child, seen, out)?;
+        }
+        return Ok(());
+    }
+    let image = load_manifest(store, desc)?;
+    add(image.config().digest().to_string());
+    for l in image.layers() {
+        add(l.digest().to_string());
+    }
+    Ok(())
 }
 
 fn index_entries(manifest: &Descriptor, refs: &[ImageRef]) -> Vec<Descriptor> {
@@ -194,15 +258,16 @@ fn index_entries(manifest: &Descriptor, refs: &[ImageRef]) -> Vec<Descriptor> {
 fn export_layout(
     store: &Store,
     manifest: &Descriptor,
-    image: &ImageManifest,
+    digests: &[String],
     refs: &[ImageRef],
     dir: &Path,
 ) -> Result<(), OciError> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(OciError::io("create directory", &blobs))?;
-    for digest in blob_digests(manifest, image) {
-        let src = store.blob_path(&digest)?;
-        let dst = blobs.join(digest_hex(&digest)?);
+    for digest in digests {
+        let digest = digest.as_str();
+        let src = store.blob_path(digest)?;
+        let dst = blobs.join(digest_hex(digest)?);
         if dst.is_file() {
             continue;
         }
@@ -213,7 +278,7 @@ fn export_layout(
         // so the digest name only ever holds the complete blob.
         let mut tmp =
             NamedTempFile::new_in(&blobs).map_err(OciError::io("create temp file in", &blobs))?;
-        let mut from = store.open_blob(&digest)?;
+        let mut from = store.open_blob(digest)?;
         io::copy(&mut from, &mut tmp).map_err(OciError::io("copy blob to", &dst))?;
         publish_mode(tmp.as_file(), &dst)?;
         tmp.as_file()
@@ -359,7 +424,7 @@ fn add_blob(tar: &mut Tar, store: &Store, digest: &str, path: &str) -> Result<()
 fn oci_archive(
     store: &Store,
     manifest: &Descriptor,
-    image: &ImageManifest,
+    digests: &[String],
     refs: &[ImageRef],
     tar: &mut Tar,
 ) -> Result<(), OciError> {
@@ -373,7 +438,7 @@ fn oci_archive(
     add_bytes(tar, "index.json", &index_bytes)?;
     add_dir(tar, "blobs")?;
     add_dir(tar, "blobs/sha256")?;
-    let mut digests = blob_digests(manifest, image);
+    let mut digests = digests.to_vec();
     digests.sort();
     for digest in digests {
         let path = format!("blobs/sha256/{}", digest_hex(&digest)?);

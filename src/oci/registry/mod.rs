@@ -554,6 +554,9 @@ pub fn push(
 ) -> Result<PushResult, RegistryError> {
     let dest = parse_ref(destination)?;
     let desc = store.resolve(local_name)?;
+    // An image built with attestations goes out as the index that carries
+    // them (as buildx pushes it), the image manifest unchanged inside.
+    let desc = crate::oci::attest::attached(store, desc.digest().as_ref()).unwrap_or(desc);
     let session = Session::connect(dest.resolve_registry(), dest.repository(), true, opts, true)?;
     let mut p = Pusher::new(store, &session, dest.clone(), opts);
     let digest = desc.digest().to_string();
