@@ -1,6 +1,7 @@
 //! Image assembly, urunc annotations, outputs and registries.
 
 pub mod annotations;
+pub mod dir_image;
 pub mod error;
 pub mod image;
 pub mod inspect;
