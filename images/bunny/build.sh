@@ -85,6 +85,8 @@ done <"$lock"
 # Layer 1: Debian. Merged /usr as bookworm's debootstrap lays it out.
 root="$work/rootfs"
 rm -rf "$root" "$work/bunny-layer"
+# The trees are only the input of `bunny pack`: the layers hold them.
+trap 'rm -rf "$root" "$work/bunny-layer"' EXIT
 mkdir -p "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib" "$root/usr/lib64"
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
 status="$root/var/lib/dpkg/status"
