@@ -199,10 +199,16 @@ want="$(cat "$here/images/bunny/packages.lock" "$here/images/bunny/build.sh" | s
 if [[ "$(cat "$img/built-from" 2>/dev/null)" != "$want" ]]; then
   cargo build -q -p bunny -p bunny-runtime --manifest-path "$here/Cargo.toml"
   rm -rf "$img/store"
-  build_image() { env -u BUNNY_ROOT BUNNY_FRONTEND= SOURCE_DATE_EPOCH=0 BUNNY_IMAGE_DEBS="$img/debs" "$@" "$here/images/bunny/build.sh" | tail -n1; }
-  first="$(build_image)"
+  # Copies: another cargo command may relink target/debug/bunny meanwhile.
   scratch="$(mktemp -d)"
-  second="$(build_image BUNNY_IMAGE_WORK="$scratch")"
+  mkdir "$scratch/bin" "$scratch/work"
+  cp "$here"/target/debug/{bunny,bunny-runtime} "$scratch/bin/"
+  build_image() {
+    env -u BUNNY_ROOT BUNNY_FRONTEND= SOURCE_DATE_EPOCH=0 BUNNY_BIN_DIR="$scratch/bin" \
+      BUNNY_IMAGE_DEBS="$img/debs" "$@" "$here/images/bunny/build.sh" | tail -n1
+  }
+  first="$(build_image)"
+  second="$(build_image BUNNY_IMAGE_WORK="$scratch/work")"
   rm -rf "$scratch"
   echo "setup: bunny's image: $first; built again from scratch: $second"
   [[ "$first" == "$second" ]] || { echo "setup: bunny's image is not reproducible" >&2; exit 1; }
