@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds bunny's own image, the job image for CI (docs/ci.md): bunny,
 # bunny-runtime, bunny-init and bunny-frontend on Debian bookworm with runc,
-# e2fsprogs, makefs, qemu-system-x86, git, jq and ca-certificates.
+# e2fsprogs, makefs, busybox-static, qemu-system-x86, git, jq and
+# ca-certificates (the list: images/bunny/packages).
 #
 #   images/bunny/build.sh [--update-lock] [bunny pack options, e.g. -t NAME -o type=docker,dest=F]
 #
