@@ -206,4 +206,29 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p bunny-init --release
 # Same flags and target dir as tests/frontend_buildkit.rs.
 CARGO_TARGET_DIR="$here/target/frontend-static" RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0" \
   cargo build -q -p bunny-frontend --target x86_64-unknown-linux-gnu --manifest-path "$here/Cargo.toml"
+# bunny's own job image (images/bunny, docs/ci.md), built twice from scratch
+# (fresh rootfs and store) to check that one lock and one set of binaries
+# give one digest; redone when the lock or the script changes. It leaves the
+# Debian layer compressed in target/bunny-image/store, so tests/bunny_image.rs
+# only packs its bunny layer anew.
+img="$here/target/bunny-image"
+want="$(cat "$here/images/bunny/packages.lock" "$here/images/bunny/build.sh" | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$img/built-from" 2>/dev/null)" != "$want" ]]; then
+  cargo build -q -p bunny -p bunny-runtime --manifest-path "$here/Cargo.toml"
+  rm -rf "$img/store"
+  # Copies: another cargo command may relink target/debug/bunny meanwhile.
+  scratch="$(mktemp -d)"
+  mkdir "$scratch/bin" "$scratch/work"
+  cp "$here"/target/debug/{bunny,bunny-runtime} "$scratch/bin/"
+  build_image() {
+    env -u BUNNY_ROOT BUNNY_FRONTEND= SOURCE_DATE_EPOCH=0 BUNNY_BIN_DIR="$scratch/bin" \
+      BUNNY_IMAGE_DEBS="$img/debs" "$@" "$here/images/bunny/build.sh" | tail -n1
+  }
+  first="$(build_image)"
+  second="$(build_image BUNNY_IMAGE_WORK="$scratch/work")"
+  rm -rf "$scratch"
+  echo "setup: bunny's image: $first; built again from scratch: $second"
+  [[ "$first" == "$second" ]] || { echo "setup: bunny's image is not reproducible" >&2; exit 1; }
+  echo "$want" >"$img/built-from"
+fi
 echo "setup: ok (kernel at $kdir/vmlinuz)"

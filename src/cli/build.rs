@@ -211,7 +211,7 @@ fn default_file(context: &Path) -> PathBuf {
 }
 
 /// SOURCE_DATE_EPOCH as reproducible-builds.org defines it; 0 when unset.
-fn source_date_epoch() -> anyhow::Result<u64> {
+pub(crate) fn source_date_epoch() -> anyhow::Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => v
             .trim()

@@ -6,6 +6,7 @@ mod inspect;
 mod login;
 mod logout;
 mod logs;
+mod pack;
 mod progress;
 mod ps;
 mod pull;
@@ -54,6 +55,7 @@ enum Verb {
     Login(login::LoginArgs),
     Logout(logout::LogoutArgs),
     Store(store::StoreArgs),
+    Pack(pack::PackArgs),
 }
 
 /// Global settings every verb may need.
@@ -88,6 +90,7 @@ pub fn main() -> ExitCode {
         Verb::Login(a) => login::run(a, &globals),
         Verb::Logout(a) => logout::run(a, &globals),
         Verb::Store(a) => store::run(a, &globals),
+        Verb::Pack(a) => pack::run(a, &globals),
     };
     match result {
         Ok(code) => code,

@@ -46,6 +46,12 @@ pub enum OciError {
     Spec { what: String, message: String },
     #[error("unsupported layer media type `{0}`")]
     UnsupportedMediaType(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{0}: the name is not UTF-8")]
+    NonUtf8Path(PathBuf),
+    #[error("{path} is a {kind}, which a layer cannot carry")]
+    UnsupportedFileType { path: PathBuf, kind: &'static str },
 }
 
 impl OciError {

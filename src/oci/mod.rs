@@ -2,6 +2,7 @@
 
 pub mod annotations;
 pub mod attest;
+pub mod dir_image;
 pub mod error;
 pub mod image;
 pub mod inspect;
