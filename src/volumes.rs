@@ -66,10 +66,14 @@ pub struct VolumeArg {
     /// The image's size for a directory (`size=`), in bytes.
     pub size: Option<u64>,
     pub source_is_dir: bool,
+    /// `keep`: the directory's image keeps the guest's changes (in the
+    /// run's directory, for the run's next start) and the directory is
+    /// left as it was.
+    pub keep: bool,
 }
 
-/// Parses `SOURCE:TARGET[:OPTS]`, OPTS being a comma list of `ro`, `rw`
-/// and `size=N[KMG]`; SOURCE must exist (a directory or a disk image).
+/// Parses `SOURCE:TARGET[:OPTS]`, OPTS being a comma list of `ro`, `rw`,
+/// `keep` and `size=N[KMG]`; SOURCE must exist (a directory or a disk image).
 pub fn parse(value: &str) -> Result<VolumeArg, VolumeError> {
     let bad = |reason: &str| VolumeError::Bad {
         value: value.to_string(),
@@ -102,17 +106,23 @@ pub fn parse(value: &str) -> Result<VolumeArg, VolumeError> {
     }
     let mut read_only = false;
     let mut size = None;
+    let mut keep = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => read_only = true,
             "rw" => read_only = false,
+            "keep" => keep = true,
             _ => match o.strip_prefix("size=") {
                 Some(s) => {
                     size = Some(parse_size(s).ok_or_else(|| {
                         bad(&format!("size `{s}`: write a number with K, M or G"))
                     })?)
                 }
-                None => return Err(bad(&format!("unknown option `{o}` (ro, rw, size=N[KMG])"))),
+                None => {
+                    return Err(bad(&format!(
+                        "unknown option `{o}` (ro, rw, keep, size=N[KMG])"
+                    )))
+                }
             },
         }
     }
@@ -131,6 +141,11 @@ pub fn parse(value: &str) -> Result<VolumeArg, VolumeError> {
             "size= is for a directory; an image file has its own size",
         ));
     }
+    if keep && (read_only || !source_is_dir) {
+        return Err(bad(
+            "keep is for a writable directory (an image file keeps the guest's writes itself; a read-only volume has none)",
+        ));
+    }
     let source = fs::canonicalize(source).map_err(|e| VolumeError::Bad {
         value: value.to_string(),
         reason: format!("{source}: {e}"),
@@ -141,6 +156,7 @@ pub fn parse(value: &str) -> Result<VolumeArg, VolumeError> {
         read_only,
         size,
         source_is_dir,
+        keep,
     })
 }
 
@@ -406,6 +422,8 @@ mod tests {
         let v = parse(&format!("{}:/srv/db/", img.display())).unwrap();
         assert!(!v.read_only && !v.source_is_dir);
         assert_eq!(v.target, "/srv/db");
+        assert!(!v.keep);
+        assert!(parse(&format!("{dir}:/data:keep,size=1G")).unwrap().keep);
         for (arg, needle) in [
             (dir.to_string(), "write HOST_DIR"),
             (format!("{dir}:data"), "absolute"),
@@ -417,6 +435,11 @@ mod tests {
             (format!("{}:/d:size=1G", img.display()), "for a directory"),
             ("/nonexistent-bunny-volume:/d".to_string(), "nonexistent"),
             (format!("{dir}:/d:ro:x"), "write HOST_DIR"),
+            (format!("{dir}:/d:ro,keep"), "keep is for a writable"),
+            (
+                format!("{}:/d:keep", img.display()),
+                "keep is for a writable",
+            ),
         ] {
             let e = parse(&arg).unwrap_err().to_string();
             assert!(e.contains(needle), "{arg}: {e}");
