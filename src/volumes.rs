@@ -32,6 +32,12 @@ pub enum VolumeError {
     },
     #[error("{path} is in use by another run (a volume is attached to one run at a time)")]
     InUse { path: PathBuf },
+    #[error("making the UFS2 image of {dir}")]
+    Ufs {
+        dir: PathBuf,
+        #[source]
+        source: crate::layers::LayerError,
+    },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
@@ -46,6 +52,8 @@ pub enum VolumeFs {
     Ext4,
     /// rumprun (NetBSD's ext2fs).
     Ext2,
+    /// FreeBSD: UFS2, written by bunny (its kernel configs have no ext2fs).
+    Ufs2,
 }
 
 impl VolumeFs {
@@ -53,6 +61,7 @@ impl VolumeFs {
         match self {
             VolumeFs::Ext4 => "ext4",
             VolumeFs::Ext2 => "ext2",
+            VolumeFs::Ufs2 => "ufs2",
         }
     }
 }
@@ -244,16 +253,21 @@ fn usage(dir: &Path) -> Result<(u64, u64), VolumeError> {
 
 /// Makes `image` (sparse) holding the tree under `dir`: the files' size
 /// twice over plus 256 MiB, unless `size` says otherwise, so the guest has
-/// room to write.
+/// room to write. `label`: the filesystem's volume name (UFS2, where
+/// FreeBSD's GEOM shows it as `/dev/ufs/LABEL`).
 pub fn make_image(
     dir: &Path,
     image: &Path,
     fs_type: VolumeFs,
     size: Option<u64>,
+    label: &str,
 ) -> Result<(), VolumeError> {
-    let mke2fs = find_tool("mke2fs")?;
     let (used, count) = usage(dir)?;
     let bytes = size.unwrap_or(used * 2 + (256 << 20));
+    if fs_type == VolumeFs::Ufs2 {
+        return make_ufs2(dir, image, bytes, label);
+    }
+    let mke2fs = find_tool("mke2fs")?;
     let inodes = (count * 2 + 4096).max(bytes / (64 << 10));
     File::create(image).map_err(io("creating", image))?;
     run(Command::new(mke2fs)
@@ -264,6 +278,39 @@ pub fn make_image(
         .arg(image)
         .arg(format!("{}k", bytes.div_ceil(1024))))?;
     Ok(())
+}
+
+/// UFS2 through bunny's own writer, which FreeBSD's superblock checks
+/// accept (Debian's makefs puts the superblock where FreeBSD refuses it).
+/// Every entry gets the time of the make and root's ownership: the writer
+/// is built for reproducible roots, not for copying metadata.
+fn make_ufs2(dir: &Path, image: &Path, bytes: u64, label: &str) -> Result<(), VolumeError> {
+    let ufs = |source| VolumeError::Ufs {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut tree = crate::layers::Tree::new();
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir).map_err(io("reading", dir))? {
+        names.push(e.map_err(io("reading", dir))?.file_name());
+    }
+    names.sort();
+    for name in names {
+        let name = name.to_str().ok_or_else(|| VolumeError::Bad {
+            value: dir.display().to_string(),
+            reason: format!("{name:?} is not UTF-8, which a UFS2 volume cannot name"),
+        })?;
+        tree.add_from_context(dir, name, &format!("/{name}"))
+            .map_err(ufs)?;
+    }
+    let opts = crate::layers::BlockOptions {
+        mtime: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        label: Some(label.to_string()),
+    };
+    crate::layers::ufs::build_volume(&tree, image, &opts, bytes).map_err(ufs)
 }
 
 /// Puts the image's tree back into `dir`: entries the guest removed go,
@@ -455,7 +502,7 @@ mod tests {
         fs::write(dir.join("gone"), b"x").unwrap();
         fs::write(dir.join("changed"), b"old").unwrap();
         let image = d.path().join("vol.img");
-        make_image(&dir, &image, VolumeFs::Ext4, None).unwrap();
+        make_image(&dir, &image, VolumeFs::Ext4, None, "bunnyvol0").unwrap();
         // Change the image as a guest would, with debugfs.
         let new = d.path().join("new");
         fs::write(&new, b"new contents").unwrap();

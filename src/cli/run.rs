@@ -522,8 +522,9 @@ fn attach_volumes(
     let fs_type = match spec.config.unikernel_type {
         bunny_runtime::UnikernelType::Linux => VolumeFs::Ext4,
         bunny_runtime::UnikernelType::Rumprun => VolumeFs::Ext2,
+        bunny_runtime::UnikernelType::FreeBsd => VolumeFs::Ufs2,
         other => bail!(
-            "-v: volumes are for linux and rumprun guests; this image is {}",
+            "-v: volumes are for linux, rumprun and freebsd guests; this image is {}",
             other.as_str()
         ),
     };
@@ -535,6 +536,11 @@ fn attach_volumes(
         let image = run_dir.join(format!("vol{n}.img"));
         if arg.keep && remove {
             bail!("-v {value}: keep holds the guest's changes in the run's directory, which --rm removes; drop one of them");
+        }
+        if fs_type == VolumeFs::Ufs2 && arg.source_is_dir && !arg.keep && !arg.read_only {
+            // Writing back needs a UFS2 reader on the host, which bunny
+            // does not have: the user chooses what happens to the changes.
+            bail!("-v {value}: a FreeBSD guest's changes cannot be written back into the directory (bunny writes UFS2 but does not read it back yet): add `:keep` (they stay in the run's image, for `bunny start`) or `:ro`");
         }
         let (image, write_back) = if arg.keep && image.exists() {
             // The image an earlier boot of this run kept: the guest goes
@@ -551,8 +557,14 @@ fn attach_volumes(
         } else if arg.source_is_dir {
             let t0 = std::time::Instant::now();
             bunny_runtime::timestamp("volume-image-start");
-            volumes::make_image(&arg.source, &image, fs_type, arg.size)
-                .with_context(|| format!("-v {value}: making its disk image"))?;
+            volumes::make_image(
+                &arg.source,
+                &image,
+                fs_type,
+                arg.size,
+                &bunny_runtime::volume_serial(n),
+            )
+            .with_context(|| format!("-v {value}: making its disk image"))?;
             bunny_runtime::timestamp("volume-image-done");
             if t0.elapsed() > std::time::Duration::from_secs(2) {
                 eprintln!(
