@@ -420,3 +420,76 @@ fn containerd_sees_the_guests_exit_status_and_a_panic_as_failure() {
         "console:\n{console}"
     );
 }
+
+/// A bind mount of a host directory (`ctr run --mount type=bind,...`)
+/// becomes the guest's volume, as `bunny run -v` makes it: the guest's
+/// writes are back in the directory when the container stops, and the next
+/// container sees them; a read-only bind mount stays unchanged.
+#[test]
+fn containerd_bind_mounts_become_volumes_written_back_when_the_guest_stops() {
+    runtime_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = hello_archive(tmp.path(), "oci-archive");
+    let ctd = Containerd::start();
+    ok(
+        ctd.ctr().args(["images", "import"]).arg(&archive),
+        Duration::from_secs(60),
+    );
+    let image = "docker.io/library/hello:test";
+    let runc_root = tmp.path().join("runc-root");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("seed"), "from the host\n").unwrap();
+
+    for (n, (word, mode, want)) in [
+        ("first", "rw", "first\n"),
+        ("second", "rw", "first\nsecond\n"),
+        ("third", "ro", "first\nsecond\n"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mount = format!(
+            "type=bind,src={},dst=/data,options=rbind:{mode}",
+            data.display()
+        );
+        let out = timed(
+            ctd.run(&runc_root).args(["--rm", "--mount", &mount]).args([
+                image,
+                &format!("vol{n}"),
+                "/init",
+                "append",
+                "/data/log",
+                word,
+                "once",
+            ]),
+            BOOT,
+        );
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            console.contains(&format!("volume bunnyvol0 (/dev/vda) at /data ({mode})"))
+                && console.contains("hello-linux: done"),
+            "{mode}: {}; console:\n{console}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The guest saw what the containers before it wrote.
+        let shown = want.lines().count();
+        assert_eq!(
+            console.matches("hello-linux:   ").count(),
+            shown,
+            "{mode}: {console}"
+        );
+        assert_eq!(out.status.code(), Some(0), "console:\n{console}");
+        assert_eq!(
+            std::fs::read_to_string(data.join("log")).unwrap(),
+            want,
+            "{mode}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("seed")).unwrap(),
+            "from the host\n"
+        );
+        assert!(!data.join("lost+found").exists());
+    }
+}

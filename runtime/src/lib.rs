@@ -16,6 +16,7 @@ pub mod seccomp;
 mod solo5;
 mod spec;
 mod timestamps;
+pub mod volume_image;
 
 pub mod oci;
 

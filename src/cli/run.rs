@@ -456,7 +456,7 @@ fn boot_run(
     if ran {
         for v in volumes.iter().filter(|v| v.write_back) {
             bunny_runtime::timestamp("volume-write-back-start");
-            let done = crate::volumes::write_back(&v.image, &v.arg.source);
+            let done = bunny_runtime::volume_image::write_back(&v.image, &v.arg.source);
             bunny_runtime::timestamp("volume-write-back-done");
             match done {
                 Ok(()) => {

@@ -30,6 +30,7 @@ mod init;
 pub mod net;
 pub mod spec;
 pub mod state;
+pub mod volumes;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
