@@ -93,6 +93,10 @@ const DETACHED_RUN_ENV: &str = "BUNNY_DETACHED_RUN";
 const READY_FD_ENV: &str = "BUNNY_DETACHED_READY_FD";
 
 pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    // A mistyped -v is said before any image is looked for or pulled.
+    for v in &args.volume {
+        crate::volumes::parse(v)?;
+    }
     let runs = Runs::open(&globals.root)?;
     match std::env::var(DETACHED_RUN_ENV) {
         Ok(id) => {
