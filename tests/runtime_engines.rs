@@ -424,7 +424,8 @@ fn containerd_sees_the_guests_exit_status_and_a_panic_as_failure() {
 /// A bind mount of a host directory (`ctr run --mount type=bind,...`)
 /// becomes the guest's volume, as `bunny run -v` makes it: the guest's
 /// writes are back in the directory when the container stops, and the next
-/// container sees them; a read-only bind mount stays unchanged.
+/// container sees them; a read-only bind mount stays unchanged; a bind
+/// mount of a block device (a loop device here) is the guest's disk itself.
 #[test]
 fn containerd_bind_mounts_become_volumes_written_back_when_the_guest_stops() {
     runtime_binary();
@@ -491,5 +492,75 @@ fn containerd_bind_mounts_become_volumes_written_back_when_the_guest_stops() {
             "from the host\n"
         );
         assert!(!data.join("lost+found").exists());
+    }
+
+    // A block device is handed to the guest as it is: its writes land on
+    // the device itself.
+    let disk = tmp.path().join("disk.ext4");
+    let seed = tmp.path().join("seed");
+    std::fs::create_dir(&seed).unwrap();
+    std::fs::write(seed.join("log"), "on the device\n").unwrap();
+    ok(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(&seed)
+            .arg(&disk)
+            .arg("32M"),
+        Duration::from_secs(30),
+    );
+    let dev = Loop::attach(&disk);
+    let mount = format!("type=bind,src={},dst=/blk,options=rbind:rw", dev.0);
+    let out = timed(
+        ctd.run(&runc_root).args(["--rm", "--mount", &mount]).args([
+            image,
+            "blk",
+            "/init",
+            "append",
+            "/blk/log",
+            "guest-wrote",
+            "once",
+        ]),
+        BOOT,
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("at /blk (rw)") && console.contains("hello-linux:   guest-wrote"),
+        "{}; console:\n{console}",
+        out.status
+    );
+    drop(dev);
+    let cat = Command::new("debugfs")
+        .args(["-R", "cat /log"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "on the device\nguest-wrote\n"
+    );
+}
+
+/// A loop device over an image file, detached when dropped.
+struct Loop(String);
+
+impl Loop {
+    fn attach(file: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
     }
 }
