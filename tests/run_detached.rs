@@ -334,6 +334,23 @@ fn a_volume_keeps_what_the_guest_wrote_across_a_stop_a_start_and_a_new_run() {
     );
     // The run's disk image went with the run.
     assert_eq!(std::fs::read_dir(root.join("runs")).unwrap().count(), 1);
+
+    // A start that cannot boot (the volume's directory is gone) says why
+    // and leaves the run as it was.
+    let away = tmp.path().join("away");
+    std::fs::rename(&data, &away).unwrap();
+    let failed = output(bunny(&root).args(["start", "v1"]));
+    let (_, err) = text(&failed);
+    assert!(
+        !failed.status.success() && err.contains("starting run v1") && err.contains("data"),
+        "{err}"
+    );
+    let all = ps(&root, true);
+    assert!(
+        row(&all, "v1").is_some_and(|l| l.contains("Exited (143)")),
+        "{all}"
+    );
+    std::fs::rename(&away, &data).unwrap();
 }
 
 #[test]
