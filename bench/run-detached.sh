@@ -27,15 +27,7 @@ trap cleanup EXIT
 "$bunny" --root "$root" build --progress=quiet -t hello examples/hello-linux >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-now() { date +%s%N; }
-wait_http() { # prints the time of the first 200
-  for _ in $(seq 3000); do
-    if curl -fs -m 1 -o /dev/null "http://127.0.0.1:$port/"; then now; return; fi
-    sleep 0.01
-  done
-  echo "no HTTP answer" >&2; return 1
-}
-stop_guest() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$port/cgi-bin/stop" || true; }
+. "$here/bench/lib.sh"
 wait_gone() { # until the detached --rm run has removed itself
   for _ in $(seq 1000); do
     [[ -z "$("$bunny" --root "$root" ps -aq)" ]] && return
@@ -63,7 +55,6 @@ for i in $(seq "$runs"); do
   d_ret+=($(( (tr - t0) / 1000000 ))); d_http+=($(( (t1 - t0) / 1000000 )))
   stop_guest; wait_gone
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 fh=$(median "${f_http[@]}"); dh=$(median "${d_http[@]}"); dr=$(median "${d_ret[@]}")
 echo "# $runs runs each, alternating, qemu TCG, hello-linux; medians (all: fg ${f_http[*]} / -d ${d_http[*]})"
 echo "bunny run (foreground): start -> first HTTP 200   ${fh} ms"

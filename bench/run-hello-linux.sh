@@ -16,15 +16,7 @@ root="$work/store"
 "$bunny" --root "$root" build --progress=quiet -t hello examples/hello-linux >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-now() { date +%s%N; }
-wait_http() { # prints the time of the first 200
-  for _ in $(seq 3000); do
-    if curl -fs -m 1 -o /dev/null "http://127.0.0.1:$port/"; then now; return; fi
-    sleep 0.01
-  done
-  echo "no HTTP answer" >&2; return 1
-}
-stop_guest() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$port/cgi-bin/stop" || true; }
+. "$here/bench/lib.sh"
 
 # One bunny run to learn the exact qemu argv (the unpacked image stays cached).
 "$bunny" --root "$root" run --rm --accel tcg -p "127.0.0.1:$port:80" hello >/dev/null 2>&1 &
@@ -49,7 +41,6 @@ for _ in $(seq "$runs"); do
   q_http+=($(( (t1 - t0) / 1000000 )))
   stop_guest; wait
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 be=$(median "${b_exec[@]}"); bh=$(median "${b_http[@]}"); qh=$(median "${q_http[@]}")
 echo "# $runs runs each, qemu TCG, hello-linux; medians"
 echo "bunny run: start -> monitor exec      ${be} us (bare qemu: 0 by definition)"

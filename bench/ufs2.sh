@@ -18,40 +18,10 @@ writer="$here/target/release/examples/ufs2_write"
 work="$(mktemp -d "${TMPDIR:-/tmp}/bunny-ufs2.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# 1 GiB in three shapes: 8 files of 64 MiB, 4096 of 64 KiB, 32768 of 8 KiB
-# in 256 directories (random bytes, so no filesystem can shortcut them).
-python3 - "$work/tree" <<'PY'
-import os, sys
-root = sys.argv[1]
-rnd = open("/dev/urandom", "rb")
-def put(path, size):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 1 << 20)
-            f.write(rnd.read(n))
-            left -= n
-for i in range(8):
-    put(f"{root}/big/f{i}", 64 << 20)
-for i in range(4096):
-    put(f"{root}/mid/d{i % 64}/f{i}", 64 << 10)
-for i in range(32768):
-    put(f"{root}/small/d{i % 256}/f{i}", 8 << 10)
-PY
+. "$here/bench/lib.sh"
+bench_tree "$work/tree"
 bytes=$(du -sb "$work/tree" | cut -f1)
 cat "$work"/tree/big/* >/dev/null   # both tools read from the page cache
-
-# time_one NAME CMD...: prints "seconds peak_kib"
-time_one() {
-  local log="$work/time.log"
-  /usr/bin/time -v -o "$log" "$@" >/dev/null 2>"$work/err.log" || { cat "$work/err.log" >&2; exit 1; }
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$log")
-  rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$log")
-  python3 -c 'import sys; p=sys.argv[1].split(":"); s=sum(float(x)*60**i for i,x in enumerate(reversed(p))); print(f"{s:.2f}", sys.argv[2])' "$wall" "$rss"
-}
-median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 b_t=(); b_m=(); m_t=(); m_m=()
 for _ in $(seq "$runs"); do
@@ -60,8 +30,8 @@ for _ in $(seq "$runs"); do
   rm -f "$work/makefs.img"
   read -r t m < <(time_one makefs -t ffs -o version=2 "$work/makefs.img" "$work/tree"); m_t+=("$t"); m_m+=("$m")
 done
-bt=$(printf '%s\n' "${b_t[@]}" | median); mt=$(printf '%s\n' "${m_t[@]}" | median)
-bm=$(printf '%s\n' "${b_m[@]}" | median); mm=$(printf '%s\n' "${m_m[@]}" | median)
+bt=$(median "${b_t[@]}"); mt=$(median "${m_t[@]}")
+bm=$(median "${b_m[@]}"); mm=$(median "${m_m[@]}")
 bs=$(stat -c %s "$work/bunny.img"); msz=$(stat -c %s "$work/makefs.img")
 mib() { python3 -c "print(f'{$1/1048576:.0f}')"; }
 echo "# UFS2, $(mib "$bytes") MiB in $(find "$work/tree" -type f | wc -l) files, $runs runs, medians"

@@ -79,6 +79,15 @@ pub struct RunState {
     pub finished: Option<u64>,
     #[serde(default)]
     pub ports: Vec<String>,
+    /// The `bunny` command line that made the run (after the program
+    /// name) and its working directory: `bunny start` runs it again.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// How many times `bunny start` has booted it again.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// A run's state as seen now, from its file and the process table.
@@ -366,6 +375,9 @@ mod tests {
             exit_code: None,
             finished: None,
             ports: Vec::new(),
+            argv: Vec::new(),
+            cwd: None,
+            restarts: 0,
         }
     }
 

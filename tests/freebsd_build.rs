@@ -1496,3 +1496,40 @@ fn the_sbom_lists_the_installed_packages_with_versions_and_sums() {
         .iter()
         .any(|f| f.path.ends_with("/bin/iperf3")));
 }
+
+/// `bunny run -v DIR:PATH` on a FreeBSD image: bunny cannot read UFS2
+/// back, so a writable directory volume must say what becomes of the
+/// guest's changes (`:keep` or `:ro`); said before anything boots.
+#[test]
+fn a_freebsd_directory_volume_must_be_kept_or_read_only() {
+    let f = fixture();
+    let repo = f.dir.path().join("repo");
+    write_repo(&repo, None, None);
+    let server = serve(repo);
+    let root = f.dir.path().join("store");
+    let store = Store::open(&root).unwrap();
+    build(
+        &f,
+        &store,
+        &bunnyfile("qemu", server.port, "[iperf3]"),
+        &f.dir.path().join("out"),
+    )
+    .unwrap();
+    let data = f.dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--rm", "-v"])
+        .arg(format!("{}:/data", data.display()))
+        .arg("iperf3-freebsd:t")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot be written back") && err.contains(":keep"),
+        "{err}"
+    );
+    // Nothing was left behind: no run, no image.
+    assert_eq!(fs::read_dir(root.join("runs")).unwrap().count(), 0);
+}

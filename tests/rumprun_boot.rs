@@ -569,10 +569,10 @@ fn containerd_boots_rumprun_under_bunny_runtime_and_urunc() {
 
 /// The example without its own block image: its document root comes from
 /// a `-v` volume, which the guest mounts (ext2, the one solo5 disk) and
-/// writes to; what it wrote is back in the directory after a stop, and the
-/// next run sees it.
+/// writes to; what it wrote is back in the directory after a stop, and
+/// the next boot (`bunny start`, or a new run) sees it.
 #[test]
-fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
+fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_a_start_and_a_new_run() {
     require_tool("solo5-spt-0.4");
     require_tool("solo5-spt");
     let ex = Example::new();
@@ -593,21 +593,31 @@ fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
         fs::create_dir_all(data.join("www")).unwrap();
         fs::write(data.join("www/index.html"), "<h1>from a volume</h1>\n").unwrap();
         let vol = format!("{}:/data", data.display());
-        for (n, word) in ["first", "second"].iter().enumerate() {
-            let port = free_port();
-            let run_name = format!("rr-{n}");
-            run(ex
-                .bunny()
-                .args(["run", "-d", "--name", &run_name, "-v", &vol, "-p"])
-                .arg(format!("127.0.0.1:{port}:80"))
-                .arg(name));
+        // A run, the same run started again, and a new run: each sees what
+        // the boots before it wrote.
+        let port0 = free_port();
+        for (n, word) in ["first", "second", "third"].iter().enumerate() {
+            let (run_name, port) = match n {
+                0 | 1 => ("rr-0".to_string(), port0),
+                _ => ("rr-1".to_string(), free_port()),
+            };
+            if n == 1 {
+                run(ex.bunny().args(["start", &run_name]));
+            } else {
+                run(ex
+                    .bunny()
+                    .args(["run", "-d", "--name", &run_name, "-v", &vol, "-p"])
+                    .arg(format!("127.0.0.1:{port}:80"))
+                    .arg(name));
+            }
             let logs = || run(ex.bunny().args(["logs", &run_name]));
             let addr = format!("127.0.0.1:{port}");
             let page = wait_http(&addr, "/", &logs);
             assert!(page.contains("from a volume"), "{tag}: {page}");
-            if n == 1 {
+            if n > 0 {
                 let log = wait_http(&addr, "/log", &logs);
-                assert!(log.ends_with("first\n"), "{tag}: {log}");
+                let before = ["first\n", "first\nsecond\n"][n - 1];
+                assert!(log.ends_with(before), "{tag}: {log}");
             }
             let done = wait_http(&addr, &format!("/append/{word}"), &logs);
             assert!(done.contains("appended"), "{tag}: {done}");
@@ -633,8 +643,8 @@ fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
                 "{tag}: {argv}"
             );
             assert!(argv.contains(r#""mountpoint":"/data""#), "{tag}: {argv}");
-            // A stop, then a forced removal: both write the volume back.
-            let verb: &[&str] = if n == 0 {
+            // Stops, then a forced removal: each writes the volume back.
+            let verb: &[&str] = if n < 2 {
                 &["stop", &run_name]
             } else {
                 &["rm", "-f", &run_name]
@@ -643,7 +653,7 @@ fn a_rumprun_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
         }
         assert_eq!(
             fs::read_to_string(data.join("www/log")).unwrap(),
-            "first\nsecond\n",
+            "first\nsecond\nthird\n",
             "{tag}"
         );
         run(ex.bunny().args(["rm", "rr-0"]));

@@ -1,7 +1,8 @@
 //! `bunny run -d`, `ps`, `logs`, `stop` and `rm` with examples/hello-linux
 //! under qemu (TCG): every step is a separate bunny process, so the runs'
 //! state is what carries over; and `-v` volumes whose data, written by the
-//! guest, survives a stop and a new run.
+//! guest, survives a stop and a start (`bunny start`) or a new run, written
+//! back into the directory or kept in the run's own image.
 
 mod common;
 
@@ -248,7 +249,7 @@ fn a_run_whose_bunny_was_killed_is_stale() {
 }
 
 #[test]
-fn a_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
+fn a_volume_keeps_what_the_guest_wrote_across_a_stop_a_start_and_a_new_run() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
     build_hello(&root);
@@ -258,10 +259,12 @@ fn a_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
     let vol = format!("{}:/data", data.display());
 
     let port = free_port();
-    run(bunny(&root)
+    let v1 = run(bunny(&root)
         .args(["run", "-d", "--name", "v1", "--accel", "tcg", "-v", &vol])
         .args(["-p", &format!("127.0.0.1:{port}:80")])
-        .args(["hello:test", "append", "/data/log", "first"]));
+        .args(["hello:test", "append", "/data/log", "first"]))
+    .trim()
+    .to_string();
     wait_http(&root, "v1", port);
     let console = logs(&root, "v1");
     assert!(
@@ -288,6 +291,28 @@ fn a_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
     );
     assert!(!data.join("lost+found").exists());
 
+    // `bunny start` boots the same run again, from a fresh image of the
+    // directory: the guest sees what it wrote before, and writes again.
+    run(bunny(&root).args(["start", "v1"]));
+    let listed = ps(&root, false);
+    assert!(
+        row(&listed, "v1").is_some_and(|l| l.contains("Up ")),
+        "{listed}"
+    );
+    wait_http(&root, "v1", port);
+    let console = logs(&root, "v1");
+    assert!(
+        console.matches("hello-linux:   first").count() == 1 + 2,
+        "the second boot shows two lines: {console}"
+    );
+    run(bunny(&root).args(["stop", "v1"]));
+    assert_eq!(
+        std::fs::read_to_string(data.join("log")).unwrap(),
+        "first\nfirst\n"
+    );
+    let st = state(&root, &v1);
+    assert_eq!(st["restarts"], 1, "{st}");
+
     // A new run sees what the last one wrote; `rm -f` still writes back.
     let port = free_port();
     run(bunny(&root)
@@ -305,8 +330,86 @@ fn a_volume_keeps_what_the_guest_wrote_across_a_stop_and_a_new_run() {
     run(bunny(&root).args(["rm", "-f", "v2"]));
     assert_eq!(
         std::fs::read_to_string(data.join("log")).unwrap(),
-        "first\nsecond\n"
+        "first\nfirst\nsecond\n"
     );
     // The run's disk image went with the run.
     assert_eq!(std::fs::read_dir(root.join("runs")).unwrap().count(), 1);
+
+    // A start that cannot boot (the volume's directory is gone) says why
+    // and leaves the run as it was.
+    let away = tmp.path().join("away");
+    std::fs::rename(&data, &away).unwrap();
+    let failed = output(bunny(&root).args(["start", "v1"]));
+    let (_, err) = text(&failed);
+    assert!(
+        !failed.status.success() && err.contains("starting run v1") && err.contains("data"),
+        "{err}"
+    );
+    let all = ps(&root, true);
+    assert!(
+        row(&all, "v1").is_some_and(|l| l.contains("Exited (143)")),
+        "{all}"
+    );
+    std::fs::rename(&away, &data).unwrap();
+}
+
+#[test]
+fn a_kept_volume_holds_the_guests_writes_for_the_next_start_and_leaves_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    build_hello(&root);
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("seed"), "from the host\n").unwrap();
+    let vol = format!("{}:/data:keep", data.display());
+
+    let refused = output(bunny(&root).args(["run", "--rm", "-v", &vol, "hello:test"]));
+    assert!(
+        !refused.status.success() && text(&refused).1.contains("--rm removes"),
+        "{}",
+        text(&refused).1
+    );
+
+    let port = free_port();
+    let id = run(bunny(&root)
+        .args(["run", "-d", "--name", "k", "--accel", "tcg", "-v", &vol])
+        .args(["-p", &format!("127.0.0.1:{port}:80")])
+        .args(["hello:test", "append", "/data/log", "kept"]))
+    .trim()
+    .to_string();
+    for boot in 1..=2 {
+        wait_http(&root, "k", port);
+        run(bunny(&root).args(["stop", "k"]));
+        let console = logs(&root, "k");
+        // Each boot shows the file: one line, then two (the first boot's
+        // write came back with the image).
+        assert_eq!(
+            console.matches("hello-linux:   kept").count(),
+            boot * (boot + 1) / 2,
+            "boot {boot}: {console}"
+        );
+        assert!(
+            console.matches("are kept in").count() == boot,
+            "boot {boot}: {console}"
+        );
+        // The directory is as the host left it.
+        let names: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["seed"], "boot {boot}");
+        if boot == 1 {
+            run(bunny(&root).args(["start", "k"]));
+        }
+    }
+    // The image in the run's directory holds both boots' writes.
+    let image = root.join("runs").join(&id).join("vol0.img");
+    let cat = output(
+        std::process::Command::new("debugfs")
+            .args(["-R", "cat /log"])
+            .arg(&image),
+    );
+    assert_eq!(text(&cat).0, "kept\nkept\n", "{}", text(&cat).1);
+    run(bunny(&root).args(["rm", "k"]));
+    assert!(!image.exists());
 }

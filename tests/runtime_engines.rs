@@ -467,3 +467,147 @@ fn containerd_sees_the_guests_exit_status_and_a_panic_as_failure() {
         Duration::from_secs(30),
     );
 }
+
+/// A bind mount of a host directory (`ctr run --mount type=bind,...`)
+/// becomes the guest's volume, as `bunny run -v` makes it: the guest's
+/// writes are back in the directory when the container stops, and the next
+/// container sees them; a read-only bind mount stays unchanged; a bind
+/// mount of a block device (a loop device here) is the guest's disk itself.
+#[test]
+fn containerd_bind_mounts_become_volumes_written_back_when_the_guest_stops() {
+    runtime_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = hello_archive(tmp.path(), "oci-archive");
+    let ctd = Containerd::start();
+    ok(
+        ctd.ctr().args(["images", "import"]).arg(&archive),
+        Duration::from_secs(60),
+    );
+    let image = "docker.io/library/hello:test";
+    let runc_root = tmp.path().join("runc-root");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("seed"), "from the host\n").unwrap();
+
+    for (n, (word, mode, want)) in [
+        ("first", "rw", "first\n"),
+        ("second", "rw", "first\nsecond\n"),
+        ("third", "ro", "first\nsecond\n"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mount = format!(
+            "type=bind,src={},dst=/data,options=rbind:{mode}",
+            data.display()
+        );
+        let out = timed(
+            ctd.run(&runc_root).args(["--rm", "--mount", &mount]).args([
+                image,
+                &format!("vol{n}"),
+                "/init",
+                "append",
+                "/data/log",
+                word,
+                "once",
+            ]),
+            BOOT,
+        );
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            console.contains(&format!("volume bunnyvol0 (/dev/vda) at /data ({mode})"))
+                && console.contains("hello-linux: done"),
+            "{mode}: {}; console:\n{console}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The guest saw what the containers before it wrote.
+        let shown = want.lines().count();
+        assert_eq!(
+            console.matches("hello-linux:   ").count(),
+            shown,
+            "{mode}: {console}"
+        );
+        assert_eq!(out.status.code(), Some(0), "console:\n{console}");
+        assert_eq!(
+            std::fs::read_to_string(data.join("log")).unwrap(),
+            want,
+            "{mode}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("seed")).unwrap(),
+            "from the host\n"
+        );
+        assert!(!data.join("lost+found").exists());
+    }
+
+    // A block device is handed to the guest as it is: its writes land on
+    // the device itself.
+    let disk = tmp.path().join("disk.ext4");
+    let seed = tmp.path().join("seed");
+    std::fs::create_dir(&seed).unwrap();
+    std::fs::write(seed.join("log"), "on the device\n").unwrap();
+    ok(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(&seed)
+            .arg(&disk)
+            .arg("32M"),
+        Duration::from_secs(30),
+    );
+    let dev = Loop::attach(&disk);
+    let mount = format!("type=bind,src={},dst=/blk,options=rbind:rw", dev.0);
+    let out = timed(
+        ctd.run(&runc_root).args(["--rm", "--mount", &mount]).args([
+            image,
+            "blk",
+            "/init",
+            "append",
+            "/blk/log",
+            "guest-wrote",
+            "once",
+        ]),
+        BOOT,
+    );
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("at /blk (rw)") && console.contains("hello-linux:   guest-wrote"),
+        "{}; console:\n{console}",
+        out.status
+    );
+    drop(dev);
+    let cat = Command::new("debugfs")
+        .args(["-R", "cat /log"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "on the device\nguest-wrote\n"
+    );
+}
+
+/// A loop device over an image file, detached when dropped.
+struct Loop(String);
+
+impl Loop {
+    fn attach(file: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}

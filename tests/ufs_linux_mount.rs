@@ -2,7 +2,8 @@
 //! FreeBSD reads the UFS2 superblock at 64 KiB) mounts the images bunny
 //! writes, inside a qemu (TCG) guest booted from a bunny initrd, and lists
 //! every file, symlink and directory with its mode, owner and sha256: the
-//! listing must equal the tree bunny was given.
+//! listing must equal the tree bunny was given. The same for a FreeBSD
+//! `-v` volume made from a host directory.
 
 mod common;
 
@@ -105,7 +106,7 @@ fn expected_listing(tree: &Tree) -> BTreeMap<String, String> {
 }
 
 const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /mnt/a /mnt/b
+/bin/busybox mkdir -p /proc /sys /dev /mnt/a /mnt/b /mnt/c
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
@@ -127,8 +128,8 @@ list() {
   done
   cd /
 }
-for d in a b; do
-  dev=/dev/vda; [ $d = b ] && dev=/dev/vdb
+for d in a b c; do
+  dev=/dev/vd$d
   if mount -t ufs -o ro,ufstype=ufs2 $dev /mnt/$d; then
     echo "MOUNTED $d"
     echo "BEGIN $d"; list /mnt/$d; echo "END $d"
@@ -259,7 +260,24 @@ fn linux_mounts_bunny_ufs2_images_and_reads_every_file() {
     }
     assert!(bunny::layers::ufs::read_superblock(&b).unwrap().ncg > 4);
 
-    let console = boot(&kdir, &initrd(dir.path(), &kdir), &[&a, &b]);
+    // A FreeBSD volume: a host directory as `bunny run -v` makes it.
+    let (vol_dir, want_vol) = volume_dir(dir.path());
+    let c = dir.path().join("c.ufs");
+    bunny::volumes::make_image(
+        &vol_dir,
+        &c,
+        bunny::volumes::VolumeFs::Ufs2,
+        Some(16 << 20),
+        "bunnyvol2",
+    )
+    .unwrap();
+    common::ufs::check_image(&c);
+    assert!(fs::metadata(&c).unwrap().len() >= 16 << 20);
+    // FreeBSD's GEOM shows it as /dev/ufs/bunnyvol2: the label is fs_volname.
+    let sb = fs::read(&c).unwrap();
+    assert_eq!(&sb[65536 + 680..65536 + 690], b"bunnyvol2\0");
+
+    let console = boot(&kdir, &initrd(dir.path(), &kdir), &[&a, &b, &c]);
     assert!(
         !console.contains("INSMOD-FAILED"),
         "modules did not load:\n{console}"
@@ -273,4 +291,38 @@ fn linux_mounts_bunny_ufs2_images_and_reads_every_file() {
         let got = listing(&console, disk);
         assert_eq!(got, want, "image {disk} as Linux reads it\n{console}");
     }
+    assert!(console.contains("MOUNTED c"), "{console}");
+    assert_eq!(listing(&console, "c"), want_vol, "the volume\n{console}");
+}
+
+/// A host directory for a volume, and what the guest should list of it:
+/// the host's modes, root's ownership (the writer's), the contents.
+fn volume_dir(dir: &Path) -> (PathBuf, BTreeMap<String, String>) {
+    let v = dir.join("volume");
+    fs::create_dir_all(v.join("db/empty")).unwrap();
+    fs::write(v.join("notes.txt"), b"kept by the host\n").unwrap();
+    // Past the 12 direct blocks: an indirect block too.
+    let big: Vec<u8> = (0..500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(v.join("db/table"), &big).unwrap();
+    fs::set_permissions(v.join("db/table"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(v.join("db"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(v.join("db/empty"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(v.join("notes.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink("../notes.txt", v.join("db/notes")).unwrap();
+    let sum = |d: &[u8]| hex::encode(Sha256::digest(d));
+    let mut want = BTreeMap::new();
+    for (p, line) in [
+        ("/", "d 755 0 0".to_string()),
+        ("/db", "d 750 0 0".to_string()),
+        ("/db/empty", "d 755 0 0".to_string()),
+        ("/db/notes", "l 777 0 0 ../notes.txt".to_string()),
+        ("/db/table", format!("f 600 0 0 {}", sum(&big))),
+        (
+            "/notes.txt",
+            format!("f 644 0 0 {}", sum(b"kept by the host\n")),
+        ),
+    ] {
+        want.insert(p.to_string(), line);
+    }
+    (v, want)
 }

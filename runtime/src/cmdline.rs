@@ -538,7 +538,28 @@ pub(crate) fn freebsd_urunit_config(
     for a in args {
         s.push_str(&format!("ARV:{a}\n"));
     }
-    s.push_str("UCE\nUBS\nUBE\nUNS\n");
+    s.push_str("UCE\n");
+    // urunc's volume blocks, as for Linux; bunny's /etc/rc mounts each
+    // (the UFS2 label or disk serial `ID:` at `MP:`).
+    if spec.volumes.is_empty() {
+        s.push_str("UBS\nUBE\n");
+    }
+    for (n, v) in spec.volumes.iter().enumerate() {
+        if has_control(&v.target) || v.target.contains(char::is_whitespace) {
+            return Err(refuse(
+                G,
+                "volume mount point",
+                &v.target,
+                "urunit's configuration is one line per item and cannot carry blanks or control characters here",
+            ));
+        }
+        s.push_str(&format!(
+            "UBS\nID: {}\nMP: {}\nUBE\n",
+            crate::monitor::volume_serial(n),
+            v.target
+        ));
+    }
+    s.push_str("UNS\n");
     let (ip, gw, mask) = match spec.net.guest_addr() {
         Some((ip, mask, gw)) => (ip.to_string(), gw.to_string(), mask.to_string()),
         None => Default::default(),

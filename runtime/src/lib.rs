@@ -16,6 +16,7 @@ pub mod seccomp;
 mod solo5;
 mod spec;
 mod timestamps;
+pub mod volume_image;
 
 pub mod oci;
 
@@ -31,7 +32,9 @@ pub use config::{
 };
 pub use error::RuntimeError;
 pub use hostnet::HostNet;
-pub use monitor::{freebsd_bus, monitor_command, DerivedFile, FreeBsdBus, MonitorCommand};
+pub use monitor::{
+    freebsd_bus, monitor_command, volume_serial, DerivedFile, FreeBsdBus, MonitorCommand,
+};
 pub use paths::resolve_in_rootfs;
 pub use solo5::{read_abi as read_solo5_abi, Solo5Abi};
 pub use spec::{

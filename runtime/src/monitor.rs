@@ -282,12 +282,14 @@ fn plan_guest(
     }
     if !spec.volumes.is_empty() {
         match (ty, hv) {
-            (UnikernelType::Linux, Hypervisor::Qemu) | (UnikernelType::Rumprun, _) => {}
+            (UnikernelType::Linux, Hypervisor::Qemu)
+            | (UnikernelType::Rumprun, _)
+            | (UnikernelType::FreeBsd, Hypervisor::Qemu | Hypervisor::Firecracker) => {}
             _ => {
                 return Err(unsupported(
                     ty,
                     hv,
-                    "volumes (-v) are attached to linux guests under qemu and to rumprun guests only, for now",
+                    "volumes (-v) are attached to linux guests under qemu, to rumprun guests and to freebsd guests under qemu and firecracker only, for now",
                 ))
             }
         }
@@ -481,6 +483,15 @@ fn plan_guest(
                 plan.disks.push(Disk::image("urunit", &conf));
                 Some(plan.disks.len() - 1)
             } else {
+                if !spec.volumes.is_empty() {
+                    // bunny's /etc/rc mounts them from urunit's config,
+                    // which only an init named urunit is given.
+                    return Err(unsupported(
+                        ty,
+                        hv,
+                        "volumes reach a FreeBSD guest through urunit's configuration, and this image's init is not urunit (make /sbin/urunit the entrypoint)",
+                    ));
+                }
                 if !rest.is_empty() {
                     notes.push(
                         "FreeBSD starts init_path without arguments; the remaining arguments are dropped (make urunit the entrypoint to keep them)".into(),
@@ -488,6 +499,16 @@ fn plan_guest(
                 }
                 None
             };
+            // After the root and urunit's disk, on the same bus: FreeBSD
+            // numbers vtbd devices in that order.
+            for (n, v) in spec.volumes.iter().enumerate() {
+                plan.disks.push(Disk {
+                    id: format!("vol{n}"),
+                    path: v.path.clone(),
+                    serial: Some(volume_serial(n)),
+                    read_only: v.read_only,
+                });
+            }
             plan.cmdline = cmdline::freebsd(init_path, urunit_disk, spec);
         }
         UnikernelType::Hermit | UnikernelType::Mewz => {}
@@ -749,7 +770,7 @@ fn firecracker(
                 } else {
                     format!("{prefix}{}", d.id)
                 },
-                is_read_only: false,
+                is_read_only: d.read_only,
                 // The root is named on the kernel cmdline already; firecracker
                 // would otherwise append its own root= too.
                 is_root_device: false,

@@ -885,3 +885,112 @@ fn env_a_command_line_cannot_carry_goes_to_urunits_config_for_urunit() {
     sp.args = s(&["/urunit", "/bin/app"]);
     assert!(monitor_command(&sp, ResolvedAccel::Tcg).is_err());
 }
+
+#[test]
+fn freebsd_volumes_follow_the_root_and_urunit_disks_on_the_kernels_bus() {
+    let vols = || {
+        vec![
+            crate::spec::Volume {
+                path: "/v/data.img".into(),
+                target: "/data".into(),
+                read_only: false,
+            },
+            crate::spec::Volume {
+                path: "/v/srv.img".into(),
+                target: "/srv/www".into(),
+                read_only: true,
+            },
+        ]
+    };
+    let mut sp = spec(UnikernelType::FreeBsd, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.args = s(&["/sbin/urunit", "/bin/app"]);
+    sp.volumes = vols();
+    // No kernel file here: bunny's default, FIRECRACKER (virtio-mmio).
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd);
+    let devices: Vec<&str> = a
+        .windows(2)
+        .filter(|w| w[0] == "-device")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            "virtio-blk-device,drive=rootfs",
+            "virtio-blk-device,drive=urunit",
+            "virtio-blk-device,drive=vol0,serial=bunnyvol0",
+            "virtio-blk-device,drive=vol1,serial=bunnyvol1",
+        ],
+        "{a:?}"
+    );
+    // The guest's writes reach the volumes: no snapshot; :ro is read-only.
+    assert!(a.contains(&"file=/v/data.img,format=raw,if=none,id=vol0".to_string()));
+    assert!(a.contains(&"file=/v/srv.img,format=raw,if=none,id=vol1,readonly=on".to_string()));
+    let conf = String::from_utf8(cmd.files[0].1.clone()).unwrap();
+    assert!(
+        conf.contains(
+            "UCE\nUBS\nID: bunnyvol0\nMP: /data\nUBE\nUBS\nID: bunnyvol1\nMP: /srv/www\nUBE\nUNS\n"
+        ),
+        "{conf}"
+    );
+
+    // A GENERIC kernel: the same disks on virtio-pci.
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("rootfs/.boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("kernel"), b"\x7fELF ... virtio_pci ...").unwrap();
+    let mut pc = sp.clone();
+    pc.rootfs = dir.path().join("rootfs");
+    let a = argv(&monitor_command(&pc, ResolvedAccel::Tcg).unwrap());
+    assert!(
+        a.contains(&"virtio-blk-pci,drive=vol1,serial=bunnyvol1".to_string()),
+        "{a:?}"
+    );
+
+    // firecracker: after the root and urunit's drive, read-only kept.
+    sp.config.hypervisor = Hypervisor::Firecracker;
+    sp.net = tap();
+    let cmd = monitor_command(&sp, ResolvedAccel::Kvm).unwrap();
+    let json = fc_json(&MonitorCommand {
+        files: cmd.files[..1].to_vec(),
+        ..cmd.clone()
+    });
+    let drives: Vec<(String, bool)> = json["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["drive_id"].as_str().unwrap().to_string(),
+                d["is_read_only"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        drives,
+        [
+            ("FCrootfs".to_string(), false),
+            ("FC_URUNIT_CONFIG".to_string(), false),
+            ("FCvol0".to_string(), false),
+            ("FCvol1".to_string(), true),
+        ]
+    );
+
+    // Only urunit's config tells bunny's /etc/rc about volumes.
+    let mut plain = spec(UnikernelType::FreeBsd, Hypervisor::Qemu);
+    plain.config.block = Some("/.boot/rootfs".into());
+    plain.args = s(&["/bin/app"]);
+    plain.volumes = vols();
+    let e = monitor_command(&plain, ResolvedAccel::Tcg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("urunit"), "{e}");
+    // A mount point urunit's one-line items cannot carry.
+    sp.volumes[0].target = "/a b".into();
+    let e = monitor_command(&sp, ResolvedAccel::Kvm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("volume mount point"), "{e}");
+}

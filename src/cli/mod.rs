@@ -13,6 +13,7 @@ mod pull;
 mod push;
 mod rm;
 mod run;
+mod start;
 mod stop;
 mod store;
 mod transfer;
@@ -46,6 +47,7 @@ enum Verb {
     Run(run::RunArgs),
     Ps(ps::PsArgs),
     Logs(logs::LogsArgs),
+    Start(start::StartArgs),
     Stop(stop::StopArgs),
     Rm(rm::RmArgs),
     Push(push::PushArgs),
@@ -81,6 +83,7 @@ pub fn main() -> ExitCode {
         Verb::Run(a) => run::run(a, &globals),
         Verb::Ps(a) => ps::run(a, &globals),
         Verb::Logs(a) => logs::run(a, &globals),
+        Verb::Start(a) => start::run(a, &globals),
         Verb::Stop(a) => stop::run(a, &globals),
         Verb::Rm(a) => rm::run(a, &globals),
         Verb::Push(a) => push::run(a, &globals),

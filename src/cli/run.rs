@@ -48,10 +48,12 @@ pub struct RunArgs {
     /// as root, bunny makes a tap in a network namespace of the run's own).
     #[arg(long, value_name = "NAME")]
     tap: Option<String>,
-    /// Attach a volume: HOST_DIR:GUEST_PATH[:ro|rw][,size=N] (the directory
-    /// goes in as a disk image and the guest's changes come back when it
-    /// stops) or IMAGE_FILE:GUEST_PATH[:ro] (ext2/3/4, written in place);
-    /// repeatable (rumprun: one).
+    /// Attach a volume: HOST_DIR:GUEST_PATH[:ro|rw|keep][,size=N] (the
+    /// directory goes in as a disk image and the guest's changes come back
+    /// when it stops; with `keep` they stay in the image, kept with the
+    /// run for `bunny start`, and the directory is left as it was) or
+    /// IMAGE_FILE:GUEST_PATH[:ro] (ext2/3/4, written in place); repeatable
+    /// (rumprun: one).
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
     volume: Vec<String>,
     /// Set an environment variable in the guest; repeatable.
@@ -91,6 +93,10 @@ const DETACHED_RUN_ENV: &str = "BUNNY_DETACHED_RUN";
 const READY_FD_ENV: &str = "BUNNY_DETACHED_READY_FD";
 
 pub fn run(args: RunArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
+    // A mistyped -v is said before any image is looked for or pulled.
+    for v in &args.volume {
+        crate::volumes::parse(v)?;
+    }
     let runs = Runs::open(&globals.root)?;
     match std::env::var(DETACHED_RUN_ENV) {
         Ok(id) => {
@@ -143,6 +149,15 @@ fn new_state(args: &RunArgs, detached: bool) -> RunState {
         exit_code: None,
         finished: None,
         ports: args.publish.clone(),
+        // Kept only when every word is text: `bunny start` must give the
+        // same command line, not an approximation of it.
+        argv: std::env::args_os()
+            .skip(1)
+            .map(|a| a.into_string().ok())
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        cwd: std::env::current_dir().ok(),
+        restarts: 0,
     }
 }
 
@@ -155,75 +170,11 @@ fn detach(args: RunArgs, globals: &super::Globals, runs: &Runs) -> anyhow::Resul
     let state = runs.create(new_state(&args, true), args.name.as_deref())?;
     let dir = runs.dir_of(&state.id);
     let log_path = dir.join(CONSOLE_LOG);
-    let started = (|| -> anyhow::Result<String> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 fills two descriptors into the array it is given.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("making a pipe");
-        }
-        // SAFETY: pipe2 just opened both; each is owned once.
-        let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-        let wfd = wr.as_raw_fd();
-        let exe = std::env::current_exe().context("finding bunny's own executable")?;
-        let mut cmd = Command::new(exe);
-        cmd.args(std::env::args_os().skip(1))
-            .env(DETACHED_RUN_ENV, &state.id)
-            .env(READY_FD_ENV, wfd.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("sharing the console log")?)
-            .stderr(log);
-        // SAFETY: setsid and fcntl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Out of the terminal's session: its hangup and ^C are not
-                // the run's.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The child keeps the pipe's write end across exec.
-                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().context("starting the detached supervisor")?;
-        drop(wr);
-        // One line: "started", or "error: ..."; nothing if it died.
-        let mut report = String::new();
-        let _ = BufReader::new(&mut rd).read_line(&mut report);
-        if report.starts_with("started") {
-            // Reaped by init once we exit; nothing waits for it here.
-            drop(child);
-            return Ok(state.id.clone());
-        }
-        let status = child.wait().ok();
-        let said = report
-            .trim()
-            .strip_prefix("error: ")
-            .unwrap_or(report.trim());
-        let said = if said.is_empty() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!(
-                "the supervisor ended ({}) before the monitor started: {}",
-                status.map_or("?".into(), |s| s.to_string()),
-                tail.join("\n")
-            )
-        } else {
-            said.to_string()
-        };
-        bail!("{said}")
-    })();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let started = spawn_supervisor(&state.id, &argv, None, None, &log_path);
     match started {
-        Ok(id) => {
-            println!("{id}");
+        Ok(()) => {
+            println!("{}", state.id);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -232,6 +183,92 @@ fn detach(args: RunArgs, globals: &super::Globals, runs: &Runs) -> anyhow::Resul
             Err(e)
         }
     }
+}
+
+/// Starts `bunny ARGV` (a `bunny run` command line) as the detached
+/// supervisor of run `id`, in a session of its own, its output going to
+/// `log_path`; returns once it reports the monitor running, or with the
+/// error that stopped it. `cwd` and `root`: where the command line was
+/// first given, for `bunny start` (None: this process's own).
+pub(crate) fn spawn_supervisor(
+    id: &str,
+    argv: &[std::ffi::OsString],
+    cwd: Option<&Path>,
+    root: Option<&Path>,
+    log_path: &Path,
+) -> anyhow::Result<()> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("making a pipe");
+    }
+    // SAFETY: pipe2 just opened both; each is owned once.
+    let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let wfd = wr.as_raw_fd();
+    let exe = std::env::current_exe().context("finding bunny's own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(argv)
+        .env(DETACHED_RUN_ENV, id)
+        .env(READY_FD_ENV, wfd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("sharing the console log")?)
+        .stderr(log);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    if let Some(root) = root {
+        // A `--root` on the recorded command line still wins, as it did
+        // the first time.
+        cmd.env("BUNNY_ROOT", root);
+    }
+    // SAFETY: setsid and fcntl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Out of the terminal's session: its hangup and ^C are not
+            // the run's.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The child keeps the pipe's write end across exec.
+            if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the detached supervisor")?;
+    drop(wr);
+    // One line: "started", or "error: ..."; nothing if it died.
+    let mut report = String::new();
+    let _ = BufReader::new(&mut rd).read_line(&mut report);
+    if report.starts_with("started") {
+        // Reaped by init once we exit; nothing waits for it here.
+        drop(child);
+        return Ok(());
+    }
+    let status = child.wait().ok();
+    let said = report
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(report.trim());
+    let said = if said.is_empty() {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "the supervisor ended ({}) before the monitor started: {}",
+            status.map_or("?".into(), |s| s.to_string()),
+            tail.join("\n")
+        )
+    } else {
+        said.to_string()
+    };
+    bail!("{said}")
 }
 
 /// Boots the run and supervises it to the end, keeping its state current;
@@ -274,8 +311,11 @@ fn supervise(
     // A volume that could not be written back leaves its image here: the
     // run stays (even with --rm) so the data is not lost with it.
     let volume_kept = result.is_err() && has_volume_image(&run_dir);
-    if result.is_err() && state.monitor_pid.is_none() || args.rm && !volume_kept {
-        // Nothing ran (the error says why), or --rm: no run to keep.
+    if result.is_err() && state.monitor_pid.is_none() && state.restarts == 0
+        || args.rm && !volume_kept
+    {
+        // Nothing ran (the error says why), or --rm: no run to keep. A run
+        // `bunny start` failed to boot again stays what it was.
         runs.remove(&state.id)
             .with_context(|| format!("removing run {}", state.name))?;
         return result.map(exit_code);
@@ -406,7 +446,7 @@ fn boot_run(
         .map(|p| bunny_runtime::parse_publish(p))
         .collect::<Result<Vec<_>, _>>()?;
     let host_side = guest_network(&mut spec, args.tap.as_deref(), forwards)?;
-    let volumes = attach_volumes(&mut spec, &args.volume, run_dir)?;
+    let volumes = attach_volumes(&mut spec, &args.volume, run_dir, args.rm)?;
 
     let mut ran = false;
     let status = bunny_runtime::boot_notify(&spec, &mut |pid| {
@@ -420,7 +460,7 @@ fn boot_run(
     if ran {
         for v in volumes.iter().filter(|v| v.write_back) {
             bunny_runtime::timestamp("volume-write-back-start");
-            let done = crate::volumes::write_back(&v.image, &v.arg.source);
+            let done = bunny_runtime::volume_image::write_back(&v.image, &v.arg.source);
             bunny_runtime::timestamp("volume-write-back-done");
             match done {
                 Ok(()) => {
@@ -438,9 +478,18 @@ fn boot_run(
     // Read-only copies hold nothing of the guest's.
     for v in volumes
         .iter()
-        .filter(|v| !v.write_back && v.image != v.arg.source)
+        .filter(|v| !v.write_back && !v.arg.keep && v.image != v.arg.source)
     {
         let _ = std::fs::remove_file(&v.image);
+    }
+    if ran {
+        for v in volumes.iter().filter(|v| v.arg.keep) {
+            eprintln!(
+                "bunny: the guest's changes to {} are kept in {}, not in the directory; `bunny start` boots this run with them again",
+                v.arg.target,
+                v.image.display()
+            );
+        }
     }
     let status = status?;
     if !kept.is_empty() {
@@ -467,6 +516,7 @@ fn attach_volumes(
     spec: &mut RunSpec,
     values: &[String],
     run_dir: &Path,
+    remove: bool,
 ) -> anyhow::Result<Vec<RunVolume>> {
     use crate::volumes::{self, VolumeFs};
     let mut out = Vec::new();
@@ -476,8 +526,9 @@ fn attach_volumes(
     let fs_type = match spec.config.unikernel_type {
         bunny_runtime::UnikernelType::Linux => VolumeFs::Ext4,
         bunny_runtime::UnikernelType::Rumprun => VolumeFs::Ext2,
+        bunny_runtime::UnikernelType::FreeBsd => VolumeFs::Ufs2,
         other => bail!(
-            "-v: volumes are for linux and rumprun guests; this image is {}",
+            "-v: volumes are for linux, rumprun and freebsd guests; this image is {}",
             other.as_str()
         ),
     };
@@ -486,12 +537,38 @@ fn attach_volumes(
     for (n, value) in values.iter().enumerate() {
         let arg = volumes::parse(value)?;
         let lock = volumes::lock(&arg.source)?;
-        let (image, write_back) = if arg.source_is_dir {
-            let image = run_dir.join(format!("vol{n}.img"));
+        let image = run_dir.join(format!("vol{n}.img"));
+        if arg.keep && remove {
+            bail!("-v {value}: keep holds the guest's changes in the run's directory, which --rm removes; drop one of them");
+        }
+        if fs_type == VolumeFs::Ufs2 && arg.source_is_dir && !arg.keep && !arg.read_only {
+            // Writing back needs a UFS2 reader on the host, which bunny
+            // does not have: the user chooses what happens to the changes.
+            bail!("-v {value}: a FreeBSD guest's changes cannot be written back into the directory (bunny writes UFS2 but does not read it back yet): add `:keep` (they stay in the run's image, for `bunny start`) or `:ro`");
+        }
+        let (image, write_back) = if arg.keep && image.exists() {
+            // The image an earlier boot of this run kept: the guest goes
+            // on from its own changes.
+            (image, false)
+        } else if arg.source_is_dir && image.exists() {
+            // Only a write-back that failed leaves one: it holds the
+            // guest's data, which a new image would throw away.
+            bail!(
+                "-v {value}: {} holds what an earlier boot of this run wrote and could not be written back; copy what you need out of it (debugfs -R 'rdump / DIR' {}) and remove it",
+                image.display(),
+                image.display()
+            );
+        } else if arg.source_is_dir {
             let t0 = std::time::Instant::now();
             bunny_runtime::timestamp("volume-image-start");
-            volumes::make_image(&arg.source, &image, fs_type, arg.size)
-                .with_context(|| format!("-v {value}: making its disk image"))?;
+            volumes::make_image(
+                &arg.source,
+                &image,
+                fs_type,
+                arg.size,
+                &bunny_runtime::volume_serial(n),
+            )
+            .with_context(|| format!("-v {value}: making its disk image"))?;
             bunny_runtime::timestamp("volume-image-done");
             if t0.elapsed() > std::time::Duration::from_secs(2) {
                 eprintln!(
@@ -500,9 +577,8 @@ fn attach_volumes(
                     t0.elapsed().as_secs_f64()
                 );
             }
-            (image, !arg.read_only)
+            (image, !arg.read_only && !arg.keep)
         } else if arg.read_only && rumprun {
-            let image = run_dir.join(format!("vol{n}.img"));
             std::fs::copy(&arg.source, &image)
                 .with_context(|| format!("-v {value}: copying the image for a read-only volume"))?;
             (image, false)

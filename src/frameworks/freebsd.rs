@@ -76,6 +76,10 @@ pub const BASE_PROGRAMS: &[&str] = &[
     "/sbin/route",
     "/sbin/reboot",
 ];
+/// What `/etc/rc` uses to mount volumes, taken when the base has them (a
+/// root without them runs as before; its volumes need an existing mount
+/// point and are not checked first).
+pub const VOLUME_PROGRAMS: &[&str] = &["/bin/mkdir", "/sbin/fsck_ufs", "/usr/sbin/diskinfo"];
 /// Where the app's program is looked for, first match wins.
 const PROGRAM_DIRS: &[&str] = &[
     "/usr/local/bin",
@@ -510,7 +514,15 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, FreeBsdErro
 /// from the base system, and the generated init files.
 fn rootfs(app: &Path, base: &Path, program: &str, scratch: &Path) -> Result<Tree, FrameworkError> {
     let mut tree = Tree::new();
-    let mut elf_files: Vec<String> = BASE_PROGRAMS.iter().map(|s| s.to_string()).collect();
+    let mut elf_files: Vec<String> = BASE_PROGRAMS
+        .iter()
+        .chain(
+            VOLUME_PROGRAMS
+                .iter()
+                .filter(|p| elf::resolve_in_root(base, p).is_some()),
+        )
+        .map(|s| s.to_string())
+        .collect();
     for (guest, host, meta) in walk(app)? {
         let ft = meta.file_type();
         if ft.is_dir() {
@@ -573,9 +585,12 @@ pub const URUNIT_SCRIPT: &str = "#!/bin/sh\n\
 exec /sbin/init\n";
 
 /// `/etc/rc`: urunit's config (env `UES..UEE`, process `UCS..UCE` with
-/// `ARV:` arguments, network `UNS..UNE` with `IP:`, `GW:`, `MSK:`) read from
-/// the disk `URUNIT_CONFIG` names, `vtnet0` configured, the app run, then
-/// power off. Without a config the app runs without arguments.
+/// `ARV:` arguments, volumes `UBS..UBE` with `ID:` and `MP:`, network
+/// `UNS..UNE` with `IP:`, `GW:`, `MSK:`) read from the disk `URUNIT_CONFIG`
+/// names, the volumes mounted, `vtnet0` configured, the app run, then
+/// power off. Without a config the app runs without arguments. A volume's
+/// disk is found by its UFS2 label (`/dev/ufs/ID`, which bunny writes), else
+/// by its disk serial (qemu sets it; firecracker has none).
 pub fn rc_script(program: &str) -> String {
     format!(
         r#"#!/bin/sh
@@ -601,6 +616,8 @@ if [ -n "$conf" ] && dd if="$conf" of=/tmp/urunit.conf bs=512 2>/dev/null; then
       cmd:ARC:*) set -- ;;
       cmd:ARV:*) set -- "$@" "${{l#ARV:}}" ;;
       cmd:WD:*) wd="${{l#WD:}}" ;;
+      blk:ID:*) vid="${{l#ID:}}"; vid="${{vid# }}" ;;
+      blk:MP:*) mp="${{l#MP:}}"; vols="$vols ${{vid}}=${{mp# }}" ;;
       net:IP:*) ip="${{l#IP:}}" ;;
       net:GW:*) gw="${{l#GW:}}" ;;
       net:MSK:*) mask="${{l#MSK:}}" ;;
@@ -608,6 +625,27 @@ if [ -n "$conf" ] && dd if="$conf" of=/tmp/urunit.conf bs=512 2>/dev/null; then
   done < /tmp/urunit.conf
   [ $# -gt 0 ] || set -- {program}
 fi
+for v in $vols; do
+  id="${{v%%=*}}"; mp="${{v#*=}}"; dev=
+  if [ -e "/dev/ufs/$id" ]; then
+    dev="/dev/ufs/$id"
+  else
+    for d in /dev/vtbd*; do
+      [ "$(diskinfo -s "$d" 2>/dev/null)" = "$id" ] && dev="$d"
+    done
+  fi
+  if [ -z "$dev" ]; then
+    echo "bunny-rc: no disk for volume $id ($mp)"
+    continue
+  fi
+  mkdir -p "$mp"
+  fsck_ufs -p "$dev" >/dev/null 2>&1
+  if mount -t ufs "$dev" "$mp" 2>/dev/null || mount -t ufs -o ro "$dev" "$mp"; then
+    echo "bunny-rc: volume $id ($dev) at $mp"
+  else
+    echo "bunny-rc: volume $id ($dev) could not be mounted at $mp"
+  fi
+done
 if [ -n "$ip" ]; then
   ifconfig vtnet0 inet "$ip" netmask "${{mask:-255.255.255.0}}" up
   if [ -n "$gw" ]; then
@@ -638,4 +676,129 @@ pub fn resolve_packages(
         .into_iter()
         .cloned()
         .collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// bunny's `/etc/rc`, run by a POSIX sh with FreeBSD's tools replaced by
+    /// recording stand-ins (no FreeBSD can boot here), mounts the volumes
+    /// the runtime's urunit configuration names: by UFS2 label, else by
+    /// disk serial, read-only when the disk refuses writes.
+    #[test]
+    fn rc_mounts_the_volumes_urunits_configuration_names() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("guest");
+        for sub in ["dev/ufs", "tmp", "serial", "readonly", "bin"] {
+            fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let annotations: BTreeMap<String, String> = [
+            (bunny_runtime::ANNOT_TYPE, "freebsd"),
+            (bunny_runtime::ANNOT_HYPERVISOR, "qemu"),
+            (bunny_runtime::ANNOT_BINARY, "/.boot/kernel"),
+            (bunny_runtime::ANNOT_BLOCK, "/.boot/rootfs"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = bunny_runtime::read_config(&annotations, d.path()).unwrap();
+        let mut spec = bunny_runtime::RunSpec::new(d.path(), config);
+        spec.args = ["/sbin/urunit", "/bin/echo", "app ran"]
+            .map(String::from)
+            .to_vec();
+        spec.volumes = [("/data", false), ("/srv/www", true), ("/gone", false)]
+            .iter()
+            .enumerate()
+            .map(|(n, (target, read_only))| bunny_runtime::Volume {
+                path: format!("/v/{n}.img").into(),
+                target: target.to_string(),
+                read_only: *read_only,
+            })
+            .collect();
+        let cmd = bunny_runtime::monitor_command(&spec, bunny_runtime::ResolvedAccel::Tcg).unwrap();
+        let conf = &cmd
+            .files
+            .iter()
+            .find(|(p, _)| p.ends_with("bunny-urunit.conf"))
+            .unwrap()
+            .1;
+        // The disks in the monitor's order: root, urunit's config, volumes;
+        // the first volume has bunny's UFS2 label, the second only its
+        // serial (an image file of the user's) and is read-only; the third
+        // never shows up.
+        fs::write(root.join("dev/vtbd0"), b"").unwrap();
+        fs::write(root.join("dev/vtbd1"), conf).unwrap();
+        fs::write(root.join("dev/vtbd2"), b"").unwrap();
+        fs::write(root.join("dev/ufs/bunnyvol0"), b"").unwrap();
+        fs::write(root.join("dev/vtbd3"), b"").unwrap();
+        fs::write(root.join("serial/vtbd3"), "bunnyvol1\n").unwrap();
+        fs::write(root.join("readonly/vtbd3"), b"").unwrap();
+
+        let standin =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/freebsd-tools/standin");
+        for tool in [
+            "kenv", "mount", "fsck_ufs", "diskinfo", "mkdir", "ifconfig", "route", "reboot",
+        ] {
+            std::os::unix::fs::symlink(&standin, root.join("bin").join(tool)).unwrap();
+        }
+        let r = root.display().to_string();
+        // The guest root is itself under /tmp: /tmp/ first, PATH last.
+        let rc = rc_script("/bin/false")
+            .replace("/tmp/", &format!("{r}/tmp/"))
+            .replace("/dev/", &format!("{r}/dev/"))
+            .replace(
+                "PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin",
+                &format!("PATH={r}/bin:/usr/bin:/bin"),
+            );
+        // Nothing the rc runs may reach the host: every tool it names is a
+        // stand-in, besides sh builtins, dd and echo.
+        for word in [
+            "reboot", "mount", "route", "ifconfig", "mkdir", "fsck_ufs", "kenv", "diskinfo",
+        ] {
+            assert!(root.join("bin").join(word).exists());
+        }
+        let log = d.path().join("calls");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&rc)
+            .env("STANDIN_LOG", &log)
+            .env("STANDIN_ROOT", &root)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        let console = String::from_utf8_lossy(&out.stdout);
+        let calls = fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{e}: {console}\n{}", String::from_utf8_lossy(&out.stderr)));
+        assert!(
+            out.status.success(),
+            "{console}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in [
+            format!("bunny-rc: volume bunnyvol0 ({r}/dev/ufs/bunnyvol0) at /data"),
+            format!("bunny-rc: volume bunnyvol1 ({r}/dev/vtbd3) at /srv/www"),
+            "bunny-rc: no disk for volume bunnyvol2 (/gone)".to_string(),
+            "app ran".to_string(),
+        ] {
+            assert!(console.lines().any(|l| l == line), "{line}\n{console}");
+        }
+        for call in [
+            "mkdir -p /data".to_string(),
+            format!("fsck_ufs -p {r}/dev/ufs/bunnyvol0"),
+            format!("mount -t ufs {r}/dev/ufs/bunnyvol0 /data"),
+            format!("diskinfo -s {r}/dev/vtbd3"),
+            format!("mount -t ufs -o ro {r}/dev/vtbd3 /srv/www"),
+            "reboot -p".to_string(),
+        ] {
+            assert!(calls.lines().any(|l| l == call), "{call}\n{calls}");
+        }
+        // The volumes are mounted before the app starts.
+        let app = console.find("bunny-rc: starting").unwrap();
+        assert!(
+            console.find("bunny-rc: volume bunnyvol0").unwrap() < app,
+            "{console}"
+        );
+    }
 }

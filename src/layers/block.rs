@@ -68,7 +68,7 @@ pub fn build_block(
     Ok(())
 }
 
-fn check_label(fs: BlockFs, label: Option<&str>) -> Result<(), LayerError> {
+pub(crate) fn check_label(fs: BlockFs, label: Option<&str>) -> Result<(), LayerError> {
     let Some(label) = label else { return Ok(()) };
     let max = match fs {
         BlockFs::Ext2 | BlockFs::Ext4 => 16,

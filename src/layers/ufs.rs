@@ -592,7 +592,20 @@ fn dinode(
 
 /// Writes `tree` as a UFS2 image at `image` (created or truncated).
 pub(crate) fn build(tree: &Tree, image: &Path, opts: &BlockOptions) -> Result<(), LayerError> {
-    write(tree, image, opts, MAX_FPG)
+    write(tree, image, opts, MAX_FPG, 0)
+}
+
+/// [`build`] for a volume the guest writes to: the filesystem is at least
+/// `min_bytes` large, with an inode per 16 KiB of it (newfs' density), so
+/// the room is not only bytes.
+pub fn build_volume(
+    tree: &Tree,
+    image: &Path,
+    opts: &BlockOptions,
+    min_bytes: u64,
+) -> Result<(), LayerError> {
+    super::block::check_label(crate::platform::BlockFs::Ufs2, opts.label.as_deref())?;
+    write(tree, image, opts, MAX_FPG, min_bytes)
 }
 
 /// [`build`] with cylinder groups of at most `max_fpg` fragments (at least
@@ -604,10 +617,16 @@ pub fn build_with_group_limit(
     opts: &BlockOptions,
     max_fpg: u64,
 ) -> Result<(), LayerError> {
-    write(tree, image, opts, max_fpg.clamp(256, MAX_FPG))
+    write(tree, image, opts, max_fpg.clamp(256, MAX_FPG), 0)
 }
 
-fn write(tree: &Tree, image: &Path, opts: &BlockOptions, max_fpg: u64) -> Result<(), LayerError> {
+fn write(
+    tree: &Tree,
+    image: &Path,
+    opts: &BlockOptions,
+    max_fpg: u64,
+    min_bytes: u64,
+) -> Result<(), LayerError> {
     let mtime = i64::try_from(opts.mtime).map_err(|_| LayerError::MtimeOutOfRange {
         mtime: opts.mtime,
         format: "UFS2",
@@ -733,9 +752,11 @@ fn write(tree: &Tree, image: &Path, opts: &BlockOptions, max_fpg: u64) -> Result
             data += (full + indirect) * FRAG + 2 * tail;
         }
     }
-    let data = (data + data / 5 + 16 * FRAG).max(MIN_IMAGE / FSIZE);
+    let data = (data + data / 5 + 16 * FRAG)
+        .max(MIN_IMAGE / FSIZE)
+        .max(min_bytes / FSIZE);
     let inodes = ROOTINO + nodes.len() as u64;
-    let inodes = inodes + inodes / 5 + INOPB;
+    let inodes = (inodes + inodes / 5 + INOPB).max(min_bytes / 16384);
     let geo = geometry(data, inodes, max_fpg);
 
     let img = OpenOptions::new()

@@ -76,6 +76,9 @@ pub enum OciError {
     #[error("the container's init failed: {0}")]
     Init(String),
 
+    #[error("the mount at {destination} cannot be the guest's volume: {detail}")]
+    Volume { destination: String, detail: String },
+
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }

@@ -123,7 +123,7 @@ pub fn main(args: &[String]) -> i32 {
     }
     // This process stays the container's: it reaps the monitor and exits
     // with the guest's status, which the engine reads as the container's.
-    match crate::supervise_monitor(
+    let code = match crate::supervise_monitor(
         &prepared.monitor,
         prepared.seccomp.as_deref(),
         Some(own_pid_ns.as_raw_fd()),
@@ -133,7 +133,12 @@ pub fn main(args: &[String]) -> i32 {
             super::report(&a.global, "error", &e.to_string());
             127
         }
+    };
+    // The guest's changes are the user's data, however the guest ended.
+    for e in super::volumes::write_back(&prepared.volumes) {
+        super::report(&a.global, "error", &e);
     }
+    code
 }
 
 /// What the init needs after `start`, all checked before `create` returns.
@@ -142,6 +147,8 @@ struct Prepared {
     setup: Option<NetSetup>,
     seccomp: Option<Vec<libc::sock_filter>>,
     namespaces: Vec<(libc::c_int, Option<File>)>,
+    /// Bind-mounted directories whose images go back into them.
+    volumes: Vec<super::volumes::WriteBack>,
 }
 
 /// Enters the spec's mount namespace (new: a private copy of the host's,
@@ -211,6 +218,8 @@ fn prepare(a: &Args) -> Result<Prepared, OciError> {
         run.cpus = n;
     }
     run.accel = accel_from_env()?;
+    let mounts = super::volumes::candidates(&a.bundle)?;
+    let volumes = super::volumes::attach(&mut run, &mounts, &a.dir)?;
     let setup = if a.own_netns {
         net::setup_here()?
     } else {
@@ -227,6 +236,7 @@ fn prepare(a: &Args) -> Result<Prepared, OciError> {
                 setup,
                 seccomp,
                 namespaces,
+                volumes,
             })
         }
         Err(e) => {

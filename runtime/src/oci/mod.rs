@@ -31,6 +31,7 @@ pub mod net;
 pub mod pod;
 pub mod spec;
 pub mod state;
+pub mod volumes;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
