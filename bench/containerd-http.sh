@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deployment benchmark (issue 6): hello-linux through containerd with
+# Deployment benchmark: hello-linux through containerd with
 # bunny-runtime as the runc binary. One timestamp when `ctr run` starts, one at
 # the first answered HTTP request from the guest on the container's network
 # (a netns wired as a CNI plugin would), as in urunc's talk. Also the same

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash safety (issue 12): kill bunny with SIGKILL at random points during
+# Crash safety: kill bunny with SIGKILL at random points during
 # build, push and pull until KILLS kills have landed mid-operation; after
 # every round the store must verify clean, and at the end a build, a push and
 # a pull must succeed.

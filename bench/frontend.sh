@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BuildKit frontend benchmark (issue 10): examples/hello-linux (Debian kernel
+# BuildKit frontend benchmark: examples/hello-linux (Debian kernel
 # + an initrd written from the example's files) built
 #   - by `bunny build` into an OCI layout,
 #   - by `docker build` through the bunny frontend (#syntax=), cold (build

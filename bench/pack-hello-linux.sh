@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packing benchmark (issue 3): hello-linux's kernel + initrd + urunc labels into
+# Packing benchmark: hello-linux's kernel + initrd + urunc labels into
 # an OCI layout, with bunny vs `buildah build` vs a warm `docker build`
 # (BuildKit) of the equivalent Containerfile, same inputs, same run.
 # Reports median wall time over N runs, ratios, and peak RSS.

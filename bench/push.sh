@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Push benchmark (issue 4): `bunny push` vs `skopeo copy oci:DIR docker://...`
+# Push benchmark: `bunny push` vs `skopeo copy oci:DIR docker://...`
 # of the same image (hello-linux) to the same local registry, fresh (an empty
 # registry each run) and unchanged re-push, as median wall times and ratios.
 # Usage: bench/push.sh [RUNS]   (needs scripts/setup.sh first)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild benchmark (issue 7): examples/hello-linux-src built from source in
+# Rebuild benchmark: examples/hello-linux-src built from source in
 # build containers; then the no-op rebuild (goal: under 30 ms, same digest)
 # and the rebuild after one source file changed (the make step reruns).
 # Usage: bench/rebuild.sh [RUNS]   (needs scripts/setup.sh first)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run benchmark (issue 5): `bunny run -p PORT:80 hello-linux` against the bare
+# Run benchmark: `bunny run -p PORT:80 hello-linux` against the bare
 # qemu command bunny itself runs (same argv, read from /proc), same run.
 # Measures (1) shell start -> monitor exec (bunny's BUNNY_TIMESTAMPS points)
 # and (2) shell start -> first HTTP 200 from the guest. Median over RUNS.

@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
-  # protoc: generates the BuildKit gateway client (frontend/build.rs, issue 10)
+  # protoc: generates the BuildKit gateway client (frontend/build.rs)
   protobuf-compiler
   # image tools the tests use to read our output back independently
   skopeo umoci
@@ -194,14 +194,14 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
-# Issue 11: bunny-init, the init Containerfile-built Linux guests run, must be
+# bunny-init, the init Containerfile-built Linux guests run, must be
 # static (a guest has no loader). Only the glibc target exists here, so glibc
 # links statically; `--target` keeps the flag off build scripts and proc
 # macros. bunny finds it at target/bunny-init/... (or $BUNNY_INIT).
 RUSTFLAGS="-C target-feature=+crt-static" cargo build -q -p bunny-init --release \
   --target x86_64-unknown-linux-gnu --target-dir "$here/target/bunny-init" \
   --manifest-path "$here/Cargo.toml"
-# Issue 10: the BuildKit frontend image holds a static bunny-frontend; built
+# The BuildKit frontend image holds a static bunny-frontend; built
 # here (minutes the first time) so the test suite only checks it is current.
 # Same flags and target dir as tests/frontend_buildkit.rs.
 CARGO_TARGET_DIR="$here/target/frontend-static" RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0" \
