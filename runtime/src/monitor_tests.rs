@@ -885,3 +885,24 @@ fn env_a_command_line_cannot_carry_goes_to_urunits_config_for_urunit() {
     sp.args = s(&["/urunit", "/bin/app"]);
     assert!(monitor_command(&sp, ResolvedAccel::Tcg).is_err());
 }
+
+#[test]
+fn linux_block_root_with_a_boot_stage_initrd_mounts_the_block() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.config.initrd = Some("/.boot/initrd".into());
+    sp.config.cmdline = Some("/urunit /bin/httpd".into());
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd).join(" ");
+    assert!(a.contains("-initrd /b/rootfs/.boot/initrd"), "{a}");
+    assert!(
+        a.contains("file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs"),
+        "{a}"
+    );
+    // The kernel runs the initrd's /init (the stage), which reads root= and
+    // init=; rdinit= would make the kernel look for the app in the initrd.
+    assert!(a.contains("root=/dev/vda rw"), "{a}");
+    assert!(!a.contains("rdinit="), "{a}");
+    assert!(a.contains(" init=/urunit -- /bin/httpd"), "{a}");
+}

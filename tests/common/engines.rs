@@ -263,3 +263,91 @@ pub fn http_get(addr: &str) -> Option<String> {
     s.read_to_string(&mut body).ok()?;
     body.starts_with("HTTP/1.").then_some(body)
 }
+
+/// Waits for `addr` to answer HTTP, for a guest that is booting. `gone`
+/// is asked between tries: `Some(why)` (the guest's process ended, ...)
+/// fails at once with that text. Returns the answer and how long it took.
+pub fn wait_http(
+    addr: &str,
+    limit: Duration,
+    mut gone: impl FnMut() -> Option<String>,
+) -> (String, Duration) {
+    let t = Instant::now();
+    loop {
+        if let Some(body) = http_get(addr) {
+            return (body, t.elapsed());
+        }
+        if let Some(why) = gone() {
+            panic!("no HTTP answer from {addr}: {why}");
+        }
+        assert!(
+            t.elapsed() < limit,
+            "no HTTP answer from {addr} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The argv of the monitor a container runs: under bunny-runtime the
+/// container's process is its supervisor (`__init`) and the monitor its
+/// child; under urunc the monitor is the container's process itself.
+pub fn monitor_argv(pid: u32) -> Vec<String> {
+    let cmdline = |pid: &str| -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    let pid = pid.to_string();
+    let argv = cmdline(&pid);
+    if argv.iter().any(|a| a == "__init") {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            return cmdline(child);
+        }
+    }
+    argv
+}
+
+impl Containerd {
+    /// The pid of task `id` (`ctr task ls`).
+    pub fn task_pid(&self, id: &str) -> Option<u32> {
+        let ls = ok(self.ctr().args(["task", "ls"]), Duration::from_secs(10));
+        ls.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+    }
+
+    /// Kills and removes task and container `id`, as a test's cleanup.
+    pub fn remove(&self, id: &str) {
+        let _ = self
+            .ctr()
+            .args(["task", "kill", "-s", "SIGKILL", id])
+            .output();
+        let t = Instant::now();
+        while self
+            .ctr()
+            .args(["task", "delete", id])
+            .output()
+            .is_ok_and(|o| !o.status.success())
+            && t.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.ctr().args(["containers", "rm", id]).output();
+    }
+}
+
+/// Removes a task when the test ends, passed or not: a guest left running
+/// would keep its network namespace and addresses alive.
+pub struct Task<'a>(pub &'a Containerd, pub &'a str);
+
+impl Drop for Task<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
