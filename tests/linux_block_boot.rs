@@ -54,13 +54,12 @@ impl Guest {
     fn serve(&mut self, port: u16) -> String {
         let log = self.log.clone();
         let child = &mut self.child;
-        wait_http(&format!("127.0.0.1:{port}"), BOOT, || {
-            child.try_wait().unwrap().map(|st| {
-                format!(
-                    "bunny run exited ({st}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
+        wait_http(&format!("127.0.0.1:{port}"), BOOT, |late| {
+            let console = || std::fs::read_to_string(&log).unwrap_or_default();
+            match child.try_wait().unwrap() {
+                Some(st) => Some(format!("bunny run exited ({st}):\n{}", console())),
+                None => late.then(console),
+            }
         })
         .0
     }
@@ -71,36 +70,6 @@ impl Drop for Guest {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A linux kernel image like scripts/toolchain-image.sh's: Debian's kernel
-/// at /.boot/kernel and its modules (virtio, ext4 and helpers) in
-/// /lib/modules, made here so the test does not depend on the cached
-/// image's vintage.
-fn kernel_image(dir: &Path) -> String {
-    let kdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/linux-kernel");
-    assert!(
-        kdir.join("modules/ext4.ko").is_file(),
-        "{} has no ext4.ko: run `bash scripts/setup.sh`",
-        kdir.display()
-    );
-    let layout = dir.join("kernel-layout");
-    let bundle = dir.join("kernel-bundle");
-    let (l, b) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
-    let image = format!("{l}:kernel");
-    run(Command::new("umoci").args(["init", "--layout", l]));
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci").args(["unpack", "--rootless", "--image", &image, b]));
-    let root = bundle.join("rootfs");
-    std::fs::create_dir_all(root.join(".boot")).unwrap();
-    std::fs::create_dir_all(root.join("lib/modules")).unwrap();
-    std::fs::copy(kdir.join("vmlinuz"), root.join(".boot/kernel")).unwrap();
-    for m in std::fs::read_dir(kdir.join("modules")).unwrap() {
-        let m = m.unwrap().path();
-        std::fs::copy(&m, root.join("lib/modules").join(m.file_name().unwrap())).unwrap();
-    }
-    run(Command::new("umoci").args(["repack", "--image", &image, b]));
-    format!("oci:{image}")
 }
 
 #[test]
@@ -131,13 +100,16 @@ fn a_containerfile_block_root_boots_under_bunny_run_and_bunny_runtime() {
             "web:block",
             "--toolchain",
         ])
-        .arg(format!("linux.kernel={}", kernel_image(tmp.path())))
+        .arg(format!(
+            "linux.kernel={}",
+            init_helper::kernel_image_with_modules(tmp.path())
+        ))
         .arg("--allow-layout")
         .arg(tmp.path())
         .arg("-o")
         .arg(format!("type=oci-archive,dest={}", archive.display()))
         .arg(&ctx)
-        .env("BUNNY_INIT", init_helper::static_init()));
+        .env("BUNNY_INIT", init_helper::static_init_private()));
     let inspect = run(bunny(&store).args(["inspect", "web:block"]));
     assert!(
         inspect.contains("/.boot/initrd") && inspect.contains("/.boot/rootfs"),
@@ -174,10 +146,9 @@ fn a_containerfile_block_root_boots_under_bunny_run_and_bunny_runtime() {
         Duration::from_secs(30),
     );
     let _task = Task(&ctd, "blk1");
-    let (page, _) = wait_http("10.213.61.2:80", BOOT, || {
-        ctd.task_pid("blk1")
-            .is_none()
-            .then(|| format!("the task is gone; containerd log:\n{}", ctd.log()))
+    let (page, _) = wait_http("10.213.61.2:80", BOOT, |late| {
+        (late || ctd.task_pid("blk1").is_none())
+            .then(|| format!("the task is gone or late; containerd log:\n{}", ctd.log()))
     });
     let argv = ctd.task_pid("blk1").map(monitor_argv).unwrap_or_default();
     assert!(page.contains(PAGE), "{page}");
@@ -208,7 +179,7 @@ fn a_bunnyfile_block_root_boots_under_bunny_run() {
     run(bunny(&store)
         .args(["build", "--progress=quiet", "-t", "hello:block"])
         .arg(&ctx)
-        .env("BUNNY_INIT", init_helper::static_init()));
+        .env("BUNNY_INIT", init_helper::static_init_private()));
     let (mut guest, port) = Guest::start(&store, "hello:block", tmp.path().join("run.log"));
     let page = guest.serve(port);
     assert!(page.contains("hello from bunny"), "{page}");

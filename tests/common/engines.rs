@@ -109,6 +109,12 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Containerd::start_with_env(&[])
+    }
+
+    /// As [`Containerd::start`], with extra environment for containerd and
+    /// the shims and runtimes it starts (e.g. a PATH with a monitor wrapper).
+    pub fn start_with_env(env: &[(&str, String)]) -> Containerd {
         let bin = require_tool("containerd");
         require_tool("ctr");
         require_tool("containerd-shim-runc-v2");
@@ -128,6 +134,7 @@ impl Containerd {
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
@@ -265,25 +272,29 @@ pub fn http_get(addr: &str) -> Option<String> {
 }
 
 /// Waits for `addr` to answer HTTP, for a guest that is booting. `gone`
-/// is asked between tries: `Some(why)` (the guest's process ended, ...)
-/// fails at once with that text. Returns the answer and how long it took.
+/// is asked between tries with `false`: `Some(why)` (the guest's process
+/// ended, ...) fails at once with that text; when `limit` passes it is
+/// asked with `true` for what to show (console, logs). Returns the answer
+/// and how long it took.
 pub fn wait_http(
     addr: &str,
     limit: Duration,
-    mut gone: impl FnMut() -> Option<String>,
+    mut gone: impl FnMut(bool) -> Option<String>,
 ) -> (String, Duration) {
     let t = Instant::now();
     loop {
         if let Some(body) = http_get(addr) {
             return (body, t.elapsed());
         }
-        if let Some(why) = gone() {
+        if let Some(why) = gone(false) {
             panic!("no HTTP answer from {addr}: {why}");
         }
-        assert!(
-            t.elapsed() < limit,
-            "no HTTP answer from {addr} within {limit:?}"
-        );
+        if t.elapsed() > limit {
+            panic!(
+                "no HTTP answer from {addr} within {limit:?}: {}",
+                gone(true).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
