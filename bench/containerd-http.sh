@@ -90,9 +90,16 @@ stop_task() {
   "${ctr[@]}" containers rm "$1" >/dev/null 2>&1 || true
 }
 
+# Each guest answers for the same address, but urunc's with qemu's default
+# MAC and bunny's with eth0's: forget the old neighbour entry before each
+# start (a CNI plugin would give each container a new veth anyway), or the
+# host keeps sending to the previous guest's MAC for ~30 s.
+fresh_neigh() { ip neigh flush dev "vb$$" 2>/dev/null || true; }
+
 ctd=(); br=(); ur=()
 for i in $(seq "$runs"); do
   if ((have_urunc)); then
+    fresh_neigh
     t0=$(now)
     "${ctr[@]}" run -d --runtime io.containerd.urunc.v2 "${urunc_annot[@]}" \
       --with-ns "network:/var/run/netns/$ns" "$image" "uweb$i" >/dev/null
@@ -101,6 +108,7 @@ for i in $(seq "$runs"); do
     stop_task "uweb$i"
   fi
 
+  fresh_neigh
   t0=$(now)
   "${ctr[@]}" run -d --runc-binary "$runtime" --runc-root "$work/runc" \
     --with-ns "network:/var/run/netns/$ns" "$image" "web$i" >/dev/null

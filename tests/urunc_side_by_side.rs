@@ -138,8 +138,8 @@ fn side_by_side(
     let nb = Netns::new(&format!("b{tag}"), subnets.1);
     let (iu, ib) = (format!("u{tag}"), format!("b{tag}"));
     let mut cmd = ctd.ctr();
-    // No `--seccomp`: urunc 0.5 under containerd's default profile never
-    // started qemu here.
+    // No `--seccomp`: under containerd's default profile urunc 0.5 never
+    // started qemu in the run tried here (docs/runtime.md).
     let console = runc_root.with_file_name(format!("console-{iu}.log"));
     cmd.args(["run", "-d", "--runtime", "io.containerd.urunc.v2"])
         .arg("--log-uri")
