@@ -283,7 +283,7 @@ fn urunc_and_bunny_runtime_serve_the_same_images_and_differ_only_as_documented()
         // option one runtime passes and the other does not.
         assert_eq!(
             only_u,
-            set(&["L", "cpu", "net", "nodefaults", "serial"]),
+            set(&["L", "cpu", "net"]),
             "{what}: urunc {:?}\nbunny {:?}",
             p.urunc,
             p.bunny

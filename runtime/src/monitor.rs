@@ -555,6 +555,13 @@ fn qemu(
         "-nographic".into(),
         "-vga".into(),
         "none".into(),
+        // None of qemu's default devices (IDE CD-ROM, floppy controller,
+        // parallel port, a monitor on stdio): a guest gets only what it is
+        // given, as under urunc. The console, which -nographic would have
+        // put there, is then named explicitly.
+        "-nodefaults".into(),
+        "-serial".into(),
+        "stdio".into(),
         "-no-reboot".into(),
     ];
     if std::env::var("BUNNY_QEMU_SANDBOX").as_deref() != Ok("off") {
