@@ -3,15 +3,31 @@
 # bunny-runtime as the runc binary. One timestamp when `ctr run` starts, one at
 # the first answered HTTP request from the guest on the container's network
 # (a netns wired as a CNI plugin would), as in urunc's talk. Also the same
-# image with `bunny run` for comparison. Median over RUNS. Needs root.
+# image under the real urunc (when scripts/setup.sh installed it, with its
+# TCG qemu wrapper) and with `bunny run`, interleaved in one run. Median
+# over RUNS. Needs root.
 # Usage: bench/containerd-http.sh [RUNS]   (needs scripts/setup.sh first)
+# BUNNY_BENCH_PROFILE=debug uses target/debug instead of a release build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-5}"
 cd "$here"
-cargo build --release --quiet -p bunny -p bunny-runtime
-bunny="$here/target/release/bunny"
-runtime="$here/target/release/bunny-runtime"
+profile="${BUNNY_BENCH_PROFILE:-release}"
+if [[ "$profile" == release ]]; then
+  cargo build --release --quiet -p bunny -p bunny-runtime
+else
+  cargo build --quiet -p bunny -p bunny-runtime
+fi
+bunny="$here/target/$profile/bunny"
+runtime="$here/target/$profile/bunny-runtime"
+# urunc execs qemu with -enable-kvm: its TCG wrapper goes first on
+# containerd's PATH (for bunny-runtime it only logs).
+have_urunc=0
+if command -v containerd-shim-urunc-v2 >/dev/null && [[ -x /usr/lib/qemu-tcg/qemu-system-x86_64 ]]; then
+  have_urunc=1
+else
+  echo "bench: urunc or its qemu-tcg wrapper is not installed (scripts/setup.sh); measuring bunny only" >&2
+fi
 work="$(mktemp -d /tmp/ctdbench.XXXX)"
 ns="bunnybench$$"
 cleanup() {
@@ -35,7 +51,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = "$work/c.ttrpc"
 TOML
-containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
+PATH="/usr/lib/qemu-tcg:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
 ctdpid=$!
 ctr=(ctr -a "$work/c.sock" -n bench)
 for _ in $(seq 200); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.05; done
@@ -58,17 +74,47 @@ first_http() { # URL -> time of the first 200
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
-ctd=(); br=()
+# urunc 0.5 reads a missing useDMBlock as true and would take the block
+# device under the snapshot as the guest's root: give it the image's
+# settings as spec annotations (base64) with useDMBlock=false
+# (docs/runtime.md).
+b64() { printf %s "$1" | base64 -w0; }
+urunc_annot=()
+for kv in unikernelType=linux hypervisor=qemu binary=/.boot/kernel initrd=/.boot/rootfs useDMBlock=false; do
+  urunc_annot+=(--annotation "com.urunc.unikernel.${kv%%=*}=$(b64 "${kv#*=}")")
+done
+stop_task() {
+  "${ctr[@]}" task kill -s SIGKILL "$1" >/dev/null 2>&1 || true
+  for _ in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q "$1.*RUNNING" || break; sleep 0.05; done
+  "${ctr[@]}" task delete "$1" >/dev/null 2>&1 || true
+  "${ctr[@]}" containers rm "$1" >/dev/null 2>&1 || true
+}
+
+# Each guest answers for the same address, but urunc's with qemu's default
+# MAC and bunny's with eth0's: forget the old neighbour entry before each
+# start (a CNI plugin would give each container a new veth anyway), or the
+# host keeps sending to the previous guest's MAC for ~30 s.
+fresh_neigh() { ip neigh flush dev "vb$$" 2>/dev/null || true; }
+
+ctd=(); br=(); ur=()
 for i in $(seq "$runs"); do
+  if ((have_urunc)); then
+    fresh_neigh
+    t0=$(now)
+    "${ctr[@]}" run -d --runtime io.containerd.urunc.v2 "${urunc_annot[@]}" \
+      --with-ns "network:/var/run/netns/$ns" "$image" "uweb$i" >/dev/null
+    t1=$(first_http http://10.214.0.2/)
+    ur+=($(( (t1 - t0) / 1000000 )))
+    stop_task "uweb$i"
+  fi
+
+  fresh_neigh
   t0=$(now)
   "${ctr[@]}" run -d --runc-binary "$runtime" --runc-root "$work/runc" \
     --with-ns "network:/var/run/netns/$ns" "$image" "web$i" >/dev/null
   t1=$(first_http http://10.214.0.2/)
   ctd+=($(( (t1 - t0) / 1000000 )))
-  "${ctr[@]}" task kill -s SIGKILL "web$i" >/dev/null 2>&1 || true
-  for _ in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q "web$i.*RUNNING" || break; sleep 0.05; done
-  "${ctr[@]}" task delete "web$i" >/dev/null 2>&1 || true
-  "${ctr[@]}" containers rm "web$i" >/dev/null 2>&1 || true
+  stop_task "web$i"
 
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   t0=$(now)
@@ -80,5 +126,6 @@ for i in $(seq "$runs"); do
   wait "$runpid" || true
 done
 echo "# $runs runs each, qemu TCG, hello-linux; medians"
-echo "containerd (ctr run -> first HTTP 200 on the container network): $(median "${ctd[@]}") ms"
-echo "bunny run  (start  -> first HTTP 200 through a published port):   $(median "${br[@]}") ms"
+echo "containerd + bunny-runtime (ctr run -> first HTTP 200 on the container network): $(median "${ctd[@]}") ms  [${ctd[*]}]"
+((have_urunc)) && echo "containerd + urunc 0.5     (ctr run -> first HTTP 200 on the container network): $(median "${ur[@]}") ms  [${ur[*]}]"
+echo "bunny run                  (start   -> first HTTP 200 through a published port):   $(median "${br[@]}") ms  [${br[*]}]"

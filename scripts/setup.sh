@@ -22,6 +22,8 @@ packages=(
   file
   # what the examples boot
   qemu-system-x86 busybox-static
+  # the virtio NIC's option ROM qemu loads (efi-virtio.rom)
+  ipxe-qemu
   # the linux framework's toolchain image (scripts/toolchain-image.sh)
   debootstrap git
   # network namespaces, tap devices
@@ -137,9 +139,15 @@ if [[ -d "$shared/urunc" ]]; then
   if [[ ! -x "$w/qemu-system-x86_64" || "$shared/urunc/qemu-tcg.c" -nt "$w/qemu-system-x86_64" ]]; then
     mkdir -p "$w/bin"
     cp /usr/bin/qemu-system-x86_64 "$w/bin/"
-    ln -sfn /usr/share "$w/share"
     gcc -O2 -static -o "$w/qemu-system-x86_64" "$shared/urunc/qemu-tcg.c"
   fi
+  # qemu finds its data relative to its binary ($w/bin/../share/qemu,
+  # ../share/seabios, ../lib/ipxe/qemu): without lib, a virtio NIC's option
+  # ROM (efi-virtio.rom, package ipxe-qemu) is missing and qemu refuses to
+  # start ("failed to find romfile"), also inside urunc's chroot, which
+  # bind-mounts /usr/lib and /usr/share/qemu.
+  ln -sfn /usr/share "$w/share"
+  ln -sfn /usr/lib "$w/lib"
 else
   echo "setup: urunc not installed (its prebuilt binaries are only beside this project's checkouts); the urunc tests will say so" >&2
 fi

@@ -35,7 +35,7 @@ have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/
 # The v0.9 tree exists only beside this project's own checkouts.
 want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
 have_all() {
-  have gcc-v1 "$gcc_tag" && have kernel-v2 "$kernel_tag" && have tools-v1 "$tools_tag" \
+  have gcc-v1 "$gcc_tag" && have kernel-v3 "$kernel_tag" && have tools-v1 "$tools_tag" \
     && have rumprun-v2 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v2 "$rr9_tag"; }
 }
 if have_all; then
@@ -155,7 +155,9 @@ if want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; then
     "$shared_rr/rumprun-solo5-v0.9.tar.zst"
 fi
 
-if ! have kernel-v2 "$kernel_tag"; then
+# v3: the modules include ext4 and what it needs, which the boot stage of
+# a block-root guest loads (v2 had only the virtio ones).
+if ! have kernel-v3 "$kernel_tag"; then
 
 mkdir -p "$work/kernel/.boot"
 cp "$kernel" "$work/kernel/.boot/kernel"
@@ -167,6 +169,6 @@ c=$(b from scratch)
 b add "$c" "$work/kernel/" / >/dev/null
 b config --label org.opencontainers.image.title="Debian bookworm kernel" "$c"
 b commit -q --timestamp 0 "$c" "oci:$layout:$kernel_tag" >/dev/null
-touch "$out/kernel-v2.done"
+touch "$out/kernel-v3.done"
 fi
 echo "toolchain-image: wrote $layout ($gcc_tag, $kernel_tag, $tools_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"

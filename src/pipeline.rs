@@ -196,6 +196,9 @@ pub struct Plan {
     /// The `app` to build before packing, and the context it is read from;
     /// [`prepare_app`] builds it.
     pub app: Option<(crate::bunnyfile::App, PathBuf)>,
+    /// The static bunny-init the caller named, for the boot stage (else
+    /// [`crate::containerfile::find_init`]).
+    pub init_binary: Option<PathBuf>,
     /// Files the plan generated (the init's configuration), alive until the
     /// image is written.
     _generated: Option<tempfile::TempDir>,
@@ -227,6 +230,12 @@ impl Plan {
                 ..
             } => (None, None, None, true),
         };
+        // The boot stage is the initrd that mounts the block root: both are
+        // handed to the guest, and the kernel runs the initrd's /init.
+        let initrd = match (&initrd, self.boot_stage_modules()) {
+            (None, Some(_)) => Some(BOOT_STAGE_PATH.to_string()),
+            _ => initrd,
+        };
         UruncConfig {
             unikernel_type: self.framework.unikernel_type().to_string(),
             hypervisor: self.monitor.as_str().to_string(),
@@ -244,6 +253,51 @@ impl Plan {
             unikernel_version: self.unikernel_version.clone(),
             use_dm_block: None,
         }
+    }
+
+    /// The kernel modules a Linux guest's boot stage loads to mount its
+    /// block root (virtio-pci, virtio-blk, ext4 and what they depend on),
+    /// by name; `None` when the guest needs no stage: not a block root, the
+    /// user named an initrd, or the rootfs carries no `virtio_blk.ko` (the
+    /// kernel then has it built in, or cannot boot this root at all).
+    pub fn boot_stage_modules(&self) -> Option<BTreeMap<String, PathBuf>> {
+        if self.framework.unikernel_type() != "linux" || self.labels.contains_key(KEY_INITRD) {
+            return None;
+        }
+        let RootfsPlan::Block(tree, _) = &self.rootfs else {
+            return None;
+        };
+        let mut all = BTreeMap::new();
+        for (path, entry) in tree.iter() {
+            let (Some(rest), EntryKind::File { source, .. }) =
+                (path.strip_prefix("lib/modules/"), &entry.kind)
+            else {
+                continue;
+            };
+            let file = rest.rsplit('/').next().unwrap_or(rest);
+            if let Some(stem) = file.strip_suffix(".ko") {
+                all.entry(stem.replace('-', "_"))
+                    .or_insert_with(|| source.clone());
+            }
+        }
+        if !all.contains_key("virtio_blk") {
+            return None;
+        }
+        let mut wanted: Vec<String> = STAGE_MODULES.iter().map(|m| m.to_string()).collect();
+        let mut chosen = BTreeMap::new();
+        while let Some(name) = wanted.pop() {
+            let Some(source) = all.get(&name) else {
+                // Not among the files: built into the kernel.
+                continue;
+            };
+            if chosen.contains_key(&name) {
+                continue;
+            }
+            let bytes = std::fs::read(source).unwrap_or_default();
+            wanted.extend(modinfo_depends(&bytes));
+            chosen.insert(name, source.clone());
+        }
+        Some(chosen)
     }
 
     /// The urunc settings the image carries and its annotations: bunny's
@@ -277,6 +331,32 @@ impl Plan {
         }
         Ok((urunc, annotations))
     }
+}
+
+/// Where a Linux guest's boot stage (an initrd holding bunny-init and the
+/// modules that mount the block root) sits in the image.
+pub const BOOT_STAGE_PATH: &str = "/.boot/initrd";
+/// The file that tells bunny-init it is the boot stage, not the guest's init.
+const BOOT_STAGE_MARKER: &str = "/.bunny/boot-stage";
+/// What mounting a virtio block root with ext4 takes; their dependencies
+/// come from each module's `.modinfo`. ext4 asks the crypto API for crc32c
+/// at mount time (no `depends=`): without crc32c_generic loaded the mount
+/// fails with "Cannot load crc32c driver".
+const STAGE_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "crc32c_generic"];
+
+/// A module's `depends=` names (`-` read as `_`, as the kernel does).
+fn modinfo_depends(bytes: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0depends=";
+    let Some(start) = bytes.windows(KEY.len()).position(|w| w == KEY) else {
+        return Vec::new();
+    };
+    let rest = &bytes[start + KEY.len()..];
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end])
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.replace('-', "_"))
+        .collect()
 }
 
 /// What planning reads besides the spec.
@@ -537,6 +617,7 @@ pub fn plan(spec: &Spec, inputs: &PlanInputs) -> Result<Plan, PipelineError> {
             .or_else(|| base.as_ref().and_then(|c| c.user().clone())),
         app: spec.app.clone().map(|a| (a, context.to_path_buf())),
         framework,
+        init_binary: inputs.init.clone(),
         _generated: generated,
     })
 }
@@ -976,16 +1057,23 @@ fn rootfs_layers(
         }
     };
     if let Some(path) = rootfs_file {
-        progress.start("rootfs layer");
-        let layer = write_layer(
-            &[LayerEntry {
-                path: ROOTFS_PATH.into(),
-                content: LayerContent::File(path),
+        let mut entries = vec![LayerEntry {
+            path: ROOTFS_PATH.into(),
+            content: LayerContent::File(path),
+            mode: 0o644,
+        }];
+        if let Some(modules) = plan.boot_stage_modules() {
+            progress.start("boot stage");
+            let stage = write_boot_stage(plan, &modules, opts, scratch)?;
+            progress.finish("boot stage", &format!("{} modules", modules.len()));
+            entries.push(LayerEntry {
+                path: BOOT_STAGE_PATH.into(),
+                content: LayerContent::File(stage),
                 mode: 0o644,
-            }],
-            layer_opts,
-            store,
-        )?;
+            });
+        }
+        progress.start("rootfs layer");
+        let layer = write_layer(&entries, layer_opts, store)?;
         progress.finish("rootfs layer", &short(&layer.descriptor));
         layers.push(layer);
     }
@@ -996,6 +1084,60 @@ fn rootfs_layers(
         layers.push(layer);
     }
     Ok(layers)
+}
+
+/// The boot stage's initrd: bunny-init as `/init`, the marker that makes it
+/// act as the stage, and the modules.
+fn write_boot_stage(
+    plan: &Plan,
+    modules: &BTreeMap<String, PathBuf>,
+    opts: &BuildOptions,
+    scratch: &Path,
+) -> Result<PathBuf, PipelineError> {
+    let init = match &plan.init_binary {
+        Some(p) => p.clone(),
+        None => crate::containerfile::find_init().map_err(|e| PipelineError::Init {
+            message: format!("the boot stage that mounts the block root needs it: {e}"),
+        })?,
+    };
+    crate::containerfile::check_static(&init).map_err(|e| PipelineError::Init {
+        message: e.to_string(),
+    })?;
+    let marker = scratch.join("boot-stage");
+    std::fs::write(&marker, b"").map_err(|source| PipelineError::Io {
+        context: format!("writing {}", marker.display()),
+        source,
+    })?;
+    let rootfs = |source| PipelineError::Rootfs {
+        what: "boot stage",
+        source,
+    };
+    let mut tree = Tree::new();
+    tree.insert_file("/init", &init, 0o755).map_err(rootfs)?;
+    tree.insert_dir("/.bunny", 0o755).map_err(rootfs)?;
+    tree.insert_file(BOOT_STAGE_MARKER, &marker, 0o644)
+        .map_err(rootfs)?;
+    tree.insert_dir("/lib", 0o755).map_err(rootfs)?;
+    tree.insert_dir("/lib/modules", 0o755).map_err(rootfs)?;
+    for (name, source) in modules {
+        tree.insert_file(&format!("/lib/modules/{name}.ko"), source, 0o644)
+            .map_err(rootfs)?;
+    }
+    let path = scratch.join("boot-stage.cpio");
+    let file = std::fs::File::create(&path).map_err(|source| PipelineError::Io {
+        context: format!("creating {}", path.display()),
+        source,
+    })?;
+    write_initrd(
+        &tree,
+        std::io::BufWriter::new(file),
+        &InitrdOptions {
+            mtime: opts.epoch,
+            gzip: opts.gzip_initrd,
+        },
+    )
+    .map_err(rootfs)?;
+    Ok(path)
 }
 
 fn tree_entries(tree: &Tree) -> Vec<LayerEntry> {

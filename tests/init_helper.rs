@@ -13,7 +13,18 @@ pub fn repo() -> PathBuf {
 /// `target/bunny-init/x86_64-unknown-linux-gnu/release/bunny-init`, built
 /// with `+crt-static` (glibc) so it runs in a guest without a loader.
 pub fn static_init() -> PathBuf {
-    let target_dir = repo().join("target/bunny-init");
+    build_static_init(&repo().join("target/bunny-init"))
+}
+
+/// The same, built in this checkout's own scratch target dir: a git
+/// worktree may share `target/bunny-init` with other checkouts, and cargo
+/// does not re-copy a binary another checkout has overwritten there. For
+/// tests whose guests need this tree's bunny-init (its boot stage).
+pub fn static_init_private() -> PathBuf {
+    build_static_init(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bunny-init"))
+}
+
+fn build_static_init(target_dir: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -25,7 +36,7 @@ pub fn static_init() -> PathBuf {
             "x86_64-unknown-linux-gnu",
             "--target-dir",
         ])
-        .arg(&target_dir)
+        .arg(target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(repo())
         .output()
@@ -95,5 +106,46 @@ pub fn busybox_image(dir: &Path, tag: &str, files: &[(&str, &str)]) -> String {
         std::fs::write(p, content).unwrap();
     }
     run(&["repack", "--image", &image, bundle.to_str().unwrap()]);
+    format!("oci:{image}")
+}
+
+/// A linux kernel image like scripts/toolchain-image.sh's: Debian's kernel
+/// at /.boot/kernel and its modules (virtio, ext4 and helpers) in
+/// /lib/modules, made here so the test does not depend on the cached
+/// image's vintage.
+pub fn kernel_image_with_modules(dir: &Path) -> String {
+    let kdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/linux-kernel");
+    assert!(
+        kdir.join("modules/ext4.ko").is_file(),
+        "{} has no ext4.ko: run `bash scripts/setup.sh`",
+        kdir.display()
+    );
+    let layout = dir.join("kernel-layout");
+    let bundle = dir.join("kernel-bundle");
+    let (l, b) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
+    let image = format!("{l}:kernel");
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci")
+            .args(args)
+            .output()
+            .expect("umoci is missing: apt-get install umoci");
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &image]);
+    umoci(&["unpack", "--rootless", "--image", &image, b]);
+    let root = bundle.join("rootfs");
+    std::fs::create_dir_all(root.join(".boot")).unwrap();
+    std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+    std::fs::copy(kdir.join("vmlinuz"), root.join(".boot/kernel")).unwrap();
+    for m in std::fs::read_dir(kdir.join("modules")).unwrap() {
+        let m = m.unwrap().path();
+        std::fs::copy(&m, root.join("lib/modules").join(m.file_name().unwrap())).unwrap();
+    }
+    umoci(&["repack", "--image", &image, b]);
     format!("oci:{image}")
 }

@@ -180,6 +180,52 @@ impl IpConfig {
     }
 }
 
+/// What the boot stage reads from the kernel command line: the root
+/// device (`root=`), its filesystem (`rootfstype=`, default ext4), whether
+/// it is read-only (`ro`; the last of `ro`/`rw` wins, as the kernel reads
+/// them) and the init to run on it (`init=`, default `/sbin/init`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootConfig {
+    pub device: String,
+    pub fstype: String,
+    pub read_only: bool,
+    pub init: String,
+}
+
+impl RootConfig {
+    /// `None` when the line names no root device to mount (no `root=`, or
+    /// the initrd itself: `/dev/ram0`). Words after `--` are the init's.
+    pub fn from_cmdline(cmdline: &str) -> Option<RootConfig> {
+        let mut device = None;
+        let mut fstype = "ext4".to_string();
+        let mut read_only = false;
+        let mut init = "/sbin/init".to_string();
+        for w in cmdline.split_ascii_whitespace() {
+            if w == "--" {
+                break;
+            }
+            if let Some(v) = w.strip_prefix("root=") {
+                device = Some(v.to_string());
+            } else if let Some(v) = w.strip_prefix("rootfstype=") {
+                fstype = v.to_string();
+            } else if let Some(v) = w.strip_prefix("init=") {
+                init = v.to_string();
+            } else if w == "ro" {
+                read_only = true;
+            } else if w == "rw" {
+                read_only = false;
+            }
+        }
+        let device = device.filter(|d| d.starts_with("/dev/") && d != "/dev/ram0")?;
+        Some(RootConfig {
+            device,
+            fstype,
+            read_only,
+            init,
+        })
+    }
+}
+
 /// A module's `depends=` list, from its `.modinfo` strings.
 pub fn modinfo_depends(bytes: &[u8]) -> Vec<String> {
     const KEY: &[u8] = b"depends=";
@@ -238,6 +284,30 @@ pub fn load_order(mods: &[(String, Vec<String>)]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stage_reads_root_and_init() {
+        let c = RootConfig::from_cmdline(
+            "panic=-1 console=ttyS0 root=/dev/vda rw ip=10.0.0.2::10.0.0.1:255.255.255.0:urunc:eth0:off A=b init=/urunit -- /bin/app init=x ro",
+        )
+        .unwrap();
+        assert_eq!(c.device, "/dev/vda");
+        assert_eq!(c.fstype, "ext4");
+        assert!(!c.read_only);
+        assert_eq!(c.init, "/urunit");
+        let c = RootConfig::from_cmdline("root=/dev/vdb rootfstype=ext2 ro").unwrap();
+        assert_eq!((c.fstype.as_str(), c.read_only), ("ext2", true));
+        assert_eq!(c.init, "/sbin/init");
+        assert_eq!(
+            RootConfig::from_cmdline("root=/dev/ram0 rw rdinit=/init"),
+            None
+        );
+        assert_eq!(
+            RootConfig::from_cmdline("console=ttyS0 -- root=/dev/vda"),
+            None
+        );
+        assert_eq!(RootConfig::from_cmdline("root=LABEL=x"), None);
+    }
 
     #[test]
     fn urunit_config_parses() {

@@ -11,6 +11,7 @@
 //! isa-debug-exit port (0xf4). See docs/init.md.
 
 mod config;
+mod stage;
 mod sys;
 
 use std::ffi::CString;
@@ -27,6 +28,12 @@ fn log(msg: &str) {
 
 fn main() {
     let pid1 = std::process::id() == 1;
+    if pid1 && Path::new(stage::MARKER).exists() {
+        sys::setup_pid1();
+        sys::load_modules(Path::new("/lib/modules"));
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        stage::switch_root(&args);
+    }
     if pid1 {
         sys::setup_pid1();
         sys::load_modules(Path::new("/lib/modules"));

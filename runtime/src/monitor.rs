@@ -311,10 +311,14 @@ fn plan_guest(
             if argv.is_empty() {
                 return Err(RuntimeError::NoInit { guest: ty.as_str() });
             }
-            let root = if files.initrd.is_some() {
-                LinuxRoot::Initrd
-            } else if block_is_root {
+            // A block root with an initrd beside it: the initrd is a boot
+            // stage (bunny's, for a kernel with virtio-blk as a module) whose
+            // /init mounts `root=` and execs `init=` there, as urunc 0.5
+            // boots such an image.
+            let root = if block_is_root {
                 LinuxRoot::Block
+            } else if files.initrd.is_some() {
+                LinuxRoot::Initrd
             } else if files.block.is_some() {
                 return Err(unsupported(
                     ty,
@@ -572,6 +576,13 @@ fn qemu(
         "-nographic".into(),
         "-vga".into(),
         "none".into(),
+        // None of qemu's default devices (IDE CD-ROM, floppy controller,
+        // parallel port, a monitor on stdio): a guest gets only what it is
+        // given, as under urunc. The console, which -nographic would have
+        // put there, is then named explicitly.
+        "-nodefaults".into(),
+        "-serial".into(),
+        "stdio".into(),
         "-no-reboot".into(),
     ];
     if std::env::var("BUNNY_QEMU_SANDBOX").as_deref() != Ok("off") {

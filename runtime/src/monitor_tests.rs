@@ -78,6 +78,9 @@ fn linux_qemu_initrd_user_net_with_forwards() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -118,6 +121,9 @@ fn linux_qemu_block_root_kvm_no_net_cmdline_from_annotation() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -160,6 +166,9 @@ fn linux_qemu_tap_microvm_and_comma_paths() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -270,6 +279,9 @@ fn rumprun_qemu_hw_with_block() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -374,6 +386,9 @@ fn unikraft_qemu_initrd() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -441,6 +456,9 @@ fn freebsd_qemu_microvm_with_urunit() {
             "-nographic",
             "-vga",
             "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
             "-no-reboot",
             "-sandbox",
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
@@ -993,4 +1011,25 @@ fn freebsd_volumes_follow_the_root_and_urunit_disks_on_the_kernels_bus() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("volume mount point"), "{e}");
+}
+
+#[test]
+fn linux_block_root_with_a_boot_stage_initrd_mounts_the_block() {
+    let mut sp = spec(UnikernelType::Linux, Hypervisor::Qemu);
+    sp.config.block = Some("/.boot/rootfs".into());
+    sp.config.blk_mnt_point = Some("/".into());
+    sp.config.initrd = Some("/.boot/initrd".into());
+    sp.config.cmdline = Some("/urunit /bin/httpd".into());
+    let cmd = monitor_command(&sp, ResolvedAccel::Tcg).unwrap();
+    let a = argv(&cmd).join(" ");
+    assert!(a.contains("-initrd /b/rootfs/.boot/initrd"), "{a}");
+    assert!(
+        a.contains("file=/b/rootfs/.boot/rootfs,format=raw,if=none,id=rootfs"),
+        "{a}"
+    );
+    // The kernel runs the initrd's /init (the stage), which reads root= and
+    // init=; rdinit= would make the kernel look for the app in the initrd.
+    assert!(a.contains("root=/dev/vda rw"), "{a}");
+    assert!(!a.contains("rdinit="), "{a}");
+    assert!(a.contains(" init=/urunit -- /bin/httpd"), "{a}");
 }

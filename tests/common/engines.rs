@@ -109,6 +109,12 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Containerd::start_with_env(&[])
+    }
+
+    /// As [`Containerd::start`], with extra environment for containerd and
+    /// the shims and runtimes it starts (e.g. a PATH with a monitor wrapper).
+    pub fn start_with_env(env: &[(&str, String)]) -> Containerd {
         let bin = require_tool("containerd");
         require_tool("ctr");
         require_tool("containerd-shim-runc-v2");
@@ -128,6 +134,7 @@ impl Containerd {
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
@@ -262,4 +269,96 @@ pub fn http_get(addr: &str) -> Option<String> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     body.starts_with("HTTP/1.").then_some(body)
+}
+
+/// Waits for `addr` to answer HTTP, for a guest that is booting. `gone`
+/// is asked between tries with `false`: `Some(why)` (the guest's process
+/// ended, ...) fails at once with that text; when `limit` passes it is
+/// asked with `true` for what to show (console, logs). Returns the answer
+/// and how long it took.
+pub fn wait_http(
+    addr: &str,
+    limit: Duration,
+    mut gone: impl FnMut(bool) -> Option<String>,
+) -> (String, Duration) {
+    let t = Instant::now();
+    loop {
+        if let Some(body) = http_get(addr) {
+            return (body, t.elapsed());
+        }
+        if let Some(why) = gone(false) {
+            panic!("no HTTP answer from {addr}: {why}");
+        }
+        if t.elapsed() > limit {
+            panic!(
+                "no HTTP answer from {addr} within {limit:?}: {}",
+                gone(true).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The argv of the monitor a container runs: under bunny-runtime the
+/// container's process is its supervisor (`__init`) and the monitor its
+/// child; under urunc the monitor is the container's process itself.
+pub fn monitor_argv(pid: u32) -> Vec<String> {
+    let cmdline = |pid: &str| -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    let pid = pid.to_string();
+    let argv = cmdline(&pid);
+    if argv.iter().any(|a| a == "__init") {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            return cmdline(child);
+        }
+    }
+    argv
+}
+
+impl Containerd {
+    /// The pid of task `id` (`ctr task ls`).
+    pub fn task_pid(&self, id: &str) -> Option<u32> {
+        let ls = ok(self.ctr().args(["task", "ls"]), Duration::from_secs(10));
+        ls.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+    }
+
+    /// Kills and removes task and container `id`, as a test's cleanup.
+    pub fn remove(&self, id: &str) {
+        let _ = self
+            .ctr()
+            .args(["task", "kill", "-s", "SIGKILL", id])
+            .output();
+        let t = Instant::now();
+        while self
+            .ctr()
+            .args(["task", "delete", id])
+            .output()
+            .is_ok_and(|o| !o.status.success())
+            && t.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.ctr().args(["containers", "rm", id]).output();
+    }
+}
+
+/// Removes a task when the test ends, passed or not: a guest left running
+/// would keep its network namespace and addresses alive.
+pub struct Task<'a>(pub &'a Containerd, pub &'a str);
+
+impl Drop for Task<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
 }
