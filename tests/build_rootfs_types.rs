@@ -210,16 +210,19 @@ fn inspect_into_a_closed_pipe_is_quiet_and_succeeds() {
         "lxpipe",
         &format!("{HEAD}platforms:\n  framework: linux\n  monitor: qemu\nrootfs:\n  type: raw\n  include:\n    - data:/srv\n"),
     );
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = common::bunny(&tmp.path().join("lxpipe-store"))
-        .args(["inspect", "lxpipe"])
-        .stdout(writer)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{}: {stderr}", out.status);
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Every verb that prints goes through the same writer: a few of them.
+    for args in [&["inspect", "lxpipe"][..], &["images"], &["--version"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = common::bunny(&tmp.path().join("lxpipe-store"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -252,7 +252,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         );
     }
     if args.check {
-        println!("{}: ok", file.display());
+        outln!("{}: ok", file.display())?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.push && args.tags.is_empty() {
@@ -369,7 +369,7 @@ fn run_containerfile(
             eprintln!("{err}");
             return Ok(ExitCode::FAILURE);
         }
-        println!("{}: ok", file.display());
+        outln!("{}: ok", file.display())?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.push && args.tags.is_empty() {
@@ -623,7 +623,7 @@ fn finish(
             Err(e) => eprintln!("warning: cannot read the layer sizes back: {e}"),
         }
     }
-    println!("{}", manifest.digest());
+    outln!("{}", manifest.digest())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,16 +27,16 @@ pub fn run(args: ImagesArgs, globals: &super::Globals) -> anyhow::Result<ExitCod
     let images = store.list()?;
     if args.quiet {
         for (name, _) in images {
-            println!("{name}");
+            outln!("{name}")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<48} {:<19} {:>12}", "NAME", "DIGEST", "SIZE");
+    outln!("{:<48} {:<19} {:>12}", "NAME", "DIGEST", "SIZE")?;
     for (name, desc) in images {
         let size = image_size(&store, &desc).unwrap_or(desc.size());
         let digest = desc.digest().to_string();
         let short = digest.get(..19).unwrap_or(&digest);
-        println!("{name:<48} {short:<19} {:>12}", human(size));
+        outln!("{name:<48} {short:<19} {:>12}", human(size))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,13 +58,8 @@ pub fn run(args: InspectArgs, globals: &super::Globals) -> anyhow::Result<ExitCo
         text.push_str(&attestation_text(&statements));
         text
     };
-    // A reader that stops early (`| head`) closes the pipe: that ends the
-    // output, it is not an error (println! would panic on it).
-    use std::io::Write as _;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    outln!("{}", text.trim_end_matches('\n'))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,5 +1,18 @@
 //! The command line: one module per verb; the only place `anyhow` is used.
 
+/// `println!` for a verb's output: a reader that stops early (`| head`)
+/// closes the pipe, which ends the output quietly instead of panicking as
+/// `println!` does; any other write error is the verb's error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout().lock(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }};
+}
+
 mod build;
 mod images;
 mod inspect;
@@ -113,9 +126,9 @@ fn go_command_line(args: &[std::ffi::OsString]) -> Option<ExitCode> {
     let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
     match args.as_slice() {
         ["--version" | "-v"] => {
-            println!("bunny version:\t\t {}", env!("CARGO_PKG_VERSION"));
-            println!(
-                "Hops API version:\t v{}",
+            let _ = outln!(
+                "bunny version:\t\t {}\nHops API version:\t v{}",
+                env!("CARGO_PKG_VERSION"),
                 crate::bunnyfile::SUPPORTED_VERSION
             );
             Some(ExitCode::SUCCESS)

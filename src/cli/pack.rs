@@ -95,6 +95,6 @@ pub fn run(args: PackArgs, globals: &super::Globals) -> anyhow::Result<ExitCode>
     for out in &outputs {
         export(&store, &manifest, &tags, out).with_context(|| format!("writing {out:?}"))?;
     }
-    println!("{}", manifest.digest());
+    outln!("{}", manifest.digest())?;
     Ok(ExitCode::SUCCESS)
 }

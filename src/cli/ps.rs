@@ -49,7 +49,7 @@ pub fn run(args: PsArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
         .collect();
     if args.quiet {
         for (s, _) in shown {
-            println!("{}", s.short_id());
+            outln!("{}", s.short_id())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -85,11 +85,11 @@ pub fn run(args: PsArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
                 out.push_str(&format!("{c:<w$}   ", w = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end())
     };
-    line(head.to_vec());
+    line(head.to_vec())?;
     for r in &rows {
-        line(r.iter().map(String::as_str).collect());
+        line(r.iter().map(String::as_str).collect())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,6 @@ pub fn run(args: PullArgs, globals: &super::Globals) -> anyhow::Result<ExitCode>
         .with_context(|| format!("cannot open the store at {}", globals.root.display()))?;
     let opts = args.registry.options(renderer(args.progress));
     let result = registry::pull(&store, &args.reference, &platform, &opts)?;
-    println!("{} {}", result.name, result.manifest.digest());
+    outln!("{} {}", result.name, result.manifest.digest())?;
     Ok(ExitCode::SUCCESS)
 }

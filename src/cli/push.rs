@@ -41,6 +41,6 @@ pub fn run(args: PushArgs, globals: &super::Globals) -> anyhow::Result<ExitCode>
     if let Some(path) = &args.metadata_file {
         registry::write_metadata(path, &result)?;
     }
-    println!("{}@{}", result.name, result.digest);
+    outln!("{}@{}", result.name, result.digest)?;
     Ok(ExitCode::SUCCESS)
 }

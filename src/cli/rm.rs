@@ -31,7 +31,7 @@ pub fn run(args: RmArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for key in &args.runs {
         match remove(&runs, key, args.force) {
-            Ok(()) => println!("{key}"),
+            Ok(()) => outln!("{key}")?,
             Err(e) => {
                 eprintln!("bunny: error: {}", super::chain(&e));
                 failed = true;

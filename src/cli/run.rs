@@ -174,7 +174,7 @@ fn detach(args: RunArgs, globals: &super::Globals, runs: &Runs) -> anyhow::Resul
     let started = spawn_supervisor(&state.id, &argv, None, None, &log_path);
     match started {
         Ok(()) => {
-            println!("{}", state.id);
+            outln!("{}", state.id)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -30,7 +30,7 @@ pub fn run(args: StartArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
             .map_err(anyhow::Error::from)
             .and_then(|s| start_run(&runs, &s, globals));
         match done {
-            Ok(()) => println!("{key}"),
+            Ok(()) => outln!("{key}")?,
             Err(e) => {
                 eprintln!("bunny: error: {}", super::chain(&e));
                 failed = true;

@@ -32,7 +32,7 @@ pub fn run(args: StopArgs, globals: &super::Globals) -> anyhow::Result<ExitCode>
             .map_err(anyhow::Error::from)
             .and_then(|s| stop_run(&runs, &s, Duration::from_secs(args.time)));
         match done {
-            Ok(_) => println!("{key}"),
+            Ok(_) => outln!("{key}")?,
             Err(e) => {
                 eprintln!("bunny: error: {}", super::chain(&e));
                 failed = true;

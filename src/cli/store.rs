@@ -44,11 +44,11 @@ pub fn run(args: StoreArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
                 Some("rootfs"),
             )?);
             if problems.is_empty() {
-                println!("{}: ok", globals.root.display());
+                outln!("{}: ok", globals.root.display())?;
                 Ok(ExitCode::SUCCESS)
             } else {
                 for p in &problems {
-                    println!("{p}");
+                    outln!("{p}")?;
                 }
                 eprintln!(
                     "{}: {} problem(s); rebuild or pull the images named above",
