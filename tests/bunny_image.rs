@@ -34,6 +34,23 @@ fn bins(dir: &Path) -> PathBuf {
     fs::create_dir_all(&bin).unwrap();
     fs::copy(env!("CARGO_BIN_EXE_bunny"), bin.join("bunny")).unwrap();
     fs::copy(runtime_binary(), bin.join("bunny-runtime")).unwrap();
+    // A block root on Debian's modular kernel boots through bunny-init's
+    // mount stage, so the host's bunny needs it beside itself, as the image
+    // has it: stripped the way images/bunny/build.sh strips it, so both put
+    // the same bytes in the guest.
+    let init = repo().join("target/bunny-init/x86_64-unknown-linux-gnu/release/bunny-init");
+    assert!(
+        init.is_file(),
+        "{} missing: run scripts/setup.sh",
+        init.display()
+    );
+    ok(
+        Command::new("strip")
+            .args(["--strip-debug", "-o"])
+            .arg(bin.join("bunny-init"))
+            .arg(&init),
+        Duration::from_secs(30),
+    );
     bin
 }
 
