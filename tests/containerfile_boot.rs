@@ -3,14 +3,15 @@
 //! published port, and bunny-init as PID 1 gives the app its env, args and
 //! workdir, reaps an orphan, and hands the app's exit status to bunny run.
 
+mod common;
 #[path = "init_helper.rs"]
 mod init_helper;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::guest::{free_port, Guest};
 
 fn build(root: &Path, ctx: &Path, tag: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
@@ -40,52 +41,6 @@ fn build(root: &Path, ctx: &Path, tag: &str) {
     );
 }
 
-fn run(root: &Path, args: &[&str], log: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .args([
-            "--root",
-            root.to_str().unwrap(),
-            "run",
-            "--rm",
-            "--accel",
-            "auto",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn wait(child: &mut std::process::Child, secs: u64, log: &Path) -> std::process::ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t.elapsed() > Duration::from_secs(secs) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the guest did not power off in {secs} s:\n{}",
-                std::fs::read_to_string(log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.").then_some(body)
-}
-
 #[test]
 fn a_busybox_image_becomes_a_vm_serving_http() {
     let tmp = tempfile::tempdir().unwrap();
@@ -110,46 +65,27 @@ fn a_busybox_image_becomes_a_vm_serving_http() {
     let root = tmp.path().join("store");
     build(&root, &ctx, "web:test");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("console.log");
-    let mut child = run(
+    let mut guest = Guest::run_loud(
         &root,
-        &["-p", &format!("127.0.0.1:{port}:80"), "web:test"],
+        &[
+            "--accel",
+            "auto",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "web:test",
+        ],
         &log,
     );
-    let t0 = Instant::now();
-    let page = loop {
-        if let Some(p) = http_get(port) {
-            break p;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "bunny run exited early ({st}): {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        // A hang guard, generous for a TCG boot on a loaded machine.
-        if t0.elapsed() > Duration::from_secs(300) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no HTTP answer in 300 s:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    // A hang guard, generous for a TCG boot on a loaded machine.
+    let (page, _) = guest.wait_http(port, Duration::from_secs(300));
     assert!(
         page.contains("200 OK") && page.contains("served by a Containerfile VM"),
         "{page}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let console = std::fs::read_to_string(&log).unwrap();
+    guest.kill();
+    let console = guest.console();
     assert!(console.contains("Run /urunit as init process"), "{console}");
     assert!(
         console.contains("bunny-init: eth0 10.0.2.15/255.255.255.0 gw 10.0.2.2"),
@@ -180,13 +116,19 @@ fn init_in_a_guest_gives_env_args_workdir_reaps_and_returns_the_status() {
     // A value no kernel command line can carry (a `"`, words the kernel
     // would read as its own parameters) reaches the app through urunit's
     // configuration in the initrd instead.
-    let mut child = run(
+    let mut guest = Guest::run_loud(
         &root,
-        &["-e", "QUOTE=say \"hi\" init=/bin/sh quiet", "app:test"],
+        &[
+            "--accel",
+            "auto",
+            "-e",
+            "QUOTE=say \"hi\" init=/bin/sh quiet",
+            "app:test",
+        ],
         &log,
     );
-    let status = wait(&mut child, 60, &log);
-    let console = std::fs::read_to_string(&log).unwrap();
+    let (status, _) = guest.wait_exit(Duration::from_secs(60));
+    let console = guest.console();
     assert_eq!(
         status.code(),
         Some(7),

@@ -11,11 +11,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::guest::{free_port, http_get, Guest};
 
 use bunny::build::kernel::{self, ConfigBase, Fragment, KernelConfig, KernelSource, SourceRef};
 use bunny::bunnyfile::{Pos, Spanned};
@@ -121,16 +122,6 @@ fn context(dir: &Path) {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let addr = ([127, 0, 0, 1], port).into();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.").then_some(body)
-}
-
 fn sha256_file(p: &Path) -> String {
     let out = common::run(Command::new("sha256sum").arg(p));
     format!("sha256:{}", out.split_whitespace().next().unwrap())
@@ -233,65 +224,25 @@ fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
         "{kernel}"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("console.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .args([
-            "--root",
-            root.to_str().unwrap(),
-            "run",
-            "--rm",
+    let mut guest = Guest::run(
+        &root,
+        &[
             "--accel",
             "tcg",
-        ])
-        .args([
             "-p",
             &format!("127.0.0.1:{port}:80"),
             "hello-src-kernel:test",
-        ])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let page = loop {
-        if let Some(p) = http_get(port, "/").filter(|p| p.contains("200 OK")) {
-            break p;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "bunny run exited early ({st}): {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        if t0.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no HTTP answer in 90 s; console:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    eprintln!("run -> first HTTP 200: {:.2} s", t0.elapsed().as_secs_f64());
+        ],
+        &log,
+    );
+    let (page, took) = guest.wait_http(port, Duration::from_secs(90));
+    eprintln!("run -> first HTTP 200: {:.2} s", took.as_secs_f64());
     assert!(page.contains("hello-linux"), "{page}");
     let _ = http_get(port, "/cgi-bin/stop");
-    let t1 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t1.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.wait();
-    let console = std::fs::read_to_string(&log).unwrap();
+    let _ = guest.wait_exit(Duration::from_secs(30));
+    let console = guest.console();
     // The kernel that booted is the one built from the minimal config.
     assert!(console.contains("IP-Config: Complete"), "{console}");
 }

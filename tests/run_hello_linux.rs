@@ -1,11 +1,13 @@
 //! `bunny run` boots examples/hello-linux under qemu (TCG here), forwards a
 //! port to its httpd, passes env and args, and cleans up with --rm.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::guest::{free_port, http_at, http_get, Guest};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,31 +38,6 @@ fn build_example(root: &Path, tag: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    http_at(([127, 0, 0, 1], port).into(), path)
-}
-
-fn http_at(addr: std::net::SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    if body.starts_with("HTTP/1.") {
-        Some(body)
-    } else {
-        None
-    }
-}
-
 fn runs_left(root: &Path) -> usize {
     std::fs::read_dir(root.join("runs"))
         .map(|d| d.count())
@@ -79,44 +56,21 @@ fn serves_http_on_a_published_port_and_exits_cleanly() {
         .unwrap()
         .port();
     let log = tmp.path().join("console.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .args([
-            "--root",
-            root.to_str().unwrap(),
-            "run",
-            "--rm",
+    // IPv6, as Docker takes it; qemu's own forwards are IPv4 only.
+    let mut guest = Guest::run(
+        &root,
+        &[
             "--accel",
             "auto",
-        ])
-        .args(["-p", &format!("127.0.0.1:{port}:80")])
-        // IPv6, as Docker takes it; qemu's own forwards are IPv4 only.
-        .args(["-p", &format!("[::1]:{port6}:80"), "hello:test"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    let t0 = Instant::now();
-    let page = loop {
-        if let Some(p) = http_get(port, "/") {
-            if p.contains("200 OK") {
-                break p;
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "bunny run exited early ({st}): {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(90),
-            "no HTTP answer in 90 s; console:\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "-p",
+            &format!("[::1]:{port6}:80"),
+            "hello:test",
+        ],
+        &log,
+    );
+    let (page, _) = guest.wait_http(port, Duration::from_secs(90));
     assert!(
         page.contains("hello-linux: a Debian kernel and busybox"),
         "{page}"
@@ -130,28 +84,8 @@ fn serves_http_on_a_published_port_and_exits_cleanly() {
 
     // Stopping httpd makes the init power the guest off.
     let _ = http_get(port, "/cgi-bin/stop");
-    let t1 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t1.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!(
-                "the guest did not power off: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let console = std::fs::read_to_string(&log).unwrap();
+    let (status, err) = guest.wait_exit(Duration::from_secs(30));
+    let console = guest.console();
     assert!(
         status.success(),
         "exit {status}; stderr: {err}\nconsole: {console}"

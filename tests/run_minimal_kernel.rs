@@ -4,11 +4,13 @@
 //! virtio drivers built in: the initrd carries no module and the kernel
 //! could not load one.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::guest::{free_port, http_get, Guest};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,16 +60,6 @@ fn context(dir: &Path, kernel: &Path) {
     copy_tree(&ex.join("rootfs/www"), &rootfs.join("www"));
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let addr = ([127, 0, 0, 1], port).into();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.").then_some(body)
-}
-
 #[test]
 fn the_resolved_config_has_the_fragment_and_no_modules() {
     let kernel = minimal_kernel();
@@ -111,76 +103,25 @@ fn boots_hello_linux_and_serves_http_with_built_in_virtio() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("console.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .args([
-            "--root",
-            root.to_str().unwrap(),
-            "run",
-            "--rm",
+    let mut guest = Guest::run(
+        &root,
+        &[
             "--accel",
             "tcg",
-        ])
-        .args(["-p", &format!("127.0.0.1:{port}:80"), "hello-minimal:test"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let page = loop {
-        if let Some(p) = http_get(port, "/") {
-            if p.contains("200 OK") {
-                break p;
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "bunny run exited early ({st}): {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        if t0.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no HTTP answer in 90 s; console:\n{}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "hello-minimal:test",
+        ],
+        &log,
+    );
+    let (page, _) = guest.wait_http(port, Duration::from_secs(90));
     assert!(page.contains("hello-linux"), "{page}");
 
     let _ = http_get(port, "/cgi-bin/stop");
-    let t1 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t1.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the guest did not power off: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let console = std::fs::read_to_string(&log).unwrap();
+    let (status, err) = guest.wait_exit(Duration::from_secs(30));
+    let console = guest.console();
     assert!(status.success(), "exit {status}; stderr: {err}\n{console}");
     // The kernel's own `ip=` autoconfiguration ran (the init sets the same
     // address again with ifconfig, which would hide a kernel without it).

@@ -225,6 +225,7 @@ impl Drop for Dockerd {
 pub mod buildkitd;
 pub mod engines;
 pub mod frontend;
+pub mod guest;
 pub mod image;
 pub mod registry;
 pub mod ufs;
