@@ -2,6 +2,10 @@
 # Makes the images the `linux` framework builds with, as OCI layouts under
 # target/toolchains (or $1):
 #   oci:DIR/layout:gcc-bookworm     Debian bookworm minbase + gcc, make, libc6-dev
+#   oci:DIR/layout:kbuild-bookworm  Debian bookworm minbase + gcc, make, bc, flex,
+#                                   bison, libelf-dev, python3-minimal: a Linux
+#                                   kernel build image (`--toolchain
+#                                   linux.kernel-toolchain=oci:DIR/layout:kbuild-bookworm`)
 #   oci:DIR/layout:kernel-bookworm  the Debian kernel at /.boot/kernel and
 #                                   its virtio modules in /lib/modules
 #   oci:DIR/layout:tools-bookworm   Debian bookworm minbase + e2fsprogs, makefs,
@@ -24,6 +28,7 @@ out="${1:-$here/target/toolchains}"
 layout="$out/layout"
 kernel="${BUNNY_KERNEL:-$here/target/linux-kernel/vmlinuz}"
 gcc_tag=gcc-bookworm
+kbuild_tag=kbuild-bookworm
 kernel_tag=kernel-bookworm
 tools_tag=tools-bookworm
 rr_tag=rumprun-solo5
@@ -35,7 +40,7 @@ have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/
 # The v0.9 tree exists only beside this project's own checkouts.
 want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
 have_all() {
-  have gcc-v1 "$gcc_tag" && have kernel-v3 "$kernel_tag" && have tools-v1 "$tools_tag" \
+  have gcc-v1 "$gcc_tag" && have kbuild-v1 "$kbuild_tag" && have kernel-v3 "$kernel_tag" && have tools-v1 "$tools_tag" \
     && have rumprun-v2 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v2 "$rr9_tag"; }
 }
 if have_all; then
@@ -96,7 +101,7 @@ image_with() {
 }
 
 base="$work/base"
-if ! have gcc-v1 "$gcc_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v2 "$rr_tag" \
+if ! have gcc-v1 "$gcc_tag" || ! have kbuild-v1 "$kbuild_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v2 "$rr_tag" \
    || { want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; }; then
   debootstrap --variant=minbase bookworm "$base" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
@@ -108,6 +113,10 @@ fi
 if ! have gcc-v1 "$gcc_tag"; then
   image_with "$rootfs" "$gcc_tag" gcc-v1 "bunny linux toolchain (gcc, make)" \
     gcc make libc6-dev
+fi
+if ! have kbuild-v1 "$kbuild_tag"; then
+  image_with "$rootfs" "$kbuild_tag" kbuild-v1 "bunny linux kernel build toolchain (gcc, make, bc, flex, bison, libelf)" \
+    gcc make libc6-dev bc flex bison libelf-dev perl-base python3-minimal xz-utils
 fi
 
 # The rumprun toolchain needs gcc 11: Solo5 0.4.1's configure does not take
@@ -171,4 +180,4 @@ b config --label org.opencontainers.image.title="Debian bookworm kernel" "$c"
 b commit -q --timestamp 0 "$c" "oci:$layout:$kernel_tag" >/dev/null
 touch "$out/kernel-v3.done"
 fi
-echo "toolchain-image: wrote $layout ($gcc_tag, $kernel_tag, $tools_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"
+echo "toolchain-image: wrote $layout ($gcc_tag, $kbuild_tag, $kernel_tag, $tools_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"

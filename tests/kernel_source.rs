@@ -5,6 +5,8 @@
 //! the kernel cache under the key bunny computes, and these tests check that
 //! a BunnyFile naming the same sources and config finds it, that the image
 //! boots and serves HTTP, and that any changed input is a different key.
+//! A Linux build image named by `linux.kernel-toolchain` only changes the
+//! key here (its build is checked by hand: it takes minutes).
 //! FreeBSD's cross-build runs for real in a build container, with a stand-in
 //! for FreeBSD's tools/build/make.py (no FreeBSD source tree can be had
 //! here).
@@ -296,6 +298,73 @@ fn the_script_and_bunny_share_the_recipe_and_any_change_is_a_new_key() {
     let mut other_base = minimal_source();
     other_base.config.base = spanned(ConfigBase::Named("allnoconfig".into()));
     assert_ne!(recipe(&other_base, &ctx, &store).key(), base.key());
+}
+
+/// A Linux kernel build image named by `linux.kernel-toolchain` moves the
+/// build into that image: the recipe names the image's digest instead of
+/// the host's gcc and make, and is otherwise the same. (The build itself
+/// takes minutes, so it is not run here.)
+#[test]
+fn a_linux_kernel_toolchain_image_keys_the_recipe_by_its_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let store = tmp.path().join("store");
+    let layout = tmp.path().join("layout");
+    python_image(&layout);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "kbuild")
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .unwrap();
+
+    let host = recipe(&minimal_source(), &ctx, &store);
+    assert!(
+        host.toolchain.iter().all(|t| !t.starts_with("image ")),
+        "{host:?}"
+    );
+    let opts = bunny::build::AppOptions {
+        lock_file: ctx.join("bunny.lock"),
+        layer_overrides: [(
+            "linux.kernel-toolchain".to_string(),
+            format!("oci:{}:kbuild", layout.display()),
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let open = bunny::layers::store::Store::open(&store).unwrap();
+    let in_image = kernel::prepare(
+        &minimal_source(),
+        "linux",
+        bunny::platform::Arch::Amd64,
+        &ctx,
+        &open,
+        &opts,
+        &Quiet,
+    )
+    .map(|p| p.recipe)
+    .unwrap();
+    assert_eq!(in_image.toolchain, vec![format!("image {digest}")]);
+    assert_eq!(
+        kernel::Recipe {
+            toolchain: host.toolchain.clone(),
+            ..in_image.clone()
+        },
+        host
+    );
+    assert_ne!(in_image.key(), host.key());
+
+    // The BunnyFile may name the image too, as a layout in its context.
+    let in_ctx = ctx.join("kbuild");
+    common::run(Command::new("cp").arg("-a").arg(&layout).arg(&in_ctx));
+    let mut named = minimal_source();
+    named.toolchain = Some(spanned("oci:kbuild:kbuild".to_string()));
+    assert_eq!(recipe(&named, &ctx, &store).key(), in_image.key());
 }
 
 fn parse_error(text: &str) -> String {

@@ -23,12 +23,19 @@
 //! `--update-lock`) and records the resolved configuration's and the
 //! kernel's digests.
 //!
-//! Where the build runs: the FreeBSD cross-build runs in its toolchain image
-//! under the OCI runtime like an app's steps. The Linux build runs with the
-//! host's gcc and make, as `scripts/minimal-kernel.sh` does: no image with a
-//! kernel build toolchain (gcc, make, bc, flex, bison, libelf) exists among
-//! bunny's layers yet, and the host toolchain's identity (`gcc --version`,
-//! `make --version`) is part of the key instead of an image digest.
+//! Where the build runs: the FreeBSD cross-build runs in its toolchain
+//! image under the OCI runtime like an app's steps, and its key names the
+//! image's digest. A Linux build runs the same way in a kernel build image
+//! (gcc, make, bc, flex, bison, libelf: `scripts/toolchain-image.sh`'s
+//! `kbuild-bookworm`) when one is named: the BunnyFile's
+//! `kernel.toolchain`, `--toolchain linux.kernel-toolchain=REF` or the
+//! config file's `linux.kernel-toolchain`; its key then names that image's
+//! digest and bunny.lock pins it. With none named it runs with the host's
+//! gcc and make, as `scripts/minimal-kernel.sh` does, and the host
+//! toolchain's identity (`gcc --version`, `make --version`) is in the key
+//! instead: the kernel setup builds once for the suite is that one, and
+//! moving it into the image means rebuilding it (minutes), so the default
+//! stays the host until setup builds it in the image.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,8 +80,9 @@ const TAIL_LINES: usize = 25;
 pub struct KernelSource {
     pub source: Spanned<SourceRef>,
     pub config: KernelConfig,
-    /// The build container image (freebsd); the framework's default when
-    /// absent.
+    /// The build container image: FreeBSD's default when absent; for
+    /// Linux, the host's gcc and make when absent (and no
+    /// `linux.kernel-toolchain` is configured).
     pub toolchain: Option<Spanned<String>>,
     pub pos: Pos,
 }
@@ -625,13 +633,29 @@ pub fn prepare(
                 }
                 .into());
             }
-            (host_toolchain()?, "bzImage".to_string(), None)
+            match kernel_toolchain(ks, framework, None, context, opts, store, &mut lock)? {
+                Some(image) => (
+                    vec![format!("image {}", image.digest())],
+                    "bzImage".to_string(),
+                    Some(image),
+                ),
+                None => (host_toolchain()?, "bzImage".to_string(), None),
+            }
         }
         "freebsd" => {
             if !ks.config.set.is_empty() || !ks.config.unset.is_empty() {
                 return Err(KernelError::FreeBsdSet.into());
             }
-            let image = freebsd_toolchain(ks, context, store, opts, &mut lock, progress)?;
+            let image = kernel_toolchain(
+                ks,
+                framework,
+                Some(FREEBSD_TOOLCHAIN),
+                context,
+                opts,
+                store,
+                &mut lock,
+            )?
+            .ok_or_else(|| KernelError::Framework(framework.to_string()))?;
             (
                 vec![format!("image {}", image.digest())],
                 "kernel".to_string(),
@@ -709,8 +733,8 @@ pub fn build_kernel(
             )))?;
         let out = work.path().join("out");
         fs::create_dir_all(&out).map_err(io_ctx(format!("creating {}", out.display())))?;
-        match &image {
-            None => linux_build(
+        match (framework, &image) {
+            ("linux", None) => linux_build(
                 &sources,
                 &ks.config,
                 &base_file,
@@ -718,10 +742,22 @@ pub fn build_kernel(
                 work.path(),
                 progress,
             )?,
-            Some(image) => freebsd_build(
+            ("linux", Some(image)) => linux_container_build(
+                &sources,
+                &ks.config,
+                &base_file,
+                &fragments,
+                image,
+                store,
+                opts,
+                work.path(),
+                progress,
+            )?,
+            (_, Some(image)) => freebsd_build(
                 &sources, &ks.config, &base_file, &fragments, image, arch, store, opts, &out,
                 progress,
             )?,
+            (other, None) => return Err(KernelError::Framework(other.to_string()).into()),
         }
         fs::write(out.join("recipe"), recipe.text())
             .map_err(io_ctx(format!("writing {}", out.display())))?;
@@ -877,20 +913,15 @@ fn run_logged(cmd: &mut Command, what: &str, progress: &dyn Progress) -> Result<
     .into())
 }
 
-/// tinyconfig (or the base file), the fragments merged, olddefconfig, the
-/// check, bzImage; `work/out` gets `bzImage` and `config`.
-fn linux_build(
+/// The Linux source tree: a tree in the context as it is, a tarball
+/// extracted into `work/src` (removed with the work directory: an unpacked
+/// tree is over a gigabyte).
+fn linux_tree(
     sources: &Sources,
-    config: &KernelConfig,
-    base_file: &Option<(String, Vec<u8>)>,
-    fragments: &[(String, String)],
     work: &Path,
     progress: &dyn Progress,
-) -> Result<(), BuildError> {
-    let out = work.join("out");
-    let obj = work.join("obj");
-    fs::create_dir_all(&obj).map_err(io_ctx(format!("creating {}", obj.display())))?;
-    let src = if sources.is_dir {
+) -> Result<PathBuf, BuildError> {
+    Ok(if sources.is_dir {
         sources.path.clone()
     } else {
         let src = work.join("src");
@@ -907,7 +938,23 @@ fn linux_build(
             progress,
         )?;
         src
-    };
+    })
+}
+
+/// tinyconfig (or the base file), the fragments merged, olddefconfig, the
+/// check, bzImage; `work/out` gets `bzImage` and `config`.
+fn linux_build(
+    sources: &Sources,
+    config: &KernelConfig,
+    base_file: &Option<(String, Vec<u8>)>,
+    fragments: &[(String, String)],
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<(), BuildError> {
+    let out = work.join("out");
+    let obj = work.join("obj");
+    fs::create_dir_all(&obj).map_err(io_ctx(format!("creating {}", obj.display())))?;
+    let src = linux_tree(sources, work, progress)?;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
         c.arg("-C")
@@ -978,39 +1025,46 @@ fn linux_build(
     Ok(())
 }
 
-/// The FreeBSD build image, pinned in the lock as `freebsd.kernel-toolchain`.
-fn freebsd_toolchain(
+/// The kernel's build image, pinned in the lock as
+/// `FRAMEWORK.kernel-toolchain`: the BunnyFile's, else `--toolchain`'s, else
+/// the config file's, else `default` (None: the build runs on the host).
+fn kernel_toolchain(
     ks: &KernelSource,
+    framework: &str,
+    default: Option<&str>,
     context: &Path,
-    store: &Store,
     opts: &AppOptions,
+    store: &Store,
     lock: &mut LockFile,
-    _progress: &dyn Progress,
-) -> Result<super::ResolvedImage, BuildError> {
-    let key = "freebsd.kernel-toolchain";
+) -> Result<Option<super::ResolvedImage>, BuildError> {
+    let key = format!("{framework}.kernel-toolchain");
     let reference = match &ks.toolchain {
         // A layout the BunnyFile names must lie in the context (or under
         // --allow-layout), as for every other file it names.
         Some(t) => super::contain_layout(&t.value, context, &opts.allowed_layouts)?,
-        None => match opts.layer_overrides.get(key) {
+        None => match opts.layer_overrides.get(&key) {
             Some(r) => r.clone(),
             None => {
                 let path = opts
                     .config_file
                     .clone()
                     .unwrap_or_else(super::app::default_config_file);
-                super::app::Config::load(&path)?
+                match super::app::Config::load(&path)?
                     .layers
-                    .get(key)
+                    .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| FREEBSD_TOOLCHAIN.to_string())
+                    .or_else(|| default.map(str::to_string))
+                {
+                    Some(r) => r,
+                    None => return Ok(None),
+                }
             }
         },
     };
     let (image_store, desc) =
         super::resolve_image(store, &reference, opts.registry.as_ref(), false)?;
     let digest = desc.digest().to_string();
-    let manifest = match lock.layers.get(key) {
+    let manifest = match lock.layers.get(&key) {
         Some(l) if l.reference == reference && l.digest != digest && !opts.update_lock => {
             image_store
                 .resolve(&l.digest)
@@ -1024,7 +1078,7 @@ fn freebsd_toolchain(
         }
         _ => {
             lock.layers.insert(
-                key.to_string(),
+                key.clone(),
                 LockedLayer {
                     reference: reference.clone(),
                     digest,
@@ -1033,11 +1087,114 @@ fn freebsd_toolchain(
             desc
         }
     };
-    Ok(super::ResolvedImage {
+    Ok(Some(super::ResolvedImage {
         reference,
         store: image_store,
         manifest,
-    })
+    }))
+}
+
+/// The shell commands of a Linux build in its image, sources at `/src`
+/// and everything it writes under `/out`: the configuration (`base`, the
+/// fragments `/out/fragments/N.config` merged, `olddefconfig`) and, after
+/// bunny has checked it, the kernel.
+pub fn linux_container_scripts(base: &ConfigBase, fragments: usize) -> (String, String) {
+    let make = "make -C /src O=/out/obj -s ARCH=x86_64";
+    let base = match base {
+        ConfigBase::Named(t) => format!("{make} {t}; "),
+        // bunny wrote it to /out/obj/.config.
+        ConfigBase::File(_) => String::new(),
+    };
+    let merge = if fragments == 0 {
+        String::new()
+    } else {
+        let files: Vec<String> = (0..fragments)
+            .map(|i| format!("/out/fragments/{i}.config"))
+            .collect();
+        format!(
+            "sh /src/scripts/kconfig/merge_config.sh -m -O /out/obj /out/obj/.config {}; ",
+            files.join(" ")
+        )
+    };
+    (
+        format!("set -e; {base}{merge}{make} olddefconfig"),
+        format!(
+            "set -e; {make} -j\"$(nproc)\" bzImage; cp /out/obj/arch/x86/boot/bzImage /out/out/bzImage; cp /out/obj/.config /out/out/config"
+        ),
+    )
+}
+
+/// The Linux build in its image: the same steps as [`linux_build`], run
+/// under the OCI runtime with the work directory at `/out` (merge_config.sh
+/// makes its temporary files in the working directory, so that is `/out`
+/// too); `work/out` gets `bzImage` and `config`.
+#[allow(clippy::too_many_arguments)]
+fn linux_container_build(
+    sources: &Sources,
+    config: &KernelConfig,
+    base_file: &Option<(String, Vec<u8>)>,
+    fragments: &[(String, String)],
+    image: &super::ResolvedImage,
+    store: &Store,
+    opts: &AppOptions,
+    work: &Path,
+    progress: &dyn Progress,
+) -> Result<(), BuildError> {
+    let obj = work.join("obj");
+    fs::create_dir_all(&obj).map_err(io_ctx(format!("creating {}", obj.display())))?;
+    let src = linux_tree(sources, work, progress)?;
+    if let ConfigBase::File(p) = &config.base.value {
+        let text = base_file
+            .as_ref()
+            .map(|(_, t)| t.as_slice())
+            .unwrap_or_default();
+        fs::write(obj.join(".config"), text)
+            .map_err(io_ctx(format!("writing the base config {p}")))?;
+    }
+    let frag_dir = work.join("fragments");
+    fs::create_dir_all(&frag_dir).map_err(io_ctx(format!("creating {}", frag_dir.display())))?;
+    for (i, (_, text)) in fragments.iter().enumerate() {
+        let f = frag_dir.join(format!("{i}.config"));
+        fs::write(&f, text).map_err(io_ctx(format!("writing {}", f.display())))?;
+    }
+    let (configure, build) = linux_container_scripts(&config.base.value, fragments.len());
+    let (rootfs, _) = super::rootfs::unpacked_rootfs(store.root(), image)?;
+    let runtime = super::runner::Runtime {
+        program: opts
+            .oci_runtime
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runc")),
+        work_dir: store.root().join("tmp"),
+    };
+    let step = |script: String| super::runner::Step {
+        name: "kernel".into(),
+        rootfs: rootfs.clone(),
+        command: vec!["sh".into(), "-c".into(), script],
+        // A fixed build identity keeps the image the same from build to
+        // build.
+        env: vec![
+            "KBUILD_BUILD_TIMESTAMP=1970-01-01".into(),
+            "KBUILD_BUILD_USER=bunny".into(),
+            "KBUILD_BUILD_HOST=bunny".into(),
+        ],
+        workdir: "/out".into(),
+        source: src.clone(),
+        network: false,
+    };
+    runtime.run(&step(configure), work, progress)?;
+    let resolved = fs::read_to_string(obj.join(".config"))
+        .map_err(io_ctx(format!("reading {}/.config", obj.display())))?;
+    let missing = not_taken(&wanted_options(fragments), &resolved);
+    if !missing.is_empty() {
+        return Err(KernelError::NotTaken(missing).into());
+    }
+    runtime.run(&step(build), work, progress)?;
+    for f in ["bzImage", "config"] {
+        if !work.join("out").join(f).is_file() {
+            return Err(KernelError::NoOutput(format!("/out/out/{f}")).into());
+        }
+    }
+    Ok(())
 }
 
 /// The KERNCONF bunny generates: the base included, the fragments' lines
@@ -1243,6 +1400,59 @@ mod tests {
         ] {
             assert_ne!(change.key(), k);
         }
+    }
+
+    #[test]
+    fn the_container_build_configures_then_builds_under_out() {
+        let (configure, build) =
+            linux_container_scripts(&ConfigBase::Named("tinyconfig".into()), 2);
+        assert_eq!(
+            configure,
+            "set -e; make -C /src O=/out/obj -s ARCH=x86_64 tinyconfig; \
+             sh /src/scripts/kconfig/merge_config.sh -m -O /out/obj /out/obj/.config \
+             /out/fragments/0.config /out/fragments/1.config; \
+             make -C /src O=/out/obj -s ARCH=x86_64 olddefconfig"
+        );
+        assert!(build.contains("-j\"$(nproc)\" bzImage"), "{build}");
+        assert!(
+            build.ends_with("cp /out/obj/.config /out/out/config"),
+            "{build}"
+        );
+        // A base file is already /out/obj/.config; no fragments, no merge.
+        let (configure, _) = linux_container_scripts(&ConfigBase::File("my.config".into()), 0);
+        assert_eq!(
+            configure,
+            "set -e; make -C /src O=/out/obj -s ARCH=x86_64 olddefconfig"
+        );
+    }
+
+    #[test]
+    fn a_build_image_keys_the_recipe_by_its_digest() {
+        let host = Recipe {
+            framework: "linux".into(),
+            arch: "x86_64".into(),
+            source: "sha256:aa".into(),
+            base: "tinyconfig".into(),
+            fragments: vec!["sha256:bb".into()],
+            toolchain: vec![
+                "gcc (Debian 12.2.0-14) 12.2.0".into(),
+                "GNU Make 4.3".into(),
+            ],
+            target: "bzImage".into(),
+        };
+        let image = Recipe {
+            toolchain: vec!["image sha256:cc".into()],
+            ..host.clone()
+        };
+        assert!(image
+            .text()
+            .contains("\ntoolchain image sha256:cc\ntarget bzImage\n"));
+        assert_ne!(image.key(), host.key());
+        let other = Recipe {
+            toolchain: vec!["image sha256:cd".into()],
+            ..host.clone()
+        };
+        assert_ne!(other.key(), image.key());
     }
 
     #[test]

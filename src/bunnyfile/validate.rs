@@ -1124,13 +1124,6 @@ fn kernel_from_source(ctx: &mut Ctx, sec: &Section, framework: Option<&str>) -> 
         }
     });
     let toolchain = string(ctx, sec, "toolchain").ok().flatten();
-    if let (Some(t), Some("linux")) = (&toolchain, framework) {
-        ctx.error(
-            t.pos,
-            "`kernel.toolchain` is for freebsd's cross-build image; linux kernels build with the host's gcc and make",
-            "remove `toolchain`",
-        );
-    }
     let config = match sec.get("config") {
         None => {
             ctx.error(
