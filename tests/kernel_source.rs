@@ -243,7 +243,7 @@ fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
     eprintln!("run -> first HTTP 200: {:.2} s", took.as_secs_f64());
     assert!(page.contains("hello-linux"), "{page}");
     let _ = http_get(port, "/cgi-bin/stop");
-    let _ = guest.wait_exit(Duration::from_secs(30));
+    let _ = guest.stop_within(Duration::from_secs(30));
     let console = guest.console();
     // The kernel that booted is the one built from the minimal config.
     assert!(console.contains("IP-Config: Complete"), "{console}");

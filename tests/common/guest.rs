@@ -113,6 +113,20 @@ impl Guest {
         (status, err)
     }
 
+    /// Gives the guest `limit` to power off, then ends the run; the exit
+    /// status when it powered off by itself.
+    pub fn stop_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+        None
+    }
+
     /// Ends the run at once (SIGKILL to bunny; its monitor dies with it).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
