@@ -459,7 +459,8 @@ fn attestations_survive_push_and_pull() {
     );
     assert_eq!(bare.trim().lines().last().unwrap(), image);
 
-    // bunny pull picks the image for the platform, not the attestation.
+    // bunny pull picks the image for the platform, and keeps the
+    // attestations the index carries for it.
     let other = tmp.path().join("other");
     ok(
         common::bunny(&other)
@@ -474,6 +475,35 @@ fn attestations_survive_push_and_pull() {
     ))
     .unwrap();
     assert_eq!(inspected["manifest_digest"], image.as_str());
+    // (Compared with what skopeo copied: the builder's store has since
+    // rebuilt the same image without attestations.)
+    for (kind, (_, copied)) in ["sbom", "provenance"].iter().zip(&st) {
+        let pulled: Value = serde_json::from_str(&ok(
+            bunny(&other, &["inspect", "--format", kind, &reference]),
+            "inspect --format (the pulled store)",
+        ))
+        .unwrap();
+        assert_eq!(&pulled, copied, "{kind}");
+    }
+    // A bare image pulls as before, with nothing recorded.
+    let bare_store = tmp.path().join("bare");
+    ok(
+        common::bunny(&bare_store)
+            .args(["pull", &bare_ref])
+            .output()
+            .unwrap(),
+        "bunny pull (bare)",
+    );
+    let out = bunny(
+        &bare_store,
+        &["inspect", "--format", "provenance", &bare_ref],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no provenance attestation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -993,6 +993,9 @@ pub fn pull(
         cached: 0,
     };
     let (bytes, digest) = p.fetch_manifest(&r)?;
+    // An index may carry the image's attestations beside it (BuildKit's
+    // layout, which `bunny build --push` writes); kept for them below.
+    let top = (bytes.clone(), digest.clone());
     let parse = |bytes: &[u8], declared: Option<&str>, digest: &str, what: &str| {
         parse_manifest_or_index(bytes, declared, platform)
             .map_err(|e| spec_error(&session.host, &format!("{what} {digest}"), e))
@@ -1069,6 +1072,13 @@ pub fn pull(
             desc.set_platform(Some(pl));
         }
     }
+    if top.1 != digest {
+        if let Err(e) = keep_attestations(&mut p, &top.0, &top.1, &digest) {
+            opts.progress.message(&format!(
+                "note: the image's attestations were not kept: {e}"
+            ));
+        }
+    }
     let name = store_name(reference, &r);
     store.tag(&name, &desc)?;
     let mut blobs: Vec<String> = vec![digest.clone(), config.digest().to_string()];
@@ -1083,6 +1093,87 @@ pub fn pull(
         manifest: desc,
         downloaded: p.downloaded,
         cached: p.cached,
+    })
+}
+
+/// Fetches the attestation manifests `index` holds for `manifest_digest`
+/// (an SBOM, a provenance) with their blobs, stores the index, and records
+/// it as the image's attestations, as `bunny build` does for its own: so
+/// `bunny inspect` shows them and a later push carries them again. An index
+/// without any is left alone.
+fn keep_attestations(
+    p: &mut Puller,
+    index_bytes: &[u8],
+    index_digest: &str,
+    manifest_digest: &str,
+) -> Result<(), RegistryError> {
+    use crate::oci::attest::{ATTESTATION_MANIFEST, REFERENCE_DIGEST, REFERENCE_TYPE};
+    let host = p.session.host.clone();
+    let index: oci_spec::image::ImageIndex =
+        serde_json::from_slice(index_bytes).map_err(|e| RegistryError::Protocol {
+            host: host.clone(),
+            message: format!("index {index_digest}: {e}"),
+        })?;
+    let mut kept = 0;
+    for d in index.manifests() {
+        let ann = d.annotations().clone().unwrap_or_default();
+        if ann.get(REFERENCE_TYPE).map(String::as_str) != Some(ATTESTATION_MANIFEST)
+            || ann.get(REFERENCE_DIGEST).map(String::as_str) != Some(manifest_digest)
+        {
+            continue;
+        }
+        let (bytes, digest) = p.fetch_manifest(&p.r.clone_with_digest(d.digest().to_string()))?;
+        let m: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                host: host.clone(),
+                message: format!("attestation manifest {digest}: {e}"),
+            })?;
+        let config = m.config();
+        p.pull_blob(
+            config.digest().as_ref(),
+            config.size(),
+            config.media_type().as_ref(),
+            "config",
+        )?;
+        for l in m.layers() {
+            p.pull_blob(
+                l.digest().as_ref(),
+                l.size(),
+                l.media_type().as_ref(),
+                "attestation",
+            )?;
+        }
+        let stored = p.store.put_bytes(
+            &media_type_of(&bytes, Some(d.media_type().as_ref())),
+            &bytes,
+        )?;
+        if stored.digest().to_string() != digest {
+            return Err(RegistryError::DigestMismatch {
+                host,
+                expected: digest,
+                actual: stored.digest().to_string(),
+            });
+        }
+        kept += 1;
+    }
+    if kept == 0 {
+        return Ok(());
+    }
+    let desc = p
+        .store
+        .put_bytes(&media_type_of(index_bytes, None), index_bytes)?;
+    if desc.digest().to_string() != index_digest {
+        return Err(RegistryError::DigestMismatch {
+            host,
+            expected: index_digest.to_string(),
+            actual: desc.digest().to_string(),
+        });
+    }
+    crate::oci::attest::record(p.store, manifest_digest, Some(&desc)).map_err(|e| {
+        RegistryError::Protocol {
+            host,
+            message: format!("recording the attestations: {e}"),
+        }
     })
 }
 
