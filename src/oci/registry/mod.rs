@@ -805,6 +805,42 @@ struct Puller<'a> {
 }
 
 impl Puller<'_> {
+    /// The config and layers `m` names, each fetched unless the store has
+    /// it and verified against its digest; `what` names the layers in
+    /// progress and errors.
+    fn pull_manifest_blobs(&mut self, m: &ImageManifest, what: &str) -> Result<(), RegistryError> {
+        let config = m.config();
+        self.pull_blob(
+            config.digest().as_ref(),
+            config.size(),
+            config.media_type().as_ref(),
+            "config",
+        )?;
+        for l in m.layers() {
+            self.pull_blob(l.digest().as_ref(), l.size(), l.media_type().as_ref(), what)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a manifest or index as fetched, refusing bytes whose digest
+    /// is not the one they were fetched by.
+    fn store_verified(
+        &self,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Descriptor, RegistryError> {
+        let desc = self.store.put_bytes(media_type, bytes)?;
+        if desc.digest().to_string() != digest {
+            return Err(RegistryError::DigestMismatch {
+                host: self.session.host.clone(),
+                expected: digest.to_string(),
+                actual: desc.digest().to_string(),
+            });
+        }
+        Ok(desc)
+    }
+
     fn fetch_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String), RegistryError> {
         let session = self.session;
         let what = match (r.digest(), r.tag()) {
@@ -1040,28 +1076,8 @@ pub fn pull(
             }
         };
     let config = manifest.config();
-    p.pull_blob(
-        config.digest().as_ref(),
-        config.size(),
-        config.media_type().as_ref(),
-        "config",
-    )?;
-    for layer in manifest.layers() {
-        p.pull_blob(
-            layer.digest().as_ref(),
-            layer.size(),
-            layer.media_type().as_ref(),
-            "layer",
-        )?;
-    }
-    let mut desc = store.put_bytes(&media_type, &bytes)?;
-    if desc.digest().to_string() != digest {
-        return Err(RegistryError::DigestMismatch {
-            host: session.host.clone(),
-            expected: digest,
-            actual: desc.digest().to_string(),
-        });
-    }
+    p.pull_manifest_blobs(&manifest, "layer")?;
+    let mut desc = p.store_verified(&media_type, &bytes, &digest)?;
     if let (Some(os), Some(arch)) = config_platform(store, config.digest().as_ref(), &session.host)?
     {
         if let Ok(pl) = PlatformBuilder::default()
@@ -1128,47 +1144,18 @@ fn keep_attestations(
                 host: host.clone(),
                 message: format!("attestation manifest {digest}: {e}"),
             })?;
-        let config = m.config();
-        p.pull_blob(
-            config.digest().as_ref(),
-            config.size(),
-            config.media_type().as_ref(),
-            "config",
-        )?;
-        for l in m.layers() {
-            p.pull_blob(
-                l.digest().as_ref(),
-                l.size(),
-                l.media_type().as_ref(),
-                "attestation",
-            )?;
-        }
-        let stored = p.store.put_bytes(
+        p.pull_manifest_blobs(&m, "attestation")?;
+        p.store_verified(
             &media_type_of(&bytes, Some(d.media_type().as_ref())),
             &bytes,
+            &digest,
         )?;
-        if stored.digest().to_string() != digest {
-            return Err(RegistryError::DigestMismatch {
-                host,
-                expected: digest,
-                actual: stored.digest().to_string(),
-            });
-        }
         kept += 1;
     }
     if kept == 0 {
         return Ok(());
     }
-    let desc = p
-        .store
-        .put_bytes(&media_type_of(index_bytes, None), index_bytes)?;
-    if desc.digest().to_string() != index_digest {
-        return Err(RegistryError::DigestMismatch {
-            host,
-            expected: index_digest.to_string(),
-            actual: desc.digest().to_string(),
-        });
-    }
+    let desc = p.store_verified(&media_type_of(index_bytes, None), index_bytes, index_digest)?;
     crate::oci::attest::record(p.store, manifest_digest, Some(&desc)).map_err(|e| {
         RegistryError::Protocol {
             host,
