@@ -941,6 +941,37 @@ fn linux_tree(
     })
 }
 
+/// Writes what a Linux configure step reads, the same for the host and the
+/// build container: a base config file as `obj/.config`, and the fragments
+/// as `work/fragments/N.config` (returned, in merge order).
+fn stage_config(
+    base: &ConfigBase,
+    base_file: &Option<(String, Vec<u8>)>,
+    fragments: &[(String, String)],
+    obj: &Path,
+    work: &Path,
+) -> Result<Vec<PathBuf>, BuildError> {
+    if let ConfigBase::File(p) = base {
+        let text = base_file
+            .as_ref()
+            .map(|(_, t)| t.as_slice())
+            .unwrap_or_default();
+        fs::write(obj.join(".config"), text)
+            .map_err(io_ctx(format!("writing the base config {p}")))?;
+    }
+    let frag_dir = work.join("fragments");
+    fs::create_dir_all(&frag_dir).map_err(io_ctx(format!("creating {}", frag_dir.display())))?;
+    fragments
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text))| {
+            let f = frag_dir.join(format!("{i}.config"));
+            fs::write(&f, text).map_err(io_ctx(format!("writing {}", f.display())))?;
+            Ok(f)
+        })
+        .collect()
+}
+
 /// tinyconfig (or the base file), the fragments merged, olddefconfig, the
 /// check, bzImage; `work/out` gets `bzImage` and `config`.
 fn linux_build(
@@ -975,29 +1006,18 @@ fn linux_build(
             &format!("make {target}"),
             progress,
         )?,
-        ConfigBase::File(p) => {
-            let text = base_file
-                .as_ref()
-                .map(|(_, t)| t.as_slice())
-                .unwrap_or_default();
-            fs::write(obj.join(".config"), text)
-                .map_err(io_ctx(format!("writing the base config {p}")))?;
-        }
+        // Written by stage_config below.
+        ConfigBase::File(_) => {}
     }
-    let frag_dir = work.join("fragments");
-    fs::create_dir_all(&frag_dir).map_err(io_ctx(format!("creating {}", frag_dir.display())))?;
+    let staged = stage_config(&config.base.value, base_file, fragments, &obj, work)?;
     let mut merge = Command::new("sh");
     merge
         .arg(src.join("scripts/kconfig/merge_config.sh"))
         .arg("-m")
         .arg("-O")
         .arg(&obj)
-        .arg(obj.join(".config"));
-    for (i, (_, text)) in fragments.iter().enumerate() {
-        let f = frag_dir.join(format!("{i}.config"));
-        fs::write(&f, text).map_err(io_ctx(format!("writing {}", f.display())))?;
-        merge.arg(&f);
-    }
+        .arg(obj.join(".config"))
+        .args(&staged);
     if !fragments.is_empty() {
         run_logged(&mut merge, "merge_config.sh", progress)?;
     }
@@ -1143,20 +1163,7 @@ fn linux_container_build(
     let obj = work.join("obj");
     fs::create_dir_all(&obj).map_err(io_ctx(format!("creating {}", obj.display())))?;
     let src = linux_tree(sources, work, progress)?;
-    if let ConfigBase::File(p) = &config.base.value {
-        let text = base_file
-            .as_ref()
-            .map(|(_, t)| t.as_slice())
-            .unwrap_or_default();
-        fs::write(obj.join(".config"), text)
-            .map_err(io_ctx(format!("writing the base config {p}")))?;
-    }
-    let frag_dir = work.join("fragments");
-    fs::create_dir_all(&frag_dir).map_err(io_ctx(format!("creating {}", frag_dir.display())))?;
-    for (i, (_, text)) in fragments.iter().enumerate() {
-        let f = frag_dir.join(format!("{i}.config"));
-        fs::write(&f, text).map_err(io_ctx(format!("writing {}", f.display())))?;
-    }
+    stage_config(&config.base.value, base_file, fragments, &obj, work)?;
     let (configure, build) = linux_container_scripts(&config.base.value, fragments.len());
     let (rootfs, _) = super::rootfs::unpacked_rootfs(store.root(), image)?;
     let runtime = super::runner::Runtime {
