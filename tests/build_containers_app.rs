@@ -549,24 +549,7 @@ fn the_sbom_names_exactly_the_toolchain_kernel_sources_and_initrd_files() {
             <sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap())
         )
     };
-    let packages: Vec<(String, String, String)> = sbom["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_string(),
-                p["versionInfo"].as_str().unwrap().to_string(),
-                // A layer's reference is in sourceInfo (SPDX wants a URL
-                // as the download location).
-                p["sourceInfo"]
-                    .as_str()
-                    .and_then(|s| s.strip_prefix("resolved from "))
-                    .unwrap_or_else(|| p["downloadLocation"].as_str().unwrap())
-                    .to_string(),
-            )
-        })
-        .collect();
+    let packages = common::spdx::package_rows(sbom);
     // The image, its kernel (from the kernel layer), each layer bunny.lock
     // pins with the reference it came from, and the context's sources.
     let mut expected = vec![

@@ -684,24 +684,7 @@ fn the_sbom_names_exactly_the_toolchain_sources_kernel_and_block_files() {
     let statement: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
     let sbom = &statement["predicate"];
     let sha = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
-    let packages: Vec<(String, String, String)> = sbom["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_string(),
-                p["versionInfo"].as_str().unwrap().to_string(),
-                // A layer's reference is in sourceInfo (SPDX wants a URL
-                // as the download location).
-                p["sourceInfo"]
-                    .as_str()
-                    .and_then(|s| s.strip_prefix("resolved from "))
-                    .unwrap_or_else(|| p["downloadLocation"].as_str().unwrap())
-                    .to_string(),
-            )
-        })
-        .collect();
+    let packages = common::spdx::package_rows(sbom);
     // The image, the baked unikernel, the rumprun toolchain as bunny.lock
     // pins it (with the reference it was named by), and the sources.
     let mut expected = vec![

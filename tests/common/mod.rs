@@ -228,4 +228,5 @@ pub mod frontend;
 pub mod guest;
 pub mod image;
 pub mod registry;
+pub mod spdx;
 pub mod ufs;
