@@ -94,14 +94,6 @@ fi
 # debootstrap takes minutes the first time; cached under target/toolchains.
 "$here/scripts/toolchain-image.sh"
 
-# bunny's minimal Linux kernel (tinyconfig + kernels/linux-minimal.config)
-# from Debian's linux-source: about 5-12 minutes on 2 cores the first time,
-# into bunny's kernel cache target/kernel-cache under the key a BunnyFile's
-# `kernel: {from: source, source: debian:linux-source-6.1, config: minimal}`
-# computes (tests point BUNNY_KERNEL_CACHE there), copied to
-# target/minimal-kernel; also the image oci:target/toolchains/layout:kernel-minimal.
-"$here/scripts/minimal-kernel.sh"
-
 # Third-party tools no package registry has. Beside this project's own
 # checkouts they come prebuilt in ../shared/tools (read-only; README there);
 # on a user's clone the rumprun recipe above builds the 0.4.1 tenders too.
@@ -201,6 +193,16 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+# bunny's minimal Linux kernel (tinyconfig + kernels/linux-minimal.config)
+# from Debian's linux-source, built by bunny itself in the kbuild-bookworm
+# build container: about 5-12 minutes on 2 cores the first time, into
+# bunny's kernel cache target/kernel-cache under the key a BunnyFile's
+# `kernel: {from: source, source: debian:linux-source-6.1, config: minimal}`
+# computes (tests point BUNNY_KERNEL_CACHE there), copied to
+# target/minimal-kernel; also the image oci:target/toolchains/layout:kernel-minimal.
+cargo build -q -p bunny --manifest-path "$here/Cargo.toml"
+BUNNY="$here/target/debug/bunny" "$here/scripts/minimal-kernel.sh"
 
 # bunny-init, the init Containerfile-built Linux guests run, must be
 # static (a guest has no loader). Only the glibc target exists here, so glibc

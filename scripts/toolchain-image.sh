@@ -3,8 +3,9 @@
 # target/toolchains (or $1):
 #   oci:DIR/layout:gcc-bookworm     Debian bookworm minbase + gcc, make, libc6-dev
 #   oci:DIR/layout:kbuild-bookworm  Debian bookworm minbase + gcc, make, bc, flex,
-#                                   bison, libelf-dev, python3-minimal: a Linux
-#                                   kernel build image (`--toolchain
+#                                   bison, libelf-dev, python3-minimal: the Linux
+#                                   kernel build image (bunny's default
+#                                   `linux.kernel-toolchain`; `--toolchain
 #                                   linux.kernel-toolchain=oci:DIR/layout:kbuild-bookworm`)
 #   oci:DIR/layout:kernel-bookworm  the Debian kernel at /.boot/kernel and
 #                                   its virtio modules in /lib/modules

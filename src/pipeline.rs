@@ -708,6 +708,7 @@ pub fn prepare_app(
     let opts = crate::build::AppOptions {
         monitor: Some(plan.monitor),
         architecture: Some(plan.architecture),
+        kernel: from_source,
         ..opts.clone()
     };
     let built = crate::build::build_app(
@@ -718,7 +719,7 @@ pub fn prepare_app(
         &opts,
         progress,
     )?;
-    plan.kernel = KernelInput::Local(from_source.clone().unwrap_or_else(|| built.kernel.clone()));
+    plan.kernel = KernelInput::Local(built.kernel.clone());
     // An app that brings no files (a rumprun kernel) and a BunnyFile that
     // includes none leave the guest without a rootfs, not with an empty one.
     if built.rootfs.is_empty() && matches!(plan.rootfs, RootfsPlan::None) {
@@ -748,11 +749,6 @@ pub fn prepare_app(
             }
         };
     for (path, entry) in built.rootfs.iter() {
-        // The framework kernel's modules belong to that kernel, not to one
-        // built from source (bunny's minimal one loads none).
-        if from_source.is_some() && (path == "lib/modules" || path.starts_with("lib/modules/")) {
-            continue;
-        }
         let dst = format!("/{path}");
         let added = match &entry.kind {
             EntryKind::Dir => tree.insert_dir(&dst, entry.mode),

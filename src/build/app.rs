@@ -50,6 +50,10 @@ pub struct AppOptions {
     /// Directories outside the context whose OCI layouts the BunnyFile may
     /// name (`--allow-layout`).
     pub allowed_layouts: Vec<PathBuf>,
+    /// A kernel already built (from sources): the framework's `kernel`
+    /// layer is then neither resolved nor packed, so a user needs no
+    /// kernel image the build would throw away.
+    pub kernel: Option<PathBuf>,
 }
 
 /// The outputs of steps that ran outside bunny, and the framework's layers
@@ -172,12 +176,15 @@ pub fn build_app(
         };
         let package = pack_app(
             framework,
-            &info,
-            &done.output,
-            &layer,
-            &scratch,
-            store,
-            progress,
+            &PackInputs {
+                app: &info,
+                output: &done.output,
+                kernel: opts.kernel.as_deref(),
+                layer: &layer,
+                scratch: scratch.path(),
+                store,
+                progress,
+            },
         )
         .map_err(fw_err)?;
         return Ok(BuiltApp {
@@ -309,8 +316,19 @@ pub fn build_app(
             .files(store.root())
             .map_err(|e| FrameworkError::Build(e.to_string()))
     };
-    let package =
-        pack_app(framework, &info, &output, &layer, &scratch, store, progress).map_err(fw_err)?;
+    let package = pack_app(
+        framework,
+        &PackInputs {
+            app: &info,
+            output: &output,
+            kernel: opts.kernel.as_deref(),
+            layer: &layer,
+            scratch: scratch.path(),
+            store,
+            progress,
+        },
+    )
+    .map_err(fw_err)?;
     Ok(BuiltApp {
         kernel: package.kernel,
         rootfs: package.rootfs,
@@ -347,23 +365,13 @@ pub fn app_info(
 
 fn pack_app(
     framework: &dyn Framework,
-    info: &AppInfo,
-    output: &Path,
-    layer: &dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
-    scratch: &crate::layers::store::Scratch,
-    store: &Store,
-    progress: &dyn Progress,
+    inputs: &PackInputs,
 ) -> Result<crate::frameworks::AppPackage, FrameworkError> {
-    progress.start("pack app");
-    let package = framework.package_app(&PackInputs {
-        app: info,
-        output,
-        layer,
-        scratch: scratch.path(),
-        store,
-        progress,
-    })?;
-    progress.finish("pack app", &format!("{} files", package.rootfs.len()));
+    inputs.progress.start("pack app");
+    let package = framework.package_app(inputs)?;
+    inputs
+        .progress
+        .finish("pack app", &format!("{} files", package.rootfs.len()));
     Ok(package)
 }
 
@@ -402,6 +410,9 @@ fn resolve_layers(
     let mut changed = false;
     let mut out = BTreeMap::new();
     for dep in framework.layers() {
+        if opts.kernel.is_some() && dep.name == crate::frameworks::KERNEL_LAYER {
+            continue;
+        }
         let key = format!("{fw}.{}", dep.name);
         // The lock names the reference as well as the digest, so a build
         // with the lock alone repeats the last one, whatever named the layer

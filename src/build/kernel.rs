@@ -23,19 +23,18 @@
 //! `--update-lock`) and records the resolved configuration's and the
 //! kernel's digests.
 //!
-//! Where the build runs: the FreeBSD cross-build runs in its toolchain
-//! image under the OCI runtime like an app's steps, and its key names the
-//! image's digest. A Linux build runs the same way in a kernel build image
-//! (gcc, make, bc, flex, bison, libelf: `scripts/toolchain-image.sh`'s
-//! `kbuild-bookworm`) when one is named: the BunnyFile's
-//! `kernel.toolchain`, `--toolchain linux.kernel-toolchain=REF` or the
-//! config file's `linux.kernel-toolchain`; its key then names that image's
-//! digest and bunny.lock pins it. With none named it runs with the host's
-//! gcc and make, as `scripts/minimal-kernel.sh` does, and the host
-//! toolchain's identity (`gcc --version`, `make --version`) is in the key
-//! instead: the kernel setup builds once for the suite is that one, and
-//! moving it into the image means rebuilding it (minutes), so the default
-//! stays the host until setup builds it in the image.
+//! Where the build runs: in a build container under the OCI runtime, like
+//! an app's steps, and the key names the image's digest (bunny.lock pins
+//! it as `FRAMEWORK.kernel-toolchain`). FreeBSD's cross-build runs in its
+//! clang/lld image; a Linux build in a kernel build image (gcc, make, bc,
+//! flex, bison, libelf: `scripts/toolchain-image.sh`'s `kbuild-bookworm`,
+//! bunny's default [`LINUX_TOOLCHAIN`]). The image is the BunnyFile's
+//! `kernel.toolchain`, else `--toolchain FRAMEWORK.kernel-toolchain=REF`,
+//! else the config file's, else the default. A Linux build may instead say
+//! `host` there ([`HOST_TOOLCHAIN`]): it then runs with the host's gcc and
+//! make, and their versions (`gcc --version`, `make --version`) are in the
+//! key instead of a digest; such a build depends on whatever the host has
+//! installed, which is why it is not the default.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -68,6 +67,12 @@ pub const FREEBSD_BASES: &[&str] = &["FIRECRACKER", "GENERIC", "MINIMAL"];
 /// The image the FreeBSD cross-build runs in: Debian with clang, lld and
 /// python3, what `tools/build/make.py` needs on Linux.
 pub const FREEBSD_TOOLCHAIN: &str = "bunny/freebsd-kbuild:clang-bookworm";
+/// The Linux kernel build image (`scripts/toolchain-image.sh` builds it as
+/// `kbuild-bookworm`).
+pub const LINUX_TOOLCHAIN: &str = "bunny/linux-toolchain:kbuild-bookworm";
+/// `kernel.toolchain: host`: build a Linux kernel with the host's gcc and
+/// make instead of in a build container.
+pub const HOST_TOOLCHAIN: &str = "host";
 /// Where that image keeps clang and lld (Debian bookworm's LLVM 14).
 pub const FREEBSD_CROSS_BINDIR: &str = "/usr/lib/llvm-14/bin";
 /// The generated FreeBSD kernel config's name.
@@ -80,9 +85,8 @@ const TAIL_LINES: usize = 25;
 pub struct KernelSource {
     pub source: Spanned<SourceRef>,
     pub config: KernelConfig,
-    /// The build container image: FreeBSD's default when absent; for
-    /// Linux, the host's gcc and make when absent (and no
-    /// `linux.kernel-toolchain` is configured).
+    /// The build container image (the framework's default when absent and
+    /// none is configured); `host` builds a Linux kernel on the host.
     pub toolchain: Option<Spanned<String>>,
     pub pos: Pos,
 }
@@ -196,6 +200,17 @@ pub enum KernelError {
     NotTaken(Vec<String>),
     #[error("framework `{0}` has no kernel bunny builds from source (linux and freebsd do)")]
     Framework(String),
+    #[error("a {0} kernel is cross-built in its build container only; `toolchain: host` is for Linux kernels (name a build image, or leave `toolchain` out for the default)")]
+    HostToolchain(String),
+    #[error("{key}: cannot get the kernel's build image `{reference}` (named by {from}): {source}; {hint}")]
+    ToolchainUnavailable {
+        key: String,
+        reference: String,
+        from: String,
+        hint: &'static str,
+        #[source]
+        source: Box<BuildError>,
+    },
     #[error("{framework} kernels are built here for {supported} only, not {arch}")]
     Arch {
         framework: String,
@@ -633,7 +648,15 @@ pub fn prepare(
                 }
                 .into());
             }
-            match kernel_toolchain(ks, framework, None, context, opts, store, &mut lock)? {
+            match kernel_toolchain(
+                ks,
+                framework,
+                LINUX_TOOLCHAIN,
+                context,
+                opts,
+                store,
+                &mut lock,
+            )? {
                 Some(image) => (
                     vec![format!("image {}", image.digest())],
                     "bzImage".to_string(),
@@ -649,13 +672,13 @@ pub fn prepare(
             let image = kernel_toolchain(
                 ks,
                 framework,
-                Some(FREEBSD_TOOLCHAIN),
+                FREEBSD_TOOLCHAIN,
                 context,
                 opts,
                 store,
                 &mut lock,
             )?
-            .ok_or_else(|| KernelError::Framework(framework.to_string()))?;
+            .ok_or_else(|| KernelError::HostToolchain(framework.to_string()))?;
             (
                 vec![format!("image {}", image.digest())],
                 "kernel".to_string(),
@@ -1047,42 +1070,65 @@ fn linux_build(
 
 /// The kernel's build image, pinned in the lock as
 /// `FRAMEWORK.kernel-toolchain`: the BunnyFile's, else `--toolchain`'s, else
-/// the config file's, else `default` (None: the build runs on the host).
+/// the config file's, else `default`. None: `host`, the build runs on the
+/// host (Linux only; a FreeBSD cross-build has no host toolchain here).
 fn kernel_toolchain(
     ks: &KernelSource,
     framework: &str,
-    default: Option<&str>,
+    default: &str,
     context: &Path,
     opts: &AppOptions,
     store: &Store,
     lock: &mut LockFile,
 ) -> Result<Option<super::ResolvedImage>, BuildError> {
     let key = format!("{framework}.kernel-toolchain");
-    let reference = match &ks.toolchain {
+    let (reference, from) = match &ks.toolchain {
+        Some(t) if t.value == HOST_TOOLCHAIN => (HOST_TOOLCHAIN.to_string(), String::new()),
         // A layout the BunnyFile names must lie in the context (or under
         // --allow-layout), as for every other file it names.
-        Some(t) => super::contain_layout(&t.value, context, &opts.allowed_layouts)?,
+        Some(t) => (
+            super::contain_layout(&t.value, context, &opts.allowed_layouts)?,
+            format!(
+                "the BunnyFile's kernel.toolchain (line {}:{})",
+                t.pos.line, t.pos.col
+            ),
+        ),
         None => match opts.layer_overrides.get(&key) {
-            Some(r) => r.clone(),
+            Some(r) => (r.clone(), "--toolchain".to_string()),
             None => {
                 let path = opts
                     .config_file
                     .clone()
                     .unwrap_or_else(super::app::default_config_file);
-                match super::app::Config::load(&path)?
-                    .layers
-                    .get(&key)
-                    .cloned()
-                    .or_else(|| default.map(str::to_string))
-                {
-                    Some(r) => r,
-                    None => return Ok(None),
+                match super::app::Config::load(&path)?.layers.get(&key) {
+                    Some(r) => (r.clone(), path.display().to_string()),
+                    None => (default.to_string(), format!("{framework}'s default")),
                 }
             }
         },
     };
+    if reference == HOST_TOOLCHAIN {
+        if framework != "linux" {
+            return Err(KernelError::HostToolchain(framework.to_string()).into());
+        }
+        // Nothing to pin: the host's compiler versions are in the key.
+        lock.layers.remove(&key);
+        return Ok(None);
+    }
     let (image_store, desc) =
-        super::resolve_image(store, &reference, opts.registry.as_ref(), false)?;
+        super::resolve_image(store, &reference, opts.registry.as_ref(), false).map_err(|e| {
+            KernelError::ToolchainUnavailable {
+                key: key.clone(),
+                reference: reference.clone(),
+                from,
+                hint: if framework == "linux" {
+                    "scripts/toolchain-image.sh builds it as oci:target/toolchains/layout:kbuild-bookworm: name that with --toolchain linux.kernel-toolchain=oci:target/toolchains/layout:kbuild-bookworm (or the config file's \"layers\", or `kernel.toolchain:` in the BunnyFile), or build with the host's gcc and make: `kernel.toolchain: host`"
+                } else {
+                    "name a FreeBSD cross-build image (clang, lld, python3) with --toolchain freebsd.kernel-toolchain=REF, the config file's \"layers\", or `kernel.toolchain:` in the BunnyFile"
+                },
+                source: Box::new(e),
+            }
+        })?;
     let digest = desc.digest().to_string();
     let manifest = match lock.layers.get(&key) {
         Some(l) if l.reference == reference && l.digest != digest && !opts.update_lock => {

@@ -31,6 +31,7 @@ use thiserror::Error;
 
 use super::{
     AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepSpec, Support,
+    KERNEL_LAYER,
 };
 use crate::layers::error::LayerError;
 use crate::layers::store::{Store, StoreError};
@@ -205,7 +206,7 @@ impl Framework for FreeBsd {
     fn layers(&self) -> &'static [LayerDep] {
         &[
             LayerDep {
-                name: "kernel",
+                name: KERNEL_LAYER,
                 reference: KERNEL,
             },
             LayerDep {
@@ -291,7 +292,10 @@ pub fn repository_url(app: &AppInfo) -> String {
 }
 
 fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
-    let root = (inputs.layer)("kernel")?;
+    if let Some(built) = inputs.kernel {
+        return Ok(built.to_path_buf());
+    }
+    let root = (inputs.layer)(KERNEL_LAYER)?;
     if let Some(kernel) = KERNEL_PATHS
         .iter()
         .map(|p| root.join(p.trim_start_matches('/')))

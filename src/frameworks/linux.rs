@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{
     AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepInput, StepSpec,
-    Support,
+    Support, KERNEL_LAYER,
 };
 use crate::layers::tree::Tree;
 use crate::oci::annotations::KERNEL_PATH;
@@ -71,7 +71,7 @@ impl Framework for Linux {
                 reference: TOOLCHAIN,
             },
             LayerDep {
-                name: "kernel",
+                name: KERNEL_LAYER,
                 reference: KERNEL,
             },
         ]
@@ -84,7 +84,7 @@ impl Framework for Linux {
                 reference: KERNEL_FIRECRACKER,
             },
             _ => LayerDep {
-                name: "kernel",
+                name: KERNEL_LAYER,
                 reference: KERNEL,
             },
         })
@@ -125,15 +125,23 @@ impl Framework for Linux {
                 hint: "the build step must leave /out/NAME",
             });
         }
-        let kernel_root = (inputs.layer)("kernel")?;
-        let kernel = kernel_root.join(KERNEL_PATH.trim_start_matches('/'));
-        if !kernel.is_file() {
-            return Err(FrameworkError::Missing {
-                what: "the kernel in the kernel layer",
-                path: kernel,
-                hint: "a linux kernel image holds the kernel at /.boot/kernel",
-            });
-        }
+        // A kernel built from sources brings no modules (bunny's minimal
+        // one has its drivers built in); the layer's belong to its kernel.
+        let (kernel, modules) = match inputs.kernel {
+            Some(built) => (built.to_path_buf(), None),
+            None => {
+                let root = (inputs.layer)(KERNEL_LAYER)?;
+                let kernel = root.join(KERNEL_PATH.trim_start_matches('/'));
+                if !kernel.is_file() {
+                    return Err(FrameworkError::Missing {
+                        what: "the kernel in the kernel layer",
+                        path: kernel,
+                        hint: "a linux kernel image holds the kernel at /.boot/kernel",
+                    });
+                }
+                (kernel, Some(root.join("lib/modules")))
+            }
+        };
         let mut tree = Tree::new();
         tree.insert_dir("/bin", 0o755)?;
         let program = format!("/bin/{name}");
@@ -147,8 +155,7 @@ impl Framework for Linux {
                 tree.insert_file(&guest, &host, 0o755)?;
             }
         }
-        let modules = kernel_root.join("lib/modules");
-        if modules.is_dir() {
+        if let Some(modules) = modules.filter(|m| m.is_dir()) {
             tree.insert_dir("/lib", 0o755)?;
             tree.insert_dir("/lib/modules", 0o755)?;
             let mut names: Vec<_> = fs::read_dir(&modules)

@@ -80,12 +80,19 @@ pub struct AppInfo {
     pub shell: bool,
 }
 
+/// The name of the layer a framework's kernel comes from, when it is not
+/// built from sources.
+pub const KERNEL_LAYER: &str = "kernel";
+
 /// What packing an app gets: the last step's output and the framework's
 /// other layers, unpacked.
 pub struct PackInputs<'a> {
     pub app: &'a AppInfo,
     /// The last step's `/out`.
     pub output: &'a Path,
+    /// A kernel built from sources: it replaces the [`KERNEL_LAYER`], which
+    /// was not resolved (and whose modules belong to another kernel).
+    pub kernel: Option<&'a Path>,
     /// A dependency layer's unpacked rootfs, by [`LayerDep::name`].
     pub layer: &'a dyn Fn(&str) -> Result<PathBuf, FrameworkError>,
     /// A directory that lives until the image is written, for generated files.
