@@ -127,3 +127,64 @@ proptest! {
         }
     }
 }
+
+struct NoImages;
+impl bunny::pipeline::ImageSource for NoImages {
+    fn layer(
+        &self,
+        _: &dyn bunny::frameworks::Framework,
+        name: &str,
+    ) -> Result<(String, std::path::PathBuf), Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("no layer {name}").into())
+    }
+    fn files(
+        &self,
+        reference: &str,
+    ) -> Result<std::path::PathBuf, Box<dyn std::error::Error + Send + Sync>> {
+        Err(format!("no image {reference}").into())
+    }
+}
+
+fn spec_err(text: &str) -> String {
+    let parsed = parse("Containerfile", text).unwrap();
+    bunny::containerfile::to_spec(&parsed.containerfile, "Containerfile", &NoImages)
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string()
+}
+
+/// `LABEL bunny.kernel=minimal` asks for bunny's minimal Linux kernel; any
+/// other value, a non-Linux guest, or a kernel also named by path is an error
+/// that says what to write instead.
+#[test]
+fn the_kernel_label_takes_minimal_for_linux_only() {
+    let ok = parse(
+        "Containerfile",
+        "FROM scratch\nLABEL bunny.kernel=minimal\nCOPY a /a\n",
+    )
+    .unwrap();
+    let spec =
+        bunny::containerfile::to_spec(&ok.containerfile, "Containerfile", &NoImages).unwrap();
+    assert!(
+        matches!(spec.kernel, bunny::model::KernelSpec::Source(_)),
+        "{:?}",
+        spec.kernel
+    );
+    let e = spec_err("FROM scratch\nLABEL bunny.kernel=huge\n");
+    assert!(
+        e.contains("LABEL bunny.kernel=`huge` is not a kernel bunny builds for `linux`")
+            && e.contains("`minimal`"),
+        "{e}"
+    );
+    let e = spec_err(
+        "FROM scratch\nLABEL bunny.kernel=minimal com.urunc.unikernel.binary=/k\nCOPY k /k\n",
+    );
+    assert!(e.contains("both name the kernel"), "{e}");
+    let e = spec_err(
+        "FROM scratch\nLABEL bunny.kernel=minimal com.urunc.unikernel.unikernelType=freebsd\n",
+    );
+    assert!(
+        e.contains("LABEL bunny.kernel=`minimal` is not a kernel bunny builds for `freebsd`"),
+        "{e}"
+    );
+}

@@ -663,6 +663,19 @@ pub fn translate_containerfile(
         }
     }
     let spec = containerfile::to_spec(cf, file_name, &ResolvedConfigs(&b.images))?;
+    if let KernelSpec::Source(ks) = &spec.kernel {
+        // As for a BunnyFile's `kernel: {from: source}`: the build needs
+        // the host's sources and bunny's kernel cache.
+        return Err(FrontendError::Needs {
+            what: format!(
+                "{file_name}:{}:{}: `LABEL {}`",
+                ks.pos.line,
+                ks.pos.col,
+                containerfile::LABEL_KERNEL
+            ),
+            why: "kernels bunny builds from source are built by `bunny build`, not yet through BuildKit; build this Containerfile with `bunny build`, or COPY a kernel in and name it with `LABEL com.urunc.unikernel.binary`".into(),
+        });
+    }
     if let KernelSpec::Layer(name) = spec.kernel {
         let fw = bunny::frameworks::resolve(&spec.framework);
         let default = bunny::frameworks::layer_reference(fw.as_ref(), name).unwrap_or_default();
@@ -727,6 +740,42 @@ mod tests {
         assert!(!packs_with_init(&format!(
             "{head}  shell: true\nentrypoint: [\"/init\"]\n"
         )));
+    }
+
+    /// A kernel bunny builds from sources needs `bunny build` (the host's
+    /// sources, the kernel cache); through BuildKit it is refused at the
+    /// line that asks for it, whichever door it came in by.
+    #[test]
+    fn kernels_from_sources_are_refused_where_they_are_asked_for() {
+        let opts = TranslateOptions {
+            frontend_image: Some("frontend:1".into()),
+            tools_image: Some("tools:1".into()),
+            ..TranslateOptions::default()
+        };
+        let bunnyfile = "version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86_64\nkernel:\n  from: source\n  source: debian:linux-source-6.1\n  config: minimal\n";
+        let err = translate("BunnyFile", bunnyfile.as_bytes(), &mut NoResolver, &opts)
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("BunnyFile:6:") && err.contains("bunny build"),
+            "{err}"
+        );
+        let containerfile =
+            "FROM scratch\nLABEL bunny.kernel=minimal\nCOPY app /app\nCMD [\"/app\"]\n";
+        let err = translate(
+            "Containerfile",
+            containerfile.as_bytes(),
+            &mut NoResolver,
+            &opts,
+        )
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("LABEL bunny.kernel") && err.contains("bunny build"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -91,6 +91,26 @@ pub struct KernelSource {
     pub pos: Pos,
 }
 
+impl KernelSource {
+    /// bunny's minimal Linux kernel from Debian's `linux-source-6.1`, in
+    /// the default build image: what a Containerfile's
+    /// `LABEL bunny.kernel=minimal` asks for.
+    pub fn debian_minimal(pos: Pos) -> KernelSource {
+        KernelSource {
+            source: Spanned {
+                value: SourceRef::Debian(DEBIAN_SOURCE.into()),
+                pos,
+            },
+            config: KernelConfig::minimal(pos),
+            toolchain: None,
+            pos,
+        }
+    }
+}
+
+/// Debian's kernel source package the minimal kernel is tested with.
+pub const DEBIAN_SOURCE: &str = "linux-source-6.1";
+
 /// Where a kernel's sources come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceRef {

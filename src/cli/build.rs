@@ -292,7 +292,7 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         layer_overrides: layer_overrides(&args)?,
     };
     let spec = crate::bunnyfile::spec::to_spec(bf, &file.display().to_string());
-    let mut plan = pipeline::plan(
+    let plan = pipeline::plan(
         &spec,
         &pipeline::PlanInputs {
             context: &args.context,
@@ -303,8 +303,31 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     )
     .with_context(|| format!("planning {}", file.display()))?;
     let layer_overrides = source.layer_overrides.clone();
+    build_planned(
+        &args,
+        &store,
+        plan,
+        &file,
+        layer_overrides,
+        (opts, locals),
+        progress.as_ref(),
+    )
+}
+
+/// Everything after planning, the same for every front door: the kernel
+/// and app built (pinned in `bunny.lock` beside `file`), the image packed,
+/// attested and exported.
+fn build_planned(
+    args: &BuildArgs,
+    store: &Store,
+    mut plan: pipeline::Plan,
+    file: &Path,
+    layer_overrides: std::collections::BTreeMap<String, String>,
+    (mut opts, locals): (BuildOptions, Vec<PathBuf>),
+    progress: &dyn pipeline::Progress,
+) -> anyhow::Result<ExitCode> {
     let app_opts = crate::build::AppOptions {
-        lock_file: crate::build::lock::lock_path(&file),
+        lock_file: crate::build::lock::lock_path(file),
         no_cache: args.no_cache,
         update_lock: args.update_lock,
         oci_runtime: args.oci_runtime.clone(),
@@ -318,28 +341,30 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
         // prepare_app sets the monitor and architecture from the plan.
         ..Default::default()
     };
-    let app = pipeline::prepare_app(&mut plan, &store, &app_opts, progress.as_ref())?;
-    let mut opts = opts;
+    let name = file.display().to_string();
+    let app = pipeline::prepare_app(&mut plan, store, &app_opts, progress)
+        .with_context(|| format!("building {name}"))?;
     let outputs = std::mem::take(&mut opts.outputs);
-    let built = pipeline::build(&plan, &store, &opts, progress.as_ref())?;
+    let built = pipeline::build(&plan, store, &opts, progress)
+        .with_context(|| format!("building {name}"))?;
     let described = crate::attestations::Described {
         plan: &plan,
         app: app.as_ref(),
-        file: &file,
+        file,
         context: &args.context,
         lock_file: Some(&app_opts.lock_file),
         epoch: opts.epoch,
     };
     let image = attest_and_export(
-        &args,
-        &store,
+        args,
+        store,
         &built.manifest,
         &described,
         &outputs,
         &opts.tags,
-        progress.as_ref(),
+        progress,
     )?;
-    finish(&args, &store, &built.manifest, &image, &locals)
+    finish(args, store, &built.manifest, &image, &locals)
 }
 
 /// `bunny build` of a Containerfile.
@@ -413,28 +438,16 @@ fn run_containerfile(
         },
     )
     .with_context(|| format!("planning {name}"))?;
-    let mut opts = opts;
-    let outputs = std::mem::take(&mut opts.outputs);
-    let built = pipeline::build(&plan, &store, &opts, progress.as_ref())
-        .with_context(|| format!("building {name}"))?;
-    let described = crate::attestations::Described {
-        plan: &plan,
-        app: None,
-        file,
-        context: &args.context,
-        lock_file: None,
-        epoch: opts.epoch,
-    };
-    let image = attest_and_export(
+    let layer_overrides = source.layer_overrides.clone();
+    build_planned(
         args,
         &store,
-        &built.manifest,
-        &described,
-        &outputs,
-        &opts.tags,
+        plan,
+        file,
+        layer_overrides,
+        (opts, locals),
         progress.as_ref(),
-    )?;
-    finish(args, &store, &built.manifest, &image, &locals)
+    )
 }
 
 /// `--sbom` / `--provenance` values: buildx's `true|false`, and its

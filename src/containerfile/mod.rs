@@ -35,6 +35,8 @@ pub const MAX_FILE_BYTES: usize = crate::bunnyfile::MAX_FILE_BYTES;
 pub const LABEL_URUNIT: &str = "bunny.urunit";
 /// The label choosing the guest rootfs form for Linux: initrd, block, raw.
 pub const LABEL_ROOTFS: &str = "bunny.rootfs";
+/// The label asking for a kernel bunny builds: `minimal`.
+pub const LABEL_KERNEL: &str = "bunny.kernel";
 pub use crate::model::{INIT_CONFIG_PATH, INIT_PATH};
 
 /// `FROM`'s argument.
@@ -293,10 +295,31 @@ pub fn to_spec(
         })?,
     };
     let kernel_layer = crate::frameworks::resolve(&framework).kernel_layer(monitor);
-    let kernel = match (label(KEY_BINARY), kernel_layer) {
-        (Some(p), _) => KernelSpec::InRootfs(p.to_string()),
-        (None, Some(layer)) => KernelSpec::Layer(layer.name),
-        (None, None) => {
+    let kernel = match (label(KEY_BINARY), label(LABEL_KERNEL), kernel_layer) {
+        (Some(_), Some(_), _) => {
+            return Err(invalid(
+                file_name,
+                at,
+                format!("LABEL {LABEL_KERNEL} and LABEL {KEY_BINARY} both name the kernel"),
+                "keep one: the kernel the COPY put in place, or the one bunny builds",
+            ))
+        }
+        (Some(p), None, _) => KernelSpec::InRootfs(p.to_string()),
+        (None, Some("minimal"), _) if framework == "linux" => KernelSpec::Source(
+            Box::new(crate::build::kernel::KernelSource::debian_minimal(at)),
+        ),
+        (None, Some(other), _) => {
+            return Err(invalid(
+                file_name,
+                at,
+                format!("LABEL {LABEL_KERNEL}=`{other}` is not a kernel bunny builds for `{framework}`"),
+                &format!(
+                    "`minimal` builds bunny's minimal Linux kernel from Debian's linux-source-6.1 (docs/minimal-kernel.md); for another kernel COPY it in and add `LABEL {KEY_BINARY}=/path/of/the/kernel`, or use a BunnyFile's `kernel: {{from: source}}`"
+                ),
+            ))
+        }
+        (None, None, Some(layer)) => KernelSpec::Layer(layer.name),
+        (None, None, None) => {
             return Err(invalid(
                 file_name,
                 at,
