@@ -12,14 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-5}"
 cd "$here"
-profile="${BUNNY_BENCH_PROFILE:-release}"
-if [[ "$profile" == release ]]; then
-  cargo build --release --quiet -p bunny -p bunny-runtime
-else
-  cargo build --quiet -p bunny -p bunny-runtime
-fi
-bunny="$here/target/$profile/bunny"
-runtime="$here/target/$profile/bunny-runtime"
+source bench/lib.sh
+bench_binaries "${BUNNY_BENCH_PROFILE:-release}"
 # urunc execs qemu with -enable-kvm: its TCG wrapper goes first on
 # containerd's PATH (for bunny-runtime it only logs).
 have_urunc=0
@@ -41,38 +35,13 @@ trap cleanup EXIT
 "$bunny" --root "$work/store" build --progress=quiet -t hello:bench \
   -o "type=oci-archive,dest=$work/hello.tar" examples/hello-linux >/dev/null
 
-cat >"$work/config.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/c.sock"
-[ttrpc]
-  address = "$work/c.ttrpc"
-TOML
-PATH="/usr/lib/qemu-tcg:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
-ctdpid=$!
-ctr=(ctr -a "$work/c.sock" -n bench)
-for _ in $(seq 200); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.05; done
+# urunc execs qemu through the TCG wrapper first on containerd's PATH.
+start_containerd PATH="/usr/lib/qemu-tcg:$PATH"
 "${ctr[@]}" images import "$work/hello.tar" >/dev/null
 image=docker.io/library/hello:bench
 
-ip netns add "$ns"
-ip link add "vb$$" type veth peer name eth0 netns "$ns"
-ip addr add 10.214.0.1/30 dev "vb$$"; ip link set "vb$$" up
-ip -n "$ns" addr add 10.214.0.2/30 dev eth0; ip -n "$ns" link set eth0 up
-ip -n "$ns" link set lo up; ip -n "$ns" route add default via 10.214.0.1
+container_netns "$ns" "vb$$" 10.214.0
 
-now() { date +%s%N; }
-first_http() { # URL -> time of the first 200
-  for _ in $(seq 6000); do
-    if curl -fs -m 1 -o /dev/null "$1"; then now; return; fi
-    sleep 0.01
-  done
-  echo "no answer from $1" >&2; return 1
-}
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 # urunc 0.5 reads a missing useDMBlock as true and would take the block
 # device under the snapshot as the guest's root: give it the image's
@@ -83,12 +52,6 @@ urunc_annot=()
 for kv in unikernelType=linux hypervisor=qemu binary=/.boot/kernel initrd=/.boot/rootfs useDMBlock=false; do
   urunc_annot+=(--annotation "com.urunc.unikernel.${kv%%=*}=$(b64 "${kv#*=}")")
 done
-stop_task() {
-  "${ctr[@]}" task kill -s SIGKILL "$1" >/dev/null 2>&1 || true
-  for _ in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q "$1.*RUNNING" || break; sleep 0.05; done
-  "${ctr[@]}" task delete "$1" >/dev/null 2>&1 || true
-  "${ctr[@]}" containers rm "$1" >/dev/null 2>&1 || true
-}
 
 # Each guest answers for the same address, but urunc's with qemu's default
 # MAC and bunny's with eth0's: forget the old neighbour entry before each

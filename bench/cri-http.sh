@@ -11,15 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-5}"
 cd "$here"
+source bench/lib.sh
 # The debug build the tests use (BUNNY_BENCH_TARGET=release for release).
-profile="${BUNNY_BENCH_TARGET:-debug}"
-if [[ "$profile" == release ]]; then
-  cargo build --release --quiet -p bunny -p bunny-runtime
-else
-  cargo build --quiet -p bunny -p bunny-runtime
-fi
-bunny="$here/target/$profile/bunny"
-runtime="$here/target/$profile/bunny-runtime"
+bench_binaries "${BUNNY_BENCH_TARGET:-debug}"
 work="$(mktemp -d /tmp/cribench.XXXX)"
 bridge=bnycri78
 subnet=10.213.78.0/24
@@ -105,8 +99,6 @@ ctdpid=$!
 for _ in $(seq 300); do "${C[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
 for a in pause hello; do ctr -a "$work/c.sock" -n k8s.io images import "$work/$a.tar" >/dev/null; done
 
-now() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 pod_json() { # NAME
   echo "{\"metadata\":{\"name\":\"$1\",\"namespace\":\"default\",\"uid\":\"$1-uid\",\"attempt\":0},\"log_directory\":\"$work/logs/$1\",\"linux\":{}}" >"$work/pod-$1.json"
 }

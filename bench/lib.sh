@@ -54,3 +54,62 @@ wait_http() {
 
 # stop_guest: hello-linux's own way out (its httpd's /cgi-bin/stop).
 stop_guest() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$port/cgi-bin/stop" || true; }
+
+# bench_binaries PROFILE: builds bunny and bunny-runtime (release or debug)
+# and sets $bunny and $runtime to them.
+bench_binaries() {
+  if [[ "$1" == release ]]; then
+    cargo build --release --quiet -p bunny -p bunny-runtime
+  else
+    cargo build --quiet -p bunny -p bunny-runtime
+  fi
+  bunny="$here/target/$1/bunny"
+  runtime="$here/target/$1/bunny-runtime"
+}
+
+# start_containerd: a private containerd (CRI off) under $work; sets
+# $ctdpid and the array ctr (`"${ctr[@]}" ...` in namespace `bench`).
+# Extra environment for it (PATH, ...) may be given as NAME=VALUE args.
+start_containerd() {
+  cat >"$work/config.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/c.sock"
+[ttrpc]
+  address = "$work/c.ttrpc"
+TOML
+  env "$@" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
+  ctdpid=$!
+  ctr=(ctr -a "$work/c.sock" -n bench)
+  for _ in $(seq 200); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.05; done
+}
+
+# container_netns NS VETH PREFIX: a network namespace as a CNI plugin would
+# wire it: eth0 at PREFIX.2/30 inside, VETH at PREFIX.1 on the host.
+container_netns() {
+  ip netns add "$1"
+  ip link add "$2" type veth peer name eth0 netns "$1"
+  ip addr add "$3.1/30" dev "$2"; ip link set "$2" up
+  ip -n "$1" addr add "$3.2/30" dev eth0; ip -n "$1" link set eth0 up
+  ip -n "$1" link set lo up; ip -n "$1" route add default via "$3.1"
+}
+
+# first_http URL: the time of the first 200 from URL (nanoseconds).
+first_http() {
+  for _ in $(seq 6000); do
+    if curl -fs -m 1 -o /dev/null "$1"; then now; return; fi
+    sleep 0.01
+  done
+  echo "no answer from $1" >&2; return 1
+}
+
+# stop_task NAME: kills a containerd task and removes it and its container.
+stop_task() {
+  "${ctr[@]}" task kill -s SIGKILL "$1" >/dev/null 2>&1 || true
+  for _ in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q "$1.*RUNNING" || break; sleep 0.05; done
+  "${ctr[@]}" task delete "$1" >/dev/null 2>&1 || true
+  "${ctr[@]}" containers rm "$1" >/dev/null 2>&1 || true
+}

@@ -17,14 +17,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-5}"
 cd "$here"
 source bench/lib.sh
-profile="${BUNNY_BENCH_PROFILE:-release}"
-if [[ "$profile" == release ]]; then
-  cargo build --release --quiet -p bunny -p bunny-runtime
-else
-  cargo build --quiet -p bunny -p bunny-runtime
-fi
-bunny="$here/target/$profile/bunny"
-runtime="$here/target/$profile/bunny-runtime"
+bench_binaries "${BUNNY_BENCH_PROFILE:-release}"
 layout="$here/target/toolchains/layout"
 export BUNNY_KERNEL_CACHE="${BUNNY_KERNEL_CACHE:-$here/target/kernel-cache}"
 work="$(mktemp -d /tmp/mkbench.XXXX)"
@@ -50,41 +43,11 @@ build generic BunnyFile
 build minimal BunnyFile.minimal-kernel
 size() { "$bunny" --root "$work/store" inspect --json "$1" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'; }
 
-cat >"$work/config.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/c.sock"
-[ttrpc]
-  address = "$work/c.ttrpc"
-TOML
-containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
-ctdpid=$!
-ctr=(ctr -a "$work/c.sock" -n bench)
-for _ in $(seq 200); do "${ctr[@]}" version >/dev/null 2>&1 && break; sleep 0.05; done
+start_containerd
 for k in generic minimal; do "${ctr[@]}" images import "$work/$k.tar" >/dev/null; done
 
-ip netns add "$ns"
-ip link add "vm$$" type veth peer name eth0 netns "$ns"
-ip addr add 10.214.1.1/30 dev "vm$$"; ip link set "vm$$" up
-ip -n "$ns" addr add 10.214.1.2/30 dev eth0; ip -n "$ns" link set eth0 up
-ip -n "$ns" link set lo up; ip -n "$ns" route add default via 10.214.1.1
+container_netns "$ns" "vm$$" 10.214.1
 
-first_http() { # URL -> time of the first 200
-  for _ in $(seq 6000); do
-    if curl -fs -m 1 -o /dev/null "$1"; then now; return; fi
-    sleep 0.01
-  done
-  echo "no answer from $1" >&2; return 1
-}
-stop_task() {
-  "${ctr[@]}" task kill -s SIGKILL "$1" >/dev/null 2>&1 || true
-  for _ in $(seq 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q "$1.*RUNNING" || break; sleep 0.05; done
-  "${ctr[@]}" task delete "$1" >/dev/null 2>&1 || true
-  "${ctr[@]}" containers rm "$1" >/dev/null 2>&1 || true
-}
 
 declare -A ctd br
 for i in $(seq "$runs"); do

@@ -167,6 +167,21 @@ pub fn build_app(
     // anything is resolved or fetched.
     let steps = framework.app_steps(&info).map_err(fw_err)?;
     let scratch = store.scratch("app")?;
+    let pack = |output: &Path, layer: &dyn Fn(&str) -> Result<PathBuf, FrameworkError>| {
+        pack_app(
+            framework,
+            &PackInputs {
+                app: &info,
+                output,
+                kernel: opts.kernel.as_deref(),
+                layer,
+                scratch: scratch.path(),
+                store,
+                progress,
+            },
+        )
+        .map_err(fw_err)
+    };
     if let Some(done) = &opts.prebuilt {
         let layer = |name: &str| -> Result<PathBuf, FrameworkError> {
             done.layers
@@ -174,19 +189,7 @@ pub fn build_app(
                 .cloned()
                 .ok_or_else(|| FrameworkError::UnknownLayer(name.to_string()))
         };
-        let package = pack_app(
-            framework,
-            &PackInputs {
-                app: &info,
-                output: &done.output,
-                kernel: opts.kernel.as_deref(),
-                layer: &layer,
-                scratch: scratch.path(),
-                store,
-                progress,
-            },
-        )
-        .map_err(fw_err)?;
+        let package = pack(&done.output, &layer)?;
         return Ok(BuiltApp {
             kernel: package.kernel,
             rootfs: package.rootfs,
@@ -316,19 +319,7 @@ pub fn build_app(
             .files(store.root())
             .map_err(|e| FrameworkError::Build(e.to_string()))
     };
-    let package = pack_app(
-        framework,
-        &PackInputs {
-            app: &info,
-            output: &output,
-            kernel: opts.kernel.as_deref(),
-            layer: &layer,
-            scratch: scratch.path(),
-            store,
-            progress,
-        },
-    )
-    .map_err(fw_err)?;
+    let package = pack(&output, &layer)?;
     Ok(BuiltApp {
         kernel: package.kernel,
         rootfs: package.rootfs,
