@@ -486,8 +486,25 @@ pub fn translate_bunnyfile(
         };
         let info = bunny::build::app_info(app, Some(bf.platforms.monitor.value), Some(arch));
         let steps = framework.app_steps(&info).map_err(fw_err)?;
+        // A layer a step mounts may be an archive the framework unpacks on
+        // the host first (FreeBSD's base.txz as a sysroot): no exec op can
+        // do that yet.
+        if let Some(step) = steps.iter().find(|s| !s.mounts.is_empty()) {
+            return Err(FrontendError::Needs {
+                what: format!("step `{}`", step.name),
+                why: format!(
+                    "it mounts the framework layer `{}`, which the BuildKit frontend cannot provide yet; build this app with `bunny build`",
+                    step.mounts[0].layer
+                ),
+            });
+        }
+        let wanted = framework.app_layers(&info, &steps);
         let mut layers = BTreeMap::new();
-        for dep in framework.layers() {
+        for dep in framework
+            .layers()
+            .iter()
+            .filter(|d| wanted.contains(&d.name))
+        {
             let reference = b.layer_reference(framework.name(), dep.name, dep.reference);
             let out = b.g.image(&reference);
             let dir = format!("/.bunny/layers/{}", dep.name);

@@ -1187,6 +1187,7 @@ fn linux_container_build(
         workdir: "/out".into(),
         source: src.clone(),
         network: false,
+        mounts: Vec::new(),
     };
     runtime.run(&step(configure), work, progress)?;
     let resolved = fs::read_to_string(obj.join(".config"))
@@ -1300,6 +1301,7 @@ fn freebsd_build(
         workdir: "/src".into(),
         source: src,
         network: false,
+        mounts: Vec::new(),
     };
     runtime.run(&step, out, progress)?;
     for f in ["kernel", "config"] {
