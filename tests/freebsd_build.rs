@@ -1647,21 +1647,17 @@ fn a_c_app_is_compiled_by_clang_against_the_base_as_its_sysroot() {
     );
     f.overrides.insert("freebsd.toolchain".into(), clang);
 
+    // The example's sources and BunnyFile, as a user builds them.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-freebsd-src");
     let ctx = f.dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
-    fs::write(
-        ctx.join("hello.c"),
-        "#include <stdio.h>\n#include <string.h>\n\nint main(int argc, char **argv) {\n  printf(\"hello from FreeBSD: %lu\\n\", strlen(argv[0]) + argc);\n  return 0;\n}\n",
-    )
-    .unwrap();
-    fs::write(
-        ctx.join("Makefile"),
-        "hello: hello.c\n\t$(CC) $(CFLAGS) -o $@ hello.c\n",
-    )
-    .unwrap();
+    for file in ["hello.c", "Makefile"] {
+        fs::copy(example.join(file), ctx.join(file)).unwrap();
+    }
+    let bunnyfile = fs::read_to_string(example.join("BunnyFile")).unwrap();
     let out = f.dir.path().join("out");
     let started = std::time::Instant::now();
-    let (built, ran) = build_with(&f, &store, &source_bunnyfile("c"), &out, false).unwrap();
+    let (built, ran) = build_with(&f, &store, &bunnyfile, &out, false).unwrap();
     eprintln!("C app built in {:?}", started.elapsed());
     assert_eq!(ran, 1);
     let (ufs, listing) = root_of(&f, &out, "bundle");
@@ -1672,6 +1668,17 @@ fn a_c_app_is_compiled_by_clang_against_the_base_as_its_sysroot() {
     assert_eq!(elf.header.e_ident[goblin::elf::header::EI_OSABI], 9);
     assert_eq!(elf.interpreter, Some(RTLD));
     assert_eq!(elf.libraries, vec!["libc.so.7"]);
+    // The example's calls go to libc.so.7, resolved when FreeBSD's rtld
+    // loads it.
+    let imports: BTreeSet<&str> = elf
+        .dynsyms
+        .iter()
+        .filter(|s| s.st_shndx == 0)
+        .filter_map(|s| elf.dynstrtab.get_at(s.st_name))
+        .collect();
+    for call in ["socket", "bind", "listen", "accept", "write", "close"] {
+        assert!(imports.contains(call), "{call}: {imports:?}");
+    }
     assert!(elf
         .iter_note_headers(&program)
         .into_iter()
@@ -1700,14 +1707,14 @@ fn a_c_app_is_compiled_by_clang_against_the_base_as_its_sysroot() {
 
     // The same sources build the same image, from the cache; a source that
     // does not compile fails the step with the compiler's words.
-    let (again, ran) = build_with(&f, &store, &source_bunnyfile("c"), &out, false).unwrap();
+    let (again, ran) = build_with(&f, &store, &bunnyfile, &out, false).unwrap();
     assert_eq!((again.manifest.digest(), ran), (built.manifest.digest(), 0));
     fs::write(
         ctx.join("hello.c"),
         "int main(void) { return undeclared; }\n",
     )
     .unwrap();
-    let err = build(&f, &store, &source_bunnyfile("c"), &out)
+    let err = build(&f, &store, &bunnyfile, &out)
         .err()
         .expect("the build fails");
     assert!(err.contains("undeclared"), "{err}");
