@@ -87,7 +87,7 @@ const C_BUILD_SCRIPT: &str = r#"set -e
 rm -rf /tmp/build
 cp -a /src/. /tmp/build
 cd /tmp/build
-echo "+ make CC="$CC""
+echo "+ make CC='$CC'"
 make
 test -f "$APP" || { echo "make built no \`$APP\` (app.name) in the source directory" >&2; exit 1; }
 install -m 0755 "$APP" "/out/$APP"
@@ -354,10 +354,9 @@ impl Framework for FreeBsd {
                 network: false,
                 mounts: Vec::new(),
             }]),
-            Some("rust") => Err(FrameworkError::Unsupported {
-                framework: "freebsd".into(),
-                what: "compile a Rust `app` (bunny has no Rust standard library for FreeBSD to build with): cross-build it with `cargo build --release --target x86_64-unknown-freebsd`, put the program in the sources named after `app.name` and write `language: binary`",
-            }),
+            Some("rust") => Err(FrameworkError::Build(
+                "a Rust `app` is not compiled for FreeBSD: no Rust standard library for FreeBSD can be had to build with. Cross-build it with `cargo build --release --target x86_64-unknown-freebsd` where that target is installed, put the program in the sources named after `app.name` and write `language: binary`".into(),
+            )),
             Some(_) => Err(FrameworkError::Unsupported {
                 framework: "freebsd".into(),
                 what: "build an `app` in this language (it compiles `c` and `go`; write `language: binary` for a program already built for FreeBSD, or list `packages`)",
