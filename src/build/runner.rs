@@ -80,9 +80,14 @@ impl Runtime {
     ) -> Result<StepOutcome, BuildError> {
         fs::create_dir_all(&self.work_dir)
             .map_err(io_ctx(format!("creating {}", self.work_dir.display())))?;
+        // runc refuses a rootfs path through a symlink, and the overlay's
+        // merged directory is made here: a store reached through a symlink
+        // must not fail every step.
+        let work_dir = fs::canonicalize(&self.work_dir)
+            .map_err(io_ctx(format!("resolving {}", self.work_dir.display())))?;
         let scratch = tempfile::Builder::new()
             .prefix("step-")
-            .tempdir_in(&self.work_dir)
+            .tempdir_in(&work_dir)
             .map_err(io_ctx(format!(
                 "creating a temp dir in {}",
                 self.work_dir.display()
