@@ -746,6 +746,41 @@ mod tests {
         )));
     }
 
+    /// The definition's bytes, or the translation's error.
+    fn translated(text: &str) -> Result<Vec<Vec<u8>>, String> {
+        let opts = TranslateOptions {
+            frontend_image: Some("frontend:1".into()),
+            tools_image: Some("tools:1".into()),
+            ..TranslateOptions::default()
+        };
+        translate("BunnyFile", text.as_bytes(), &mut NoResolver, &opts)
+            .map(|t| t.definition.def)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A FreeBSD C app mounts the base as its sysroot, which no exec op can
+    /// make yet; a Go app's step takes only the layers it uses.
+    #[test]
+    fn freebsd_apps_from_sources_name_only_the_layers_they_use() {
+        let app = |language: &str| {
+            format!("version: v0.1\nplatforms:\n  framework: freebsd\n  monitor: qemu\n  architecture: x86_64\napp:\n  name: hello\n  from: local\n  language: {language}\nentrypoint: [\"/sbin/urunit\", \"/usr/local/bin/hello\"]\n")
+        };
+        let err = translated(&app("c")).unwrap_err();
+        assert!(
+            err.contains("`base`") && err.contains("bunny build"),
+            "{err}"
+        );
+        let names = |def: &[Vec<u8>], needle: &str| {
+            def.iter()
+                .any(|op| op.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        };
+        let go = translated(&app("go")).unwrap();
+        assert!(names(&go, "freebsd-go"), "the go image is used");
+        assert!(!names(&go, "freebsd-toolchain"), "the clang image is not");
+        let binary = translated(&app("binary")).unwrap();
+        assert!(!names(&binary, "freebsd-go") && !names(&binary, "freebsd-toolchain"));
+    }
+
     #[test]
     fn paths_are_cleaned_and_dotdot_refused() {
         assert_eq!(clean("./a//b/").unwrap(), "a/b");
