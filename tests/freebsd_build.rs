@@ -1622,7 +1622,10 @@ fn a_c_app_is_compiled_by_clang_against_the_base_as_its_sysroot() {
     let clang = format!("oci:{}:clang-bookworm", toolchains().display());
     // The base: the init's programs as before, and a C sysroot whose libc
     // and crt objects the real clang compiles for FreeBSD.
-    let sysroot = gen::sysroot_items(&unpacked_image(&store, &clang), f.dir.path());
+    let started = std::time::Instant::now();
+    let clang_rootfs = unpacked_image(&store, &clang);
+    eprintln!("clang-bookworm unpacked in {:?}", started.elapsed());
+    let sysroot = gen::sysroot_items(&clang_rootfs, f.dir.path());
     let libc = sysroot
         .iter()
         .find_map(|i| match i {
