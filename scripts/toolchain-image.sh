@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the images the `linux` framework builds with, as OCI layouts under
+# Makes the images the `linux`, `rumprun` and `freebsd` frameworks build with, as OCI layouts under
 # target/toolchains (or $1):
 #   oci:DIR/layout:gcc-bookworm     Debian bookworm minbase + gcc, make, libc6-dev
 #   oci:DIR/layout:kbuild-bookworm  Debian bookworm minbase + gcc, make, bc, flex,

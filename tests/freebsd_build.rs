@@ -1733,7 +1733,23 @@ fn a_go_app_is_built_for_freebsd_by_go_and_builds_the_same_twice() {
     );
     let ctx = f.dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
-    fs::write(ctx.join("go.mod"), "module example.com/hello\n\ngo 1.19\n").unwrap();
+    // A module with one dependency, vendored: the step has no network.
+    fs::write(
+        ctx.join("go.mod"),
+        "module example.com/hello\n\ngo 1.19\n\nrequire example.org/greet v1.0.0\n",
+    )
+    .unwrap();
+    fs::create_dir_all(ctx.join("vendor/example.org/greet")).unwrap();
+    fs::write(
+        ctx.join("vendor/modules.txt"),
+        "# example.org/greet v1.0.0\n## explicit\nexample.org/greet\n",
+    )
+    .unwrap();
+    fs::write(
+        ctx.join("vendor/example.org/greet/greet.go"),
+        "package greet\n\n// Line is what the server says first.\nconst Line = \"hello from FreeBSD\\n\"\n",
+    )
+    .unwrap();
     fs::write(
         ctx.join("main.go"),
         r#"package main
@@ -1742,6 +1758,8 @@ fn a_go_app_is_built_for_freebsd_by_go_and_builds_the_same_twice() {
 import (
 	"io"
 	"net"
+
+	"example.org/greet"
 )
 
 func main() {
@@ -1754,7 +1772,7 @@ func main() {
 		if err != nil {
 			continue
 		}
-		go func() { io.Copy(c, c); c.Close() }()
+		go func() { io.WriteString(c, greet.Line); io.Copy(c, c); c.Close() }()
 	}
 }
 "#,
@@ -1776,9 +1794,9 @@ func main() {
     assert!(elf.libraries.is_empty(), "{:?}", elf.libraries);
     assert!(
         program
-            .windows(b"example.com/hello".len())
-            .any(|w| w == b"example.com/hello"),
-        "no build info of the module example.com/hello"
+            .windows(b"hello from FreeBSD".len())
+            .any(|w| w == b"hello from FreeBSD"),
+        "the vendored module's string is not in the program"
     );
     // Compiled again from scratch (no step cache), the image is the same.
     let out2 = f.dir.path().join("out2");
@@ -1789,4 +1807,13 @@ func main() {
     assert_eq!(second.manifest.digest(), first.manifest.digest());
     let lock = lock_of(&f);
     assert!(lock["layers"].get("freebsd.toolchain").is_none(), "{lock}");
+
+    // Without the vendored copy the module cannot be had (no network, no
+    // proxy): the step fails with go's words naming it.
+    fs::remove_dir_all(ctx.join("vendor")).unwrap();
+    let err = build(&f, &store, &source_bunnyfile("go"), &out)
+        .err()
+        .expect("the build fails");
+    assert!(err.contains("step `go build hello` failed"), "{err}");
+    assert!(err.contains("package example.org/greet"), "{err}");
 }
