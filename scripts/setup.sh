@@ -24,7 +24,8 @@ packages=(
   qemu-system-x86 busybox-static
   # the virtio NIC's option ROM qemu loads (efi-virtio.rom)
   ipxe-qemu
-  # the linux framework's toolchain image (scripts/toolchain-image.sh)
+  # the build images of the linux and freebsd frameworks (gcc, clang,
+  # go: scripts/toolchain-image.sh)
   debootstrap git
   # network namespaces, tap devices
   iproute2
@@ -90,8 +91,10 @@ fi
 # The hello-linux example's context gets the kernel, busybox and the modules.
 "$here/examples/hello-linux/prepare.sh" "$kdir"
 
-# The toolchain and kernel images for `app` builds (linux, rumprun):
-# debootstrap takes minutes the first time; cached under target/toolchains.
+# The toolchain and kernel images for `app` builds (linux, rumprun, and
+# freebsd's clang and go images, which also compile the tests' stand-in
+# FreeBSD sysroot): debootstrap takes minutes the first time; cached under
+# target/toolchains, one stamp per image.
 "$here/scripts/toolchain-image.sh"
 
 # Third-party tools no package registry has. Beside this project's own

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the images the `linux` framework builds with, as OCI layouts under
+# Makes the images the `linux`, `rumprun` and `freebsd` frameworks build with, as OCI layouts under
 # target/toolchains (or $1):
 #   oci:DIR/layout:gcc-bookworm     Debian bookworm minbase + gcc, make, libc6-dev
 #   oci:DIR/layout:kbuild-bookworm  Debian bookworm minbase + gcc, make, bc, flex,
@@ -12,6 +12,11 @@
 #   oci:DIR/layout:tools-bookworm   Debian bookworm minbase + e2fsprogs, makefs,
 #                                   busybox-static: the tools image the BuildKit
 #                                   frontend's pack step runs in
+#   oci:DIR/layout:clang-bookworm   Debian bookworm minbase + clang-14, lld-14, make
+#                                   (`clang`, `ld.lld` on PATH): the `freebsd`
+#                                   framework cross-compiles C apps with it
+#   oci:DIR/layout:go-bookworm      Debian bookworm minbase + golang-go: the
+#                                   `freebsd` framework's Go builds
 #   oci:DIR/layout:rumprun-solo5    the rumprun toolchain (Solo5 0.4.1) at
 #                                   /rumprun/rumprun-solo5 on bookworm + gcc-11
 #   oci:DIR/layout:rumprun-solo5-v0.9  the same for rumprun ported to Solo5
@@ -32,6 +37,8 @@ gcc_tag=gcc-bookworm
 kbuild_tag=kbuild-bookworm
 kernel_tag=kernel-bookworm
 tools_tag=tools-bookworm
+clang_tag=clang-bookworm
+go_tag=go-bookworm
 rr_tag=rumprun-solo5
 rr9_tag=rumprun-solo5-v0.9
 shared_rr="${BUNNY_SHARED_TOOLS:-$here/../shared/tools}/rumprun"
@@ -42,6 +49,7 @@ have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/
 want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
 have_all() {
   have gcc-v1 "$gcc_tag" && have kbuild-v1 "$kbuild_tag" && have kernel-v3 "$kernel_tag" && have tools-v1 "$tools_tag" \
+    && have clang-v1 "$clang_tag" && have go-v1 "$go_tag" \
     && have rumprun-v2 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v2 "$rr9_tag"; }
 }
 if have_all; then
@@ -103,6 +111,7 @@ image_with() {
 
 base="$work/base"
 if ! have gcc-v1 "$gcc_tag" || ! have kbuild-v1 "$kbuild_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v2 "$rr_tag" \
+   || ! have clang-v1 "$clang_tag" || ! have go-v1 "$go_tag" \
    || { want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; }; then
   debootstrap --variant=minbase bookworm "$base" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
@@ -118,6 +127,23 @@ fi
 if ! have kbuild-v1 "$kbuild_tag"; then
   image_with "$rootfs" "$kbuild_tag" kbuild-v1 "bunny linux kernel build toolchain (gcc, make, bc, flex, bison, libelf)" \
     gcc make libc6-dev bc flex bison libelf-dev perl-base python3-minimal xz-utils
+fi
+# Debian installs clang and lld under versioned names; the unversioned ones
+# are what Makefiles and clang's own driver (-fuse-ld=lld) look for.
+clang_names() {
+  local root="$1"
+  ln -sf /usr/bin/clang-14 "$root/usr/local/bin/clang"
+  ln -sf /usr/bin/clang-14 "$root/usr/local/bin/cc"
+  ln -sf /usr/bin/ld.lld-14 "$root/usr/local/bin/ld.lld"
+  [[ -x "$root/usr/bin/clang-14" && -x "$root/usr/bin/ld.lld-14" ]] \
+    || { echo "toolchain-image: clang-14 or ld.lld-14 missing in the clang image" >&2; exit 1; }
+}
+if ! have clang-v1 "$clang_tag"; then
+  post_install=clang_names image_with "$rootfs" "$clang_tag" clang-v1 "bunny clang toolchain (clang-14, lld-14, make)" \
+    clang-14 lld-14 make
+fi
+if ! have go-v1 "$go_tag"; then
+  image_with "$rootfs" "$go_tag" go-v1 "bunny Go toolchain (golang-go)" golang-go
 fi
 
 # The rumprun toolchain needs gcc 11: Solo5 0.4.1's configure does not take
@@ -181,4 +207,4 @@ b config --label org.opencontainers.image.title="Debian bookworm kernel" "$c"
 b commit -q --timestamp 0 "$c" "oci:$layout:$kernel_tag" >/dev/null
 touch "$out/kernel-v3.done"
 fi
-echo "toolchain-image: wrote $layout ($gcc_tag, $kbuild_tag, $kernel_tag, $tools_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"
+echo "toolchain-image: wrote $layout ($gcc_tag, $kbuild_tag, $kernel_tag, $tools_tag, $clang_tag, $go_tag, $rr_tag$(want_rr9 && echo ", $rr9_tag"))"

@@ -76,6 +76,7 @@ fn step(script: &str, source: &Path, network: bool) -> Step {
         workdir: "/src".into(),
         source: source.to_path_buf(),
         network,
+        mounts: Vec::new(),
     }
 }
 

@@ -3,6 +3,10 @@
 //! real formats (tests/fixtures/freebsd/gen.rs), a kernel layer and a base
 //! layer as OCI layouts; the built image's UFS2 root, annotations and the
 //! qemu microvm and firecracker command lines the runtime derives from it.
+//! Apps from sources are compiled for real in the clang-bookworm and
+//! go-bookworm images (scripts/toolchain-image.sh) under runc; the C one
+//! links against a stand-in FreeBSD sysroot whose objects that same clang
+//! compiles (no FreeBSD base exists here).
 
 mod common;
 
@@ -16,7 +20,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bunny::build::AppOptions;
 use bunny::layers::store::Store;
@@ -205,10 +209,14 @@ fn write_repo(dir: &Path, tamper: Option<&str>, drop_from_catalogue: Option<&str
 /// FreeBSD's base.txz in miniature: the init's programs, their libraries,
 /// and files nothing needs (which must stay out of the image).
 fn base_txz() -> Vec<u8> {
+    gen::xz(&gen::tar(&base_items()))
+}
+
+fn base_items() -> Vec<Item> {
     let lib = |name: &'static str, needs: &[&str]| Item::File(name, elf(name, None, needs), 0o444);
     let prog =
         |name: &'static str, needs: &[&str]| Item::File(name, elf(name, Some(RTLD), needs), 0o555);
-    let raw = gen::tar(&[
+    vec![
         Item::Dir("./"),
         Item::Dir("./libexec/"),
         Item::File(
@@ -243,8 +251,7 @@ fn base_txz() -> Vec<u8> {
         prog("./sbin/reboot", &["libutil.so.9", "libc.so.7"]),
         Item::Dir("./usr/bin/"),
         prog("./usr/bin/unused", &["libz.so.6", "libc.so.7"]),
-    ]);
-    gen::xz(&raw)
+    ]
 }
 
 /// An OCI layout at `dir` tagged `tag` whose one layer holds `files`.
@@ -360,6 +367,18 @@ fn build(
     text: &str,
     out: &Path,
 ) -> Result<bunny::pipeline::Built, String> {
+    build_with(f, store, text, out, false).map(|(built, _)| built)
+}
+
+/// [`build`], optionally running every step again (`--no-cache`); also
+/// returns how many steps ran.
+fn build_with(
+    f: &Fixture,
+    store: &Store,
+    text: &str,
+    out: &Path,
+    no_cache: bool,
+) -> Result<(bunny::pipeline::Built, usize), String> {
     let ctx = f.dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("BunnyFile"), text).unwrap();
@@ -376,9 +395,10 @@ fn build(
         lock_file: ctx.join("bunny.lock"),
         layer_overrides: f.overrides.clone(),
         config_file: Some(f.dir.path().join("no-config.json")),
+        no_cache,
         ..AppOptions::default()
     };
-    let _app = pipeline::prepare_app(&mut plan, store, &opts, &Quiet).map_err(|e| {
+    let app = pipeline::prepare_app(&mut plan, store, &opts, &Quiet).map_err(|e| {
         let mut s = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(inner) = src {
@@ -401,6 +421,7 @@ fn build(
         },
         &Quiet,
     )
+    .map(|built| (built, app.map(|a| a.steps_run).unwrap_or(0)))
     .map_err(|e| e.to_string())
 }
 
@@ -1385,11 +1406,24 @@ fn a_go_program_built_for_freebsd_is_packed_with_what_it_needs_from_the_base() {
         err.contains("`hello` in the sources is not built for FreeBSD"),
         "{err}"
     );
-    let err = build(&f, &store, &source_bunnyfile("go"), &out)
+    // No Rust standard library for FreeBSD exists here to compile with:
+    // the message says how to cross-build instead.
+    let err = build(&f, &store, &source_bunnyfile("rust"), &out)
         .err()
         .expect("the build fails");
-    assert!(err.contains("no FreeBSD toolchain layer"), "{err}");
+    assert!(
+        err.contains("cargo build --release --target x86_64-unknown-freebsd"),
+        "{err}"
+    );
     assert!(err.contains("language: binary"), "{err}");
+    // A `binary` app needs no toolchain image: none is resolved or locked
+    // (the defaults name images this machine does not have).
+    let lock = lock_of(&f);
+    assert!(lock["layers"].get("freebsd.toolchain").is_none(), "{lock}");
+    assert!(
+        lock["layers"].get("freebsd.go-toolchain").is_none(),
+        "{lock}"
+    );
     fs::remove_file(ctx.join("hello")).unwrap();
     let err = build(&f, &store, &source_bunnyfile("binary"), &out)
         .err()
@@ -1535,4 +1569,251 @@ fn a_freebsd_directory_volume_must_be_kept_or_read_only() {
     );
     // Nothing was left behind: no run, no image.
     assert_eq!(fs::read_dir(root.join("runs")).unwrap().count(), 0);
+}
+
+// ---- apps compiled from sources in build containers ----
+
+/// The toolchain images' layout (made by scripts/toolchain-image.sh, which
+/// only checks its stamps when they are there).
+fn toolchains() -> PathBuf {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            run(Command::new(root.join("scripts/toolchain-image.sh"))
+                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
+            root.join("target/toolchains/layout")
+        })
+        .clone()
+}
+
+/// `reference`'s rootfs, unpacked in `store` (where the build finds it
+/// again).
+fn unpacked_image(store: &Store, reference: &str) -> PathBuf {
+    let (image_store, manifest) =
+        bunny::build::resolve_image(store, reference, None, false).unwrap();
+    let image = bunny::build::ResolvedImage {
+        reference: reference.to_string(),
+        store: image_store,
+        manifest,
+    };
+    bunny::build::rootfs::unpacked_rootfs(store.root(), &image)
+        .unwrap()
+        .0
+}
+
+/// The program at `path` in the built image's UFS2 root, and that root's
+/// listing.
+fn root_of(f: &Fixture, out: &Path, name: &str) -> (Ufs, BTreeMap<String, (u16, u64)>) {
+    let bundle = f.dir.path().join(name);
+    unpack(out, &bundle);
+    let img = bundle.join("rootfs/.boot/rootfs");
+    common::ufs::check_image(&img);
+    let ufs = Ufs::open(&img);
+    let listing = ufs.walk();
+    (ufs, listing)
+}
+
+#[test]
+fn a_c_app_is_compiled_by_clang_against_the_base_as_its_sysroot() {
+    require_tool("runc");
+    let mut f = fixture();
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let clang = format!("oci:{}:clang-bookworm", toolchains().display());
+    // The base: the init's programs as before, and a C sysroot whose libc
+    // and crt objects the real clang compiles for FreeBSD.
+    let started = std::time::Instant::now();
+    let clang_rootfs = unpacked_image(&store, &clang);
+    eprintln!("clang-bookworm unpacked in {:?}", started.elapsed());
+    let sysroot = gen::sysroot_items(&clang_rootfs, f.dir.path());
+    let libc = sysroot
+        .iter()
+        .find_map(|i| match i {
+            Item::File("./lib/libc.so.7", data, _) => Some(data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut items: Vec<Item> = base_items()
+        .into_iter()
+        .filter(|i| !matches!(i, Item::File("./lib/libc.so.7", ..)))
+        .collect();
+    items.extend(sysroot);
+    let base = f.dir.path().join("src-base.txz");
+    fs::write(&base, gen::xz(&gen::tar(&items))).unwrap();
+    f.overrides.insert(
+        "freebsd.base".into(),
+        layout(
+            &f.dir.path().join("src-base-layout"),
+            "14.3",
+            &[("/base.txz", &base, 0o644)],
+        ),
+    );
+    f.overrides.insert("freebsd.toolchain".into(), clang);
+
+    // The example's sources and BunnyFile, as a user builds them.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-freebsd-src");
+    let ctx = f.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    for file in ["hello.c", "Makefile"] {
+        fs::copy(example.join(file), ctx.join(file)).unwrap();
+    }
+    let bunnyfile = fs::read_to_string(example.join("BunnyFile")).unwrap();
+    let out = f.dir.path().join("out");
+    let started = std::time::Instant::now();
+    let (built, ran) = build_with(&f, &store, &bunnyfile, &out, false).unwrap();
+    eprintln!("C app built in {:?}", started.elapsed());
+    assert_eq!(ran, 1);
+    let (ufs, listing) = root_of(&f, &out, "bundle");
+    let program = ufs.contents(listing["/usr/local/bin/hello"].1);
+    assert_eq!(listing["/usr/local/bin/hello"].0 & 0o777, 0o755);
+    bunny::frameworks::freebsd::check_freebsd_elf("hello", &program).unwrap();
+    let elf = goblin::elf::Elf::parse(&program).unwrap();
+    assert_eq!(elf.header.e_ident[goblin::elf::header::EI_OSABI], 9);
+    assert_eq!(elf.interpreter, Some(RTLD));
+    assert_eq!(elf.libraries, vec!["libc.so.7"]);
+    // The example's calls go to libc.so.7, resolved when FreeBSD's rtld
+    // loads it.
+    let imports: BTreeSet<&str> = elf
+        .dynsyms
+        .iter()
+        .filter(|s| s.st_shndx == 0)
+        .filter_map(|s| elf.dynstrtab.get_at(s.st_name))
+        .collect();
+    for call in ["socket", "bind", "listen", "accept", "write", "close"] {
+        assert!(imports.contains(call), "{call}: {imports:?}");
+    }
+    assert!(elf
+        .iter_note_headers(&program)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|n| n.name == "FreeBSD" && n.n_type == 1));
+    // The libc it was linked with is the one the guest gets; what only the
+    // link needed (crt objects, headers, the linker script) stays out.
+    assert_eq!(ufs.contents(listing["/lib/libc.so.7"].1), libc);
+    for only_linked in [
+        "/usr/lib/crt1.o",
+        "/usr/lib/libc.so",
+        "/usr/include/stdio.h",
+        "/lib/libgcc_s.so.1",
+    ] {
+        assert!(!listing.contains_key(only_linked), "{only_linked}");
+    }
+    let rc = String::from_utf8(ufs.contents(listing["/etc/rc"].1)).unwrap();
+    assert!(rc.contains("set -- /usr/local/bin/hello\n"), "{rc}");
+    let lock = lock_of(&f);
+    assert!(lock["layers"].get("freebsd.toolchain").is_some(), "{lock}");
+    assert!(
+        lock["layers"].get("freebsd.go-toolchain").is_none(),
+        "{lock}"
+    );
+
+    // The same sources build the same image, from the cache; a source that
+    // does not compile fails the step with the compiler's words.
+    let (again, ran) = build_with(&f, &store, &bunnyfile, &out, false).unwrap();
+    assert_eq!((again.manifest.digest(), ran), (built.manifest.digest(), 0));
+    fs::write(
+        ctx.join("hello.c"),
+        "int main(void) { return undeclared; }\n",
+    )
+    .unwrap();
+    let err = build(&f, &store, &bunnyfile, &out)
+        .err()
+        .expect("the build fails");
+    assert!(err.contains("undeclared"), "{err}");
+}
+
+#[test]
+fn a_go_app_is_built_for_freebsd_by_go_and_builds_the_same_twice() {
+    require_tool("runc");
+    let mut f = fixture();
+    f.overrides.insert(
+        "freebsd.go-toolchain".into(),
+        format!("oci:{}:go-bookworm", toolchains().display()),
+    );
+    let ctx = f.dir.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    // A module with one dependency, vendored: the step has no network.
+    fs::write(
+        ctx.join("go.mod"),
+        "module example.com/hello\n\ngo 1.19\n\nrequire example.org/greet v1.0.0\n",
+    )
+    .unwrap();
+    fs::create_dir_all(ctx.join("vendor/example.org/greet")).unwrap();
+    fs::write(
+        ctx.join("vendor/modules.txt"),
+        "# example.org/greet v1.0.0\n## explicit\nexample.org/greet\n",
+    )
+    .unwrap();
+    fs::write(
+        ctx.join("vendor/example.org/greet/greet.go"),
+        "package greet\n\n// Line is what the server says first.\nconst Line = \"hello from FreeBSD\\n\"\n",
+    )
+    .unwrap();
+    fs::write(
+        ctx.join("main.go"),
+        r#"package main
+
+// A TCP echo server: net without net/http, which would double the compile.
+import (
+	"io"
+	"net"
+
+	"example.org/greet"
+)
+
+func main() {
+	l, err := net.Listen("tcp", ":7")
+	if err != nil {
+		panic(err)
+	}
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			continue
+		}
+		go func() { io.WriteString(c, greet.Line); io.Copy(c, c); c.Close() }()
+	}
+}
+"#,
+    )
+    .unwrap();
+    let store = Store::open(&f.dir.path().join("store")).unwrap();
+    let out = f.dir.path().join("out");
+    let started = std::time::Instant::now();
+    let (first, ran) = build_with(&f, &store, &source_bunnyfile("go"), &out, false).unwrap();
+    eprintln!("Go app built in {:?}", started.elapsed());
+    assert_eq!(ran, 1);
+    let (ufs, listing) = root_of(&f, &out, "bundle");
+    let program = ufs.contents(listing["/usr/local/bin/hello"].1);
+    bunny::frameworks::freebsd::check_freebsd_elf("hello", &program).unwrap();
+    let elf = goblin::elf::Elf::parse(&program).unwrap();
+    assert_eq!(elf.header.e_ident[goblin::elf::header::EI_OSABI], 9);
+    // Static: no loader, no libraries (the init's still join it).
+    assert_eq!(elf.interpreter, None);
+    assert!(elf.libraries.is_empty(), "{:?}", elf.libraries);
+    assert!(
+        program
+            .windows(b"hello from FreeBSD".len())
+            .any(|w| w == b"hello from FreeBSD"),
+        "the vendored module's string is not in the program"
+    );
+    // Compiled again from scratch (no step cache), the image is the same.
+    let out2 = f.dir.path().join("out2");
+    let started = std::time::Instant::now();
+    let (second, ran) = build_with(&f, &store, &source_bunnyfile("go"), &out2, true).unwrap();
+    eprintln!("Go app built again in {:?}", started.elapsed());
+    assert_eq!(ran, 1);
+    assert_eq!(second.manifest.digest(), first.manifest.digest());
+    let lock = lock_of(&f);
+    assert!(lock["layers"].get("freebsd.toolchain").is_none(), "{lock}");
+
+    // Without the vendored copy the module cannot be had (no network, no
+    // proxy): the step fails with go's words naming it.
+    fs::remove_dir_all(ctx.join("vendor")).unwrap();
+    let err = build(&f, &store, &source_bunnyfile("go"), &out)
+        .err()
+        .expect("the build fails");
+    assert!(err.contains("step `go build hello` failed"), "{err}");
+    assert!(err.contains("package example.org/greet"), "{err}");
 }

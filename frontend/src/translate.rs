@@ -486,8 +486,25 @@ pub fn translate_bunnyfile(
         };
         let info = bunny::build::app_info(app, Some(bf.platforms.monitor.value), Some(arch));
         let steps = framework.app_steps(&info).map_err(fw_err)?;
+        // A layer a step mounts may be an archive the framework unpacks on
+        // the host first (FreeBSD's base.txz as a sysroot): no exec op can
+        // do that yet.
+        if let Some(step) = steps.iter().find(|s| !s.mounts.is_empty()) {
+            return Err(FrontendError::Needs {
+                what: format!("step `{}`", step.name),
+                why: format!(
+                    "it mounts the framework layer `{}`, which the BuildKit frontend cannot provide yet; build this app with `bunny build`",
+                    step.mounts[0].layer
+                ),
+            });
+        }
+        let wanted = framework.app_layers(&info, &steps);
         let mut layers = BTreeMap::new();
-        for dep in framework.layers() {
+        for dep in framework
+            .layers()
+            .iter()
+            .filter(|d| wanted.contains(&d.name))
+        {
             let reference = b.layer_reference(framework.name(), dep.name, dep.reference);
             let out = b.g.image(&reference);
             let dir = format!("/.bunny/layers/{}", dep.name);
@@ -776,6 +793,41 @@ mod tests {
             err.contains("LABEL bunny.kernel") && err.contains("bunny build"),
             "{err}"
         );
+    }
+
+    /// The definition's bytes, or the translation's error.
+    fn translated(text: &str) -> Result<Vec<Vec<u8>>, String> {
+        let opts = TranslateOptions {
+            frontend_image: Some("frontend:1".into()),
+            tools_image: Some("tools:1".into()),
+            ..TranslateOptions::default()
+        };
+        translate("BunnyFile", text.as_bytes(), &mut NoResolver, &opts)
+            .map(|t| t.definition.def)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A FreeBSD C app mounts the base as its sysroot, which no exec op can
+    /// make yet; a Go app's step takes only the layers it uses.
+    #[test]
+    fn freebsd_apps_from_sources_name_only_the_layers_they_use() {
+        let app = |language: &str| {
+            format!("version: v0.1\nplatforms:\n  framework: freebsd\n  monitor: qemu\n  architecture: x86_64\napp:\n  name: hello\n  from: local\n  language: {language}\nentrypoint: [\"/sbin/urunit\", \"/usr/local/bin/hello\"]\n")
+        };
+        let err = translated(&app("c")).unwrap_err();
+        assert!(
+            err.contains("`base`") && err.contains("bunny build"),
+            "{err}"
+        );
+        let names = |def: &[Vec<u8>], needle: &str| {
+            def.iter()
+                .any(|op| op.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        };
+        let go = translated(&app("go")).unwrap();
+        assert!(names(&go, "freebsd-go"), "the go image is used");
+        assert!(!names(&go, "freebsd-toolchain"), "the clang image is not");
+        let binary = translated(&app("binary")).unwrap();
+        assert!(!names(&binary, "freebsd-go") && !names(&binary, "freebsd-toolchain"));
     }
 
     #[test]

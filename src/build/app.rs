@@ -202,7 +202,8 @@ pub fn build_app(
             _scratch: scratch,
         });
     }
-    let images = resolve_layers(framework, store, opts, progress)?;
+    let wanted = framework.app_layers(&info, &steps);
+    let images = resolve_layers(framework, &wanted, store, opts, progress)?;
     let from_packages = app.from.value == crate::bunnyfile::FROM_PACKAGES;
     let source = if from_packages {
         // Made only of packages: the framework fetches them when packing.
@@ -260,6 +261,21 @@ pub fn build_app(
                     })?
             }
         };
+        // A mounted layer is named in the key by its locked digest: the
+        // directory made from it follows from that.
+        let mut mounts = Vec::new();
+        let mut mount_keys = Vec::new();
+        for m in &spec.mounts {
+            let layer = images.get(m.layer).ok_or_else(|| BuildError::Framework {
+                framework: fw.clone(),
+                message: format!(
+                    "step `{}` mounts layer `{}`, which the app's layers do not include",
+                    spec.name, m.layer
+                ),
+            })?;
+            mount_keys.push(format!("{}={}", m.target, layer.digest()));
+            mounts.push((m, layer));
+        }
         let key = cache::step_key(&KeyInputs {
             image_digest: &image.digest(),
             command: &spec.command,
@@ -267,6 +283,7 @@ pub fn build_app(
             workdir: &spec.workdir,
             network: spec.network,
             source: &input,
+            mounts: &mount_keys,
         })?;
         progress.start(&spec.name);
         let out = match cache::lookup(store.root(), &key).filter(|_| !opts.no_cache) {
@@ -283,6 +300,14 @@ pub fn build_app(
                         &format!("unpacked {} ({})", image.reference, image.digest()),
                     );
                 }
+                let mut mounted = Vec::new();
+                for (m, layer) in &mounts {
+                    let files = layer.files(store.root())?;
+                    let dir = framework
+                        .mount_dir(m.layer, &files, store, progress)
+                        .map_err(fw_err)?;
+                    mounted.push((m.target.clone(), dir));
+                }
                 let pending = PendingOutput::new(store.root(), &key)?;
                 let step = Step {
                     name: spec.name.clone(),
@@ -292,6 +317,7 @@ pub fn build_app(
                     workdir: spec.workdir.clone(),
                     source: input,
                     network: spec.network,
+                    mounts: mounted,
                 };
                 let outcome = runtime.run(&step, &pending.out(), progress)?;
                 let out = pending.commit()?;
@@ -366,11 +392,13 @@ fn pack_app(
     Ok(package)
 }
 
-/// Every layer the framework declares, as the lock file pins it. A layer not
-/// in the lock (or whose reference changed, or with `--update-lock`) is
-/// resolved now and the lock file rewritten.
+/// The framework's layers named in `wanted` (what the app uses), as the lock
+/// file pins them. A layer not in the lock (or whose reference changed, or
+/// with `--update-lock`) is resolved now and the lock file rewritten; the
+/// lock keeps the entries of layers this build did not use.
 fn resolve_layers(
     framework: &dyn Framework,
+    wanted: &[&str],
     store: &Store,
     opts: &AppOptions,
     progress: &dyn Progress,
@@ -400,7 +428,12 @@ fn resolve_layers(
     let mut lock = LockFile::load(&opts.lock_file)?;
     let mut changed = false;
     let mut out = BTreeMap::new();
-    for dep in framework.layers() {
+    for dep in framework
+        .layers()
+        .iter()
+        .filter(|d| wanted.contains(&d.name))
+    {
+        // A kernel built from sources replaces the kernel layer.
         if opts.kernel.is_some() && dep.name == crate::frameworks::KERNEL_LAYER {
             continue;
         }

@@ -26,6 +26,8 @@ pub struct KeyInputs<'a> {
     pub network: bool,
     /// Hashed by content, recursively.
     pub source: &'a Path,
+    /// The step's read-only layer mounts, each as `TARGET=DIGEST`.
+    pub mounts: &'a [String],
 }
 
 /// The step's key, as 64 hex digits.
@@ -47,6 +49,10 @@ pub fn step_key(inputs: &KeyInputs) -> Result<String, BuildError> {
     }
     field("workdir", inputs.workdir.as_bytes());
     field("net", &[u8::from(inputs.network)]);
+    // Absent for steps without mounts, so their keys stay what they were.
+    for m in inputs.mounts {
+        field("mount", m.as_bytes());
+    }
     let tree = tree_hash(inputs.source)?;
     field("src", tree.as_bytes());
     Ok(hex::encode(h.finalize()))
@@ -176,7 +182,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("a.c"), "int main(){}").unwrap();
         let cmd = vec!["make".to_string()];
-        let k = |env: &[String]| {
+        let km = |env: &[String], mounts: &[String]| {
             step_key(&KeyInputs {
                 image_digest: "sha256:00",
                 command: &cmd,
@@ -184,12 +190,18 @@ mod tests {
                 workdir: "/src",
                 network: false,
                 source: d.path(),
+                mounts,
             })
             .unwrap()
         };
+        let k = |env: &[String]| km(env, &[]);
         let first = k(&[]);
         assert_eq!(first, k(&[]));
         assert_ne!(first, k(&["CC=clang".to_string()]));
+        // A sysroot of another digest is another build.
+        let sysroot = km(&[], &["/sysroot=sha256:01".to_string()]);
+        assert_ne!(first, sysroot);
+        assert_ne!(sysroot, km(&[], &["/sysroot=sha256:02".to_string()]));
         fs::write(d.path().join("a.c"), "int main(){return 1;}").unwrap();
         assert_ne!(first, k(&[]));
         fs::create_dir(d.path().join(".git")).unwrap();

@@ -1253,6 +1253,7 @@ fn linux_container_build(
         workdir: "/out".into(),
         source: src.clone(),
         network: false,
+        mounts: Vec::new(),
     };
     runtime.run(&step(configure), work, progress)?;
     let resolved = fs::read_to_string(obj.join(".config"))
@@ -1366,6 +1367,7 @@ fn freebsd_build(
         workdir: "/src".into(),
         source: src,
         network: false,
+        mounts: Vec::new(),
     };
     runtime.run(&step, out, progress)?;
     for f in ["kernel", "config"] {

@@ -2,7 +2,8 @@
 //!
 //! The container sees the image's rootfs (unpacked once, never written), the
 //! step's sources read-only at `/src`, its output directory read-write at
-//! `/out`, a tmpfs at `/tmp`, and nothing of the host's network: it gets a new
+//! `/out`, a tmpfs at `/tmp`, the step's other read-only directories (a
+//! sysroot) where it names them, and nothing of the host's network: it gets a new
 //! network namespace, in which only `lo` exists, unless the step asks for the
 //! network. It runs as root in the container with no capabilities and
 //! `noNewPrivileges`.
@@ -46,6 +47,8 @@ pub struct Step {
     pub source: PathBuf,
     /// Give the step the host's network (default: none).
     pub network: bool,
+    /// (where the step sees it, host directory), mounted read-only.
+    pub mounts: Vec<(String, PathBuf)>,
 }
 
 /// What ran.
@@ -77,9 +80,14 @@ impl Runtime {
     ) -> Result<StepOutcome, BuildError> {
         fs::create_dir_all(&self.work_dir)
             .map_err(io_ctx(format!("creating {}", self.work_dir.display())))?;
+        // runc refuses a rootfs path through a symlink, and the overlay's
+        // merged directory is made here: a store reached through a symlink
+        // must not fail every step.
+        let work_dir = fs::canonicalize(&self.work_dir)
+            .map_err(io_ctx(format!("resolving {}", self.work_dir.display())))?;
         let scratch = tempfile::Builder::new()
             .prefix("step-")
-            .tempdir_in(&self.work_dir)
+            .tempdir_in(&work_dir)
             .map_err(io_ctx(format!(
                 "creating a temp dir in {}",
                 self.work_dir.display()
@@ -95,6 +103,11 @@ impl Runtime {
         let step = &Step {
             rootfs: abs(&step.rootfs)?,
             source: abs(&step.source)?,
+            mounts: step
+                .mounts
+                .iter()
+                .map(|(target, dir)| Ok((target.clone(), abs(dir)?)))
+                .collect::<Result<_, BuildError>>()?,
             ..step.clone()
         };
         let out = &abs(out)?;
@@ -227,6 +240,27 @@ fn bind(dest: &str, source: &Path, readonly: bool) -> Result<Mount, BuildError> 
         .map_err(|e| BuildError::Spec(e.to_string()))
 }
 
+/// A step's extra mount must not hide what the executor mounts nor leave
+/// the container's tree.
+fn check_mount_target(target: &str) -> Result<(), BuildError> {
+    let path = Path::new(target);
+    let clean = path.is_absolute()
+        && path
+            .components()
+            .skip(1)
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let first = path.components().nth(1);
+    let reserved = ["src", "out", "tmp", "proc", "dev", "sys"]
+        .iter()
+        .any(|r| first == Some(std::path::Component::Normal(r.as_ref())));
+    if !clean || first.is_none() || reserved {
+        return Err(BuildError::Spec(format!(
+            "a step cannot mount a layer at `{target}` (an absolute path outside /src, /out, /tmp, /proc, /dev and /sys)"
+        )));
+    }
+    Ok(())
+}
+
 /// The step's runtime config: oci-spec's defaults (namespaces, /proc, /dev,
 /// masked paths) narrowed down.
 pub fn spec_for(step: &Step, root: &Path, writable: bool, out: &Path) -> Result<Spec, BuildError> {
@@ -253,6 +287,10 @@ pub fn spec_for(step: &Step, root: &Path, writable: bool, out: &Path) -> Result<
     );
     mounts.push(bind("/src", &step.source, true)?);
     mounts.push(bind("/out", out, false)?);
+    for (target, dir) in &step.mounts {
+        check_mount_target(target)?;
+        mounts.push(bind(target, dir, true)?);
+    }
     spec.set_mounts(Some(mounts));
 
     let mut process = spec.process().clone().unwrap_or_default();
@@ -366,6 +404,7 @@ mod tests {
             workdir: "/src".into(),
             source: "/ctx".into(),
             network,
+            mounts: vec![("/sysroot".into(), "/base".into())],
         }
     }
 
@@ -381,6 +420,16 @@ mod tests {
             .find(|m| m.destination() == Path::new("/src"))
             .unwrap();
         assert!(src.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let sysroot = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sysroot"))
+            .unwrap();
+        assert_eq!(sysroot.source().as_deref(), Some(Path::new("/base")));
+        assert!(sysroot
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.no_new_privileges(), Some(true));
         assert!(p
@@ -395,6 +444,29 @@ mod tests {
         let spec = spec_for(&step(true), Path::new("/r"), true, Path::new("/o")).unwrap();
         let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn layer_mounts_stay_out_of_the_executors_own() {
+        for bad in [
+            "/src",
+            "/out/x",
+            "/tmp",
+            "sysroot",
+            "/a/../src",
+            "/",
+            "/proc/x",
+        ] {
+            let mut s = step(false);
+            s.mounts = vec![(bad.into(), "/base".into())];
+            assert!(
+                spec_for(&s, Path::new("/r"), false, Path::new("/o")).is_err(),
+                "{bad}"
+            );
+        }
+        let mut s = step(false);
+        s.mounts = vec![("/usr/local/sysroot".into(), "/base".into())];
+        assert!(spec_for(&s, Path::new("/r"), false, Path::new("/o")).is_ok());
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! the ELF files ask for ([`elf`]). The kernel is the `freebsd.kernel`
 //! layer's `/.boot/kernel`, a PVH-bootable kernel (the FIRECRACKER config).
 //!
+//! An app from local sources is a program already built for FreeBSD
+//! (`language: binary`), or is compiled here in a build container:
+//! `language: c` runs the sources' Makefile with clang cross-compiling for
+//! FreeBSD (`freebsd.toolchain`) against the base layer as its sysroot,
+//! mounted read-only at `/sysroot`; `language: go` runs `GOOS=freebsd go
+//! build` (`freebsd.go-toolchain`). Either way the program is then packed as
+//! a `binary` one.
+//!
 //! The guest boots with `init_path=/sbin/urunit`, bunny's FreeBSD stand-in
 //! for urunc's urunit: a shell script that hands over to FreeBSD's own
 //! `/sbin/init`, whose `/etc/rc` (generated here) reads urunit's config disk
@@ -30,8 +38,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::{
-    AppInfo, AppPackage, Framework, FrameworkError, LayerDep, PackInputs, StepSpec, Support,
-    KERNEL_LAYER,
+    AppInfo, AppPackage, Framework, FrameworkError, LayerDep, LayerMount, PackInputs, StepInput,
+    StepSpec, Support, KERNEL_LAYER,
 };
 use crate::layers::error::LayerError;
 use crate::layers::store::{Store, StoreError};
@@ -64,6 +72,42 @@ pub const BASE_ARCHIVE: &str = "base.txz";
 pub const URUNIT: &str = "/sbin/urunit";
 /// `app.language` for a program already built for FreeBSD.
 pub const LANGUAGE_BINARY: &str = "binary";
+/// Debian bookworm with clang-14, lld-14 and make
+/// (`scripts/toolchain-image.sh`): cross-compiles C for FreeBSD.
+pub const TOOLCHAIN: &str = "bunny/freebsd-toolchain:clang-bookworm";
+/// Debian bookworm with golang-go (`scripts/toolchain-image.sh`).
+pub const GO_TOOLCHAIN: &str = "bunny/freebsd-go:go-bookworm";
+/// Where a C build step sees the base layer.
+pub const SYSROOT: &str = "/sysroot";
+
+/// `language: c`: the Makefile runs in a copy of the sources (`/src` is
+/// read-only) with `CC` from the environment (a Makefile that sets its own
+/// wins); the program it builds must be named after `app.name`.
+const C_BUILD_SCRIPT: &str = r#"set -e
+rm -rf /tmp/build
+cp -a /src/. /tmp/build
+cd /tmp/build
+echo "+ make CC='$CC'"
+make
+test -f "$APP" || { echo "make built no \`$APP\` (app.name) in the source directory" >&2; exit 1; }
+install -m 0755 "$APP" "/out/$APP"
+"#;
+
+/// `language: go`: the package in the sources' top directory, without the
+/// network (vendored modules, else the standard library alone) and without
+/// anything that changes from build to build (paths, build id, VCS stamp).
+const GO_BUILD_SCRIPT: &str = r#"set -e
+rm -rf /tmp/build
+cp -a /src/. /tmp/build
+cd /tmp/build
+if [ ! -f go.mod ]; then
+  export GO111MODULE=off
+elif [ -d vendor ]; then
+  export GOFLAGS=-mod=vendor
+fi
+echo "+ go build -trimpath -buildvcs=false -ldflags=-buildid= -o /out/$APP ."
+go build -trimpath -buildvcs=false -ldflags=-buildid= -o "/out/$APP" .
+"#;
 
 /// What the guest's init needs from the base system, besides libraries.
 pub const BASE_PROGRAMS: &[&str] = &[
@@ -213,27 +257,109 @@ impl Framework for FreeBsd {
                 name: "base",
                 reference: BASE,
             },
+            LayerDep {
+                name: "toolchain",
+                reference: TOOLCHAIN,
+            },
+            LayerDep {
+                name: "go-toolchain",
+                reference: GO_TOOLCHAIN,
+            },
         ]
     }
 
-    /// Packages need no build steps: they are fetched when packing. An app
-    /// from local sources is a program already built for FreeBSD (a static
-    /// `GOOS=freebsd` Go binary, a Rust or C program cross-built for
-    /// `x86_64-unknown-freebsd`): packed as it is, with what it needs from
-    /// the base. No FreeBSD toolchain layer exists yet to compile sources.
+    /// Packing needs the kernel and the base; a build toolchain only when a
+    /// step runs in it, so a packages-only or `binary` app never needs one.
+    fn app_layers(&self, _app: &AppInfo, steps: &[StepSpec]) -> Vec<&'static str> {
+        let mut names = vec!["kernel", "base"];
+        for step in steps {
+            for name in std::iter::once(step.image).chain(step.mounts.iter().map(|m| m.layer)) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The base layer as a sysroot: its `base.txz` unpacked (the same cache
+    /// packing reads the base's libraries from).
+    fn mount_dir(
+        &self,
+        layer: &str,
+        files: &Path,
+        store: &Store,
+        progress: &dyn crate::pipeline::Progress,
+    ) -> Result<PathBuf, FrameworkError> {
+        match layer {
+            "base" => base_dir(files, store, progress, "sysroot"),
+            _ => Ok(files.to_path_buf()),
+        }
+    }
+
+    /// Packages need no build steps: they are fetched when packing. A
+    /// `binary` app is a program already built for FreeBSD, packed as it
+    /// is; `c` and `go` apps are compiled first (see the module's docs).
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
         if !app.packages.is_empty() {
             return Ok(Vec::new());
         }
-        match app.language.as_deref() {
-            None | Some(LANGUAGE_BINARY) => Ok(Vec::new()),
-            Some("c" | "go" | "rust") => Err(FrameworkError::Unsupported {
+        let language = app.language.as_deref();
+        if matches!(language, Some("c" | "go")) && app.architecture != Arch::Amd64 {
+            return Err(FrameworkError::Unsupported {
                 framework: "freebsd".into(),
-                what: "compile an `app` from sources (no FreeBSD toolchain layer yet): cross-build the program for FreeBSD (`GOOS=freebsd CGO_ENABLED=0 go build`, `cargo build --target x86_64-unknown-freebsd`, `clang --target=x86_64-unknown-freebsd14 --sysroot=BASE`), put it in the sources named after `app.name` and write `language: binary`, or list the `packages` it is made of",
-            }),
+                what: "compile an `app` for an architecture other than x86_64 (cross-build it and write `language: binary`)",
+            });
+        }
+        match language {
+            None | Some(LANGUAGE_BINARY) => Ok(Vec::new()),
+            Some("c") => {
+                let target = format!("x86_64-unknown-freebsd{}", freebsd_major(app));
+                Ok(vec![StepSpec {
+                    name: format!("make {}", app.name),
+                    image: "toolchain",
+                    input: StepInput::Source,
+                    command: vec!["sh".into(), "-c".into(), C_BUILD_SCRIPT.into()],
+                    env: vec![
+                        format!("APP={}", app.name),
+                        format!("CC=clang --target={target} --sysroot={SYSROOT} -fuse-ld=lld"),
+                        "CFLAGS=-O2".into(),
+                        "SOURCE_DATE_EPOCH=0".into(),
+                    ],
+                    workdir: "/src".into(),
+                    network: false,
+                    mounts: vec![LayerMount {
+                        layer: "base",
+                        target: SYSROOT.into(),
+                    }],
+                }])
+            }
+            Some("go") => Ok(vec![StepSpec {
+                name: format!("go build {}", app.name),
+                image: "go-toolchain",
+                input: StepInput::Source,
+                command: vec!["sh".into(), "-c".into(), GO_BUILD_SCRIPT.into()],
+                env: vec![
+                    format!("APP={}", app.name),
+                    "CGO_ENABLED=0".into(),
+                    "GOOS=freebsd".into(),
+                    "GOARCH=amd64".into(),
+                    "GOPROXY=off".into(),
+                    "GOTOOLCHAIN=local".into(),
+                    "HOME=/tmp".into(),
+                    "GOCACHE=/tmp/go-cache".into(),
+                    "GOPATH=/tmp/go".into(),
+                ],
+                workdir: "/src".into(),
+                network: false,
+                mounts: Vec::new(),
+            }]),
+            Some("rust") => Err(FrameworkError::Build(
+                "a Rust `app` is not compiled for FreeBSD: no Rust standard library for FreeBSD can be had to build with. Cross-build it with `cargo build --release --target x86_64-unknown-freebsd` where that target is installed, put the program in the sources named after `app.name` and write `language: binary`".into(),
+            )),
             Some(_) => Err(FrameworkError::Unsupported {
                 framework: "freebsd".into(),
-                what: "build an `app` in this language (write `language: binary` for a program already built for FreeBSD, or list `packages`)",
+                what: "build an `app` in this language (it compiles `c` and `go`; write `language: binary` for a program already built for FreeBSD, or list `packages`)",
             }),
         }
     }
@@ -316,20 +442,48 @@ fn kernel(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
     })
 }
 
+/// The FreeBSD major version apps are built for: the repository ABI's
+/// (`FreeBSD:14:amd64`), else the default one's.
+pub fn freebsd_major(app: &AppInfo) -> u32 {
+    let major = |abi: &str| -> Option<u32> {
+        let mut parts = abi.split(':');
+        (parts.next() == Some("FreeBSD"))
+            .then(|| parts.next()?.parse().ok())
+            .flatten()
+    };
+    app.repository
+        .as_ref()
+        .and_then(|r| r.abi.as_ref())
+        .and_then(|a| major(&a.value))
+        .or_else(|| major(DEFAULT_ABI))
+        .unwrap_or(14)
+}
+
 /// The base system's files: the layer itself, or its `base.txz` unpacked
 /// once into the store (keyed by the archive's sha256).
 fn base_tree(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
     let layer = (inputs.layer)("base")?;
+    base_dir(&layer, inputs.store, inputs.progress, "pack app")
+}
+
+/// [`base_tree`] for a base layer whose files are at `layer`; `step` names
+/// who asked, in the progress log.
+fn base_dir(
+    layer: &Path,
+    store: &Store,
+    progress: &dyn crate::pipeline::Progress,
+    step: &str,
+) -> Result<PathBuf, FrameworkError> {
     let archive_path = layer.join(BASE_ARCHIVE);
     if !archive_path.is_file() {
-        return Ok(layer);
+        return Ok(layer.to_path_buf());
     }
     let what = format!("the base layer's /{BASE_ARCHIVE}");
     let mut file = File::open(&archive_path).map_err(|e| FreeBsdError::io(&what, e))?;
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher).map_err(|e| FreeBsdError::io(&what, e))?;
     let hex = hex::encode(hasher.finalize());
-    let cache = inputs.store.root().join("freebsd-base");
+    let cache = store.root().join("freebsd-base");
     let done = cache.join(&hex);
     if done.is_dir() {
         return Ok(done);
@@ -342,9 +496,7 @@ fn base_tree(inputs: &PackInputs) -> Result<PathBuf, FrameworkError> {
         .map_err(|e| {
             FreeBsdError::io(&format!("creating a directory in {}", cache.display()), e)
         })?;
-    inputs
-        .progress
-        .log("pack app", &format!("unpacking {what} ({hex})"));
+    progress.log(step, &format!("unpacking {what} ({hex})"));
     let file = File::open(&archive_path).map_err(|e| FreeBsdError::io(&what, e))?;
     archive::unpack(file, tmp.path(), &what)?;
     let staged = tmp.keep();
@@ -686,6 +838,92 @@ pub fn resolve_packages(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    fn app(language: Option<&str>, abi: Option<&str>) -> AppInfo {
+        let pos = crate::bunnyfile::Pos::default();
+        AppInfo {
+            name: "hello".into(),
+            language: language.map(String::from),
+            monitor: Some(Monitor::Qemu),
+            architecture: Arch::Amd64,
+            packages: Vec::new(),
+            repository: abi.map(|a| crate::bunnyfile::PackageRepository {
+                url: None,
+                abi: Some(crate::bunnyfile::Spanned {
+                    value: a.to_string(),
+                    pos,
+                }),
+                pos,
+            }),
+            shell: false,
+        }
+    }
+
+    /// C compiles with clang for the repository's FreeBSD major against the
+    /// base as `/sysroot`, Go with GOOS=freebsd without the network; only
+    /// the layers a build runs in are resolved.
+    #[test]
+    fn sources_compile_in_the_toolchain_their_language_needs() {
+        let c = FreeBsd
+            .app_steps(&app(Some("c"), Some("FreeBSD:13:amd64")))
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].image, "toolchain");
+        assert!(!c[0].network);
+        assert!(c[0].env.contains(
+            &"CC=clang --target=x86_64-unknown-freebsd13 --sysroot=/sysroot -fuse-ld=lld"
+                .to_string()
+        ));
+        assert_eq!(
+            c[0].mounts,
+            vec![LayerMount {
+                layer: "base",
+                target: "/sysroot".into()
+            }]
+        );
+        let c = FreeBsd.app_steps(&app(Some("c"), None)).unwrap();
+        assert!(c[0]
+            .env
+            .iter()
+            .any(|e| e.contains("x86_64-unknown-freebsd14 ")));
+        assert_eq!(
+            FreeBsd.app_layers(&app(Some("c"), None), &c),
+            ["kernel", "base", "toolchain"]
+        );
+
+        let go = FreeBsd.app_steps(&app(Some("go"), None)).unwrap();
+        assert_eq!(go[0].image, "go-toolchain");
+        for e in [
+            "GOOS=freebsd",
+            "GOARCH=amd64",
+            "CGO_ENABLED=0",
+            "GOPROXY=off",
+        ] {
+            assert!(go[0].env.contains(&e.to_string()), "{e}");
+        }
+        assert!(go[0].mounts.is_empty() && !go[0].network);
+        assert_eq!(
+            FreeBsd.app_layers(&app(Some("go"), None), &go),
+            ["kernel", "base", "go-toolchain"]
+        );
+
+        let binary = FreeBsd.app_steps(&app(Some("binary"), None)).unwrap();
+        assert!(binary.is_empty());
+        assert_eq!(
+            FreeBsd.app_layers(&app(Some("binary"), None), &binary),
+            ["kernel", "base"]
+        );
+        let rust = FreeBsd.app_steps(&app(Some("rust"), None)).unwrap_err();
+        assert!(
+            rust.to_string().contains("--target x86_64-unknown-freebsd"),
+            "{rust}"
+        );
+        let mut arm = app(Some("c"), None);
+        arm.architecture = Arch::Arm64;
+        assert!(FreeBsd.app_steps(&arm).is_err());
+        assert_eq!(freebsd_major(&app(None, Some("FreeBSD:15:amd64"))), 15);
+        assert_eq!(freebsd_major(&app(None, Some("weird"))), 14);
+    }
 
     /// bunny's `/etc/rc`, run by a POSIX sh with FreeBSD's tools replaced by
     /// recording stand-ins (no FreeBSD can boot here), mounts the volumes

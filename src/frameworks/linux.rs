@@ -104,6 +104,7 @@ impl Framework for Linux {
             ],
             workdir: "/src".into(),
             network: false,
+            mounts: Vec::new(),
         }])
     }
 

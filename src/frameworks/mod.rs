@@ -46,9 +46,19 @@ pub enum StepInput {
     Step(String),
 }
 
+/// A directory a step sees read-only, made from one of the framework's
+/// layers (see [`Framework::mount_dir`]): a sysroot, headers, libraries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerMount {
+    /// The [`LayerDep::name`] of the layer.
+    pub layer: &'static str,
+    /// Where the step sees it (absolute; not `/src`, `/out` or `/tmp`).
+    pub target: String,
+}
+
 /// One build step as a framework describes it; the executor adds the image's
-/// rootfs, the mounts (`/src` read-only, `/out` read-write), the cache and
-/// the isolation.
+/// rootfs, the mounts (`/src` read-only, `/out` read-write, the
+/// [`StepSpec::mounts`] read-only), the cache and the isolation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSpec {
     pub name: String,
@@ -60,6 +70,8 @@ pub struct StepSpec {
     pub workdir: String,
     /// Steps have no network unless they say so.
     pub network: bool,
+    /// Layers the step reads besides its image.
+    pub mounts: Vec<LayerMount>,
 }
 
 /// The BunnyFile's `app`, as frameworks see it.
@@ -199,9 +211,29 @@ pub trait Framework: Send + Sync {
         true
     }
 
-    /// The images building and packing an `app` needs.
+    /// Every image building and packing an `app` may need (what
+    /// `--toolchain FRAMEWORK.NAME=REF` may override).
     fn layers(&self) -> &'static [LayerDep] {
         &[]
+    }
+
+    /// The [`LayerDep::name`]s building and packing this `app` with these
+    /// `steps` uses: only those are resolved, so an app needs no image it
+    /// does not use. Every declared layer by default.
+    fn app_layers(&self, _app: &AppInfo, _steps: &[StepSpec]) -> Vec<&'static str> {
+        self.layers().iter().map(|l| l.name).collect()
+    }
+
+    /// The directory a step mounts for `layer`, whose files are at `files`
+    /// (a framework whose layer holds an archive unpacks it here).
+    fn mount_dir(
+        &self,
+        _layer: &str,
+        files: &Path,
+        _store: &crate::layers::store::Store,
+        _progress: &dyn crate::pipeline::Progress,
+    ) -> Result<PathBuf, FrameworkError> {
+        Ok(files.to_path_buf())
     }
 
     /// The kernel image a guest gets on `monitor` when its build file names
@@ -309,6 +341,18 @@ impl Framework for Known {
     }
     fn kernel_layer(&self, monitor: Monitor) -> Option<LayerDep> {
         self.0.kernel_layer(monitor)
+    }
+    fn app_layers(&self, app: &AppInfo, steps: &[StepSpec]) -> Vec<&'static str> {
+        self.0.app_layers(app, steps)
+    }
+    fn mount_dir(
+        &self,
+        layer: &str,
+        files: &Path,
+        store: &crate::layers::store::Store,
+        progress: &dyn crate::pipeline::Progress,
+    ) -> Result<PathBuf, FrameworkError> {
+        self.0.mount_dir(layer, files, store, progress)
     }
     fn app_steps(&self, app: &AppInfo) -> Result<Vec<StepSpec>, FrameworkError> {
         self.0.app_steps(app)

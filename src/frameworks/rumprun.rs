@@ -157,6 +157,7 @@ impl Framework for Rumprun {
                 // rumprun-packages' Makefiles download the upstream sources
                 // (nginx, pcre, openssl) while building.
                 network: true,
+                mounts: Vec::new(),
             },
             StepSpec {
                 name: format!("bake {}", app.name),
@@ -172,6 +173,7 @@ impl Framework for Rumprun {
                 // rumprun-bake works in temp dirs; /tmp is the step's tmpfs.
                 workdir: "/tmp".into(),
                 network: false,
+                mounts: Vec::new(),
             },
         ])
     }
