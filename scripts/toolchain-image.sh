@@ -12,9 +12,11 @@
 #   oci:DIR/layout:tools-bookworm   Debian bookworm minbase + e2fsprogs, makefs,
 #                                   busybox-static: the tools image the BuildKit
 #                                   frontend's pack step runs in
-#   oci:DIR/layout:clang-bookworm   Debian bookworm minbase + clang-14, lld-14, make
+#   oci:DIR/layout:clang-bookworm   Debian bookworm minbase + clang-14, lld-14, make,
+#                                   python3 and libarchive/libbz2/zlib headers
 #                                   (`clang`, `ld.lld` on PATH): the `freebsd`
-#                                   framework cross-compiles C apps with it
+#                                   framework cross-compiles C apps with it, and
+#                                   FreeBSD kernels with tools/build/make.py
 #   oci:DIR/layout:go-bookworm      Debian bookworm minbase + golang-go: the
 #                                   `freebsd` framework's Go builds
 #   oci:DIR/layout:rumprun-solo5    the rumprun toolchain (Solo5 0.4.1) at
@@ -49,7 +51,7 @@ have() { [[ -f "$out/$1.done" ]] && skopeo inspect --raw "oci:$layout:$2" >/dev/
 want_rr9() { [[ -f "$shared_rr/rumprun-solo5-v0.9.tar.zst" ]]; }
 have_all() {
   have gcc-v1 "$gcc_tag" && have kbuild-v1 "$kbuild_tag" && have kernel-v3 "$kernel_tag" && have tools-v1 "$tools_tag" \
-    && have clang-v1 "$clang_tag" && have go-v1 "$go_tag" \
+    && have clang-v2 "$clang_tag" && have go-v1 "$go_tag" \
     && have rumprun-v2 "$rr_tag" && { ! want_rr9 || have rumprun-v09-v2 "$rr9_tag"; }
 }
 if have_all; then
@@ -111,7 +113,7 @@ image_with() {
 
 base="$work/base"
 if ! have gcc-v1 "$gcc_tag" || ! have kbuild-v1 "$kbuild_tag" || ! have tools-v1 "$tools_tag" || ! have rumprun-v2 "$rr_tag" \
-   || ! have clang-v1 "$clang_tag" || ! have go-v1 "$go_tag" \
+   || ! have clang-v2 "$clang_tag" || ! have go-v1 "$go_tag" \
    || { want_rr9 && ! have rumprun-v09-v2 "$rr9_tag"; }; then
   debootstrap --variant=minbase bookworm "$base" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
@@ -138,9 +140,9 @@ clang_names() {
   [[ -x "$root/usr/bin/clang-14" && -x "$root/usr/bin/ld.lld-14" ]] \
     || { echo "toolchain-image: clang-14 or ld.lld-14 missing in the clang image" >&2; exit 1; }
 }
-if ! have clang-v1 "$clang_tag"; then
-  post_install=clang_names image_with "$rootfs" "$clang_tag" clang-v1 "bunny clang toolchain (clang-14, lld-14, make)" \
-    clang-14 lld-14 make
+if ! have clang-v2 "$clang_tag"; then
+  post_install=clang_names image_with "$rootfs" "$clang_tag" clang-v2 "bunny clang toolchain (clang-14, lld-14, make, python3: C apps and kernels for FreeBSD)" \
+    clang-14 lld-14 make python3-minimal libarchive-dev libbz2-dev zlib1g-dev
 fi
 if ! have go-v1 "$go_tag"; then
   image_with "$rootfs" "$go_tag" go-v1 "bunny Go toolchain (golang-go)" golang-go

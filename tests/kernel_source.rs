@@ -351,7 +351,7 @@ fn a_linux_kernel_is_built_in_its_build_image_unless_it_says_host() {
     std::fs::create_dir_all(&ctx).unwrap();
     let store = tmp.path().join("store");
     let layout = tmp.path().join("layout");
-    python_image(&layout);
+    kbuild_image(&layout, "kbuild-bookworm");
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let digest = index["manifests"]
@@ -424,7 +424,7 @@ fn a_linux_kernel_is_built_in_its_build_image_unless_it_says_host() {
 
     // The BunnyFile may name the image too, as a layout in its context.
     let in_ctx = ctx.join("kbuild");
-    common::run(Command::new("cp").arg("-a").arg(&layout).arg(&in_ctx));
+    common::run(Command::new("cp").arg("-al").arg(&layout).arg(&in_ctx));
     let mut named = minimal_source();
     named.toolchain = Some(spanned("oci:kbuild:kbuild".to_string()));
     assert_eq!(recipe(&named, &ctx, &store).key(), in_image.key());
@@ -506,71 +506,37 @@ fn kernel_source_mistakes_are_reported_with_positions() {
     .unwrap();
 }
 
-/// A build image with what FreeBSD's make.py needs of its host here:
-/// Debian's python3 (binary, libraries, the modules it starts with) and
-/// busybox for `sh`, `cp`, `rm`, `nproc`. The real image adds clang and lld.
-fn python_image(layout: &Path) {
-    let buildah = common::require_tool("buildah");
-    let py = Path::new("/usr/bin/python3.11");
-    assert!(py.is_file(), "this test needs Debian's python3.11");
-    let tree = tempfile::tempdir().unwrap();
-    let t = tree.path();
-    let copy = |from: &Path, to: &str| {
-        let dst = t.join(to.trim_start_matches('/'));
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(from, &dst).unwrap();
-    };
-    copy(py, "/usr/bin/python3");
-    for lib in [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/lib/x86_64-linux-gnu/libexpat.so.1",
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "/lib64/ld-linux-x86-64.so.2",
-    ] {
-        copy(Path::new(lib), lib);
-    }
-    let stdlib = Path::new("/usr/lib/python3.11");
-    copy(&stdlib.join("os.py"), "/usr/lib/python3.11/os.py");
-    for e in std::fs::read_dir(stdlib.join("encodings")).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy().ends_with(".py") {
-            copy(
-                &e.path(),
-                &format!(
-                    "/usr/lib/python3.11/encodings/{}",
-                    e.file_name().to_string_lossy()
-                ),
-            );
-        }
-    }
-    copy(Path::new("/bin/busybox"), "/bin/busybox");
-    for applet in ["sh", "cp", "rm", "nproc", "mkdir"] {
-        std::os::unix::fs::symlink("busybox", t.join("bin").join(applet)).unwrap();
-    }
-    let store = tempfile::tempdir().unwrap();
-    let b = |args: &[&str]| {
-        let mut c = Command::new(&buildah);
-        c.env("BUILDAH_ISOLATION", "chroot")
-            .arg("--root")
-            .arg(store.path().join("root"))
-            .arg("--runroot")
-            .arg(store.path().join("run"))
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        common::run(&mut c).trim().to_string()
-    };
-    let c = b(&["from", "scratch"]);
-    b(&["add", &c, &format!("{}/", t.display()), "/"]);
-    b(&[
-        "commit",
-        "-q",
-        "--timestamp",
-        "0",
-        &c,
-        &format!("oci:{}:kbuild", layout.display()),
-    ]);
-    b(&["rm", &c]);
+/// One of setup's toolchain images (scripts/toolchain-image.sh) as the
+/// layout `layout`, tagged `kbuild`: hard links to setup's blobs, and an
+/// index of its own (written as a new file, never through a link).
+fn kbuild_image(layout: &Path, tag: &str) {
+    let setup = repo().join("target/toolchains/layout");
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(setup.join("index.json"))
+            .expect("no toolchain images: run `bash scripts/setup.sh`"),
+    )
+    .unwrap();
+    let mut manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {tag} in {}: run `bash scripts/setup.sh`",
+                setup.display()
+            )
+        })
+        .clone();
+    manifest["annotations"]["org.opencontainers.image.ref.name"] = "kbuild".into();
+    common::run(Command::new("cp").arg("-al").arg(&setup).arg(layout));
+    let index_path = layout.join("index.json");
+    std::fs::remove_file(&index_path).unwrap();
+    std::fs::write(
+        &index_path,
+        serde_json::json!({"schemaVersion": 2, "manifests": [manifest]}).to_string(),
+    )
+    .unwrap();
 }
 
 fn freebsd_context(dir: &Path, fragment: &str) {
@@ -607,7 +573,7 @@ fn freebsd_kernconf_is_cross_built_in_a_build_container_and_cached() {
     let ctx = tmp.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     freebsd_context(&ctx, "nodevice sound\noptions TCP_BLACKBOX\n");
-    python_image(&ctx.join("kbuild"));
+    kbuild_image(&ctx.join("kbuild"), "clang-bookworm");
     let root = tmp.path().join("store");
     let cache = tmp.path().join("kernels");
     let build = |tag: &str| {
@@ -758,7 +724,7 @@ fn freebsd_sources_by_url_and_as_tarballs_are_pinned() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    python_image(&ctx.join("kbuild"));
+    kbuild_image(&ctx.join("kbuild"), "clang-bookworm");
     std::fs::write(ctx.join("drop.conf"), "nodevice sound\n").unwrap();
     let bunnyfile = |source: &str| {
         std::fs::write(

@@ -64,9 +64,10 @@ pub const MINIMAL_BASE: &str = "tinyconfig";
 pub const LINUX_BASES: &[&str] = &["tinyconfig", "allnoconfig", "defconfig"];
 /// FreeBSD's amd64 kernel configs a `base` may name.
 pub const FREEBSD_BASES: &[&str] = &["FIRECRACKER", "GENERIC", "MINIMAL"];
-/// The image the FreeBSD cross-build runs in: Debian with clang, lld and
-/// python3, what `tools/build/make.py` needs on Linux.
-pub const FREEBSD_TOOLCHAIN: &str = "bunny/freebsd-kbuild:clang-bookworm";
+/// FreeBSD's cross-build image: the same clang/lld image the framework
+/// compiles C apps in (`scripts/toolchain-image.sh`'s `clang-bookworm`,
+/// which also has the python3 and libraries `tools/build/make.py` needs).
+pub const FREEBSD_TOOLCHAIN: &str = crate::frameworks::freebsd::TOOLCHAIN;
 /// The Linux kernel build image (`scripts/toolchain-image.sh` builds it as
 /// `kbuild-bookworm`).
 pub const LINUX_TOOLCHAIN: &str = "bunny/linux-toolchain:kbuild-bookworm";
