@@ -28,6 +28,63 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1);
 }
 
+/// `statfs` types of the filesystem the kernel unpacks an initrd into.
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Removes the initrd's files, as busybox's switch_root does: they live in
+/// the kernel's rootfs (ramfs or tmpfs), which stays mounted, unreachable,
+/// under the new root for the guest's whole life, so whatever is not
+/// removed is RAM the app never gets back. The walk stays on `/`'s device:
+/// the new root mounted on NEW_ROOT is never entered. Returns the bytes of
+/// the files removed.
+fn free_initramfs() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Some(slash) = cstr("/") else {
+        return 0;
+    };
+    // SAFETY: a zeroed statfs is a valid out-parameter for statfs(2).
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a valid out-pointer.
+    if unsafe { libc::statfs(slash.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    if kind != RAMFS_MAGIC && kind != TMPFS_MAGIC {
+        return 0;
+    }
+    match std::fs::symlink_metadata("/") {
+        Ok(root) => remove_children(Path::new("/"), root.dev()),
+        Err(_) => 0,
+    }
+}
+
+fn remove_children(dir: &Path, dev: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut freed = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // Another filesystem mounted here (the new root): not the initrd's.
+        if md.dev() != dev {
+            continue;
+        }
+        if md.is_dir() {
+            freed += remove_children(&path, dev);
+            let _ = std::fs::remove_dir(&path);
+        } else if std::fs::remove_file(&path).is_ok() {
+            freed += md.len();
+        }
+    }
+    freed
+}
+
 /// Mounts the root the command line names and execs its init; never returns.
 pub fn switch_root(args: &[String]) -> ! {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -90,6 +147,8 @@ pub fn switch_root(args: &[String]) -> ! {
             unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
         }
     }
+    let freed = free_initramfs();
+    log(&format!("boot stage: freed {freed} bytes of the initrd"));
     let (Some(dot), Some(slash)) = (cstr("."), cstr("/")) else {
         fail("internal: path strings");
     };
