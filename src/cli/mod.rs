@@ -168,6 +168,32 @@ fn chain(err: &anyhow::Error) -> String {
     crate::error_chain(err.as_ref())
 }
 
+/// The run verbs' shape, as docker's: `f` on each run named, its name
+/// printed when it worked, its error when not, and a failure status when
+/// any failed (the others are still done).
+fn each_run(
+    globals: &Globals,
+    keys: &[String],
+    f: impl Fn(&crate::runs::Runs, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let runs = crate::runs::Runs::open(&globals.root)?;
+    let mut failed = false;
+    for key in keys {
+        match f(&runs, key) {
+            Ok(()) => outln!("{key}")?,
+            Err(e) => {
+                eprintln!("bunny: error: {}", chain(&e));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
 /// Points the TLS stack at the distribution's CA bundle when the user has not
 /// chosen CA locations. Without this, every HTTP client the registry code
 /// builds scans each file of /etc/ssl/certs (tens of milliseconds per client,

@@ -27,21 +27,8 @@ pub struct RmArgs {
 const FORCE_GRACE: Duration = Duration::from_secs(3);
 
 pub fn run(args: RmArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let runs = Runs::open(&globals.root)?;
-    let mut failed = false;
-    for key in &args.runs {
-        match remove(&runs, key, args.force) {
-            Ok(()) => outln!("{key}")?,
-            Err(e) => {
-                eprintln!("bunny: error: {}", super::chain(&e));
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    super::each_run(globals, &args.runs, |runs, key| {
+        remove(runs, key, args.force)
     })
 }
 

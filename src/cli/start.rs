@@ -22,25 +22,8 @@ pub struct StartArgs {
 }
 
 pub fn run(args: StartArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let runs = Runs::open(&globals.root)?;
-    let mut failed = false;
-    for key in &args.runs {
-        let done = runs
-            .find(key)
-            .map_err(anyhow::Error::from)
-            .and_then(|s| start_run(&runs, &s, globals));
-        match done {
-            Ok(()) => outln!("{key}")?,
-            Err(e) => {
-                eprintln!("bunny: error: {}", super::chain(&e));
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    super::each_run(globals, &args.runs, |runs, key| {
+        start_run(runs, &runs.find(key)?, globals)
     })
 }
 

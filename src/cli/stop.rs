@@ -24,25 +24,9 @@ pub struct StopArgs {
 }
 
 pub fn run(args: StopArgs, globals: &super::Globals) -> anyhow::Result<ExitCode> {
-    let runs = Runs::open(&globals.root)?;
-    let mut failed = false;
-    for key in &args.runs {
-        let done = runs
-            .find(key)
-            .map_err(anyhow::Error::from)
-            .and_then(|s| stop_run(&runs, &s, Duration::from_secs(args.time)));
-        match done {
-            Ok(_) => outln!("{key}")?,
-            Err(e) => {
-                eprintln!("bunny: error: {}", super::chain(&e));
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    let grace = Duration::from_secs(args.time);
+    super::each_run(globals, &args.runs, |runs, key| {
+        stop_run(runs, &runs.find(key)?, grace).map(drop)
     })
 }
 
