@@ -38,10 +38,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -911,48 +909,16 @@ fn run_logged(cmd: &mut Command, what: &str, progress: &dyn Progress) -> Result<
             command: what.to_string(),
             source,
         })?;
-    let tail = Mutex::new(std::collections::VecDeque::with_capacity(TAIL_LINES));
-    let pipes: Vec<Box<dyn Read + Send>> = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let status = std::thread::scope(|s| {
-        for pipe in pipes {
-            let tail = &tail;
-            s.spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    progress.log("kernel", &line);
-                    if let Ok(mut t) = tail.lock() {
-                        if t.len() == TAIL_LINES {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
-                }
-            });
-        }
-        child.wait()
-    })
-    .map_err(io_ctx(format!("waiting for `{what}`")))?;
+    let (status, last_lines) =
+        super::runner::wait_logged(&mut child, "kernel", TAIL_LINES, progress)
+            .map_err(io_ctx(format!("waiting for `{what}`")))?;
     if status.success() {
         return Ok(());
     }
     Err(KernelError::Failed {
         command: what.to_string(),
         status: status.to_string(),
-        last_lines: tail
-            .into_inner()
-            .map(|t| t.into_iter().collect())
-            .unwrap_or_default(),
+        last_lines,
     }
     .into())
 }

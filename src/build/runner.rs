@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use oci_spec::runtime::{
     Capabilities, LinuxCapabilitiesBuilder, LinuxNamespaceType, Mount, MountBuilder, Spec,
@@ -142,39 +142,14 @@ impl Runtime {
                 runtime: self.program.display().to_string(),
                 source,
             })?;
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
-        let status = std::thread::scope(|s| {
-            let pipes: Vec<Box<dyn Read + Send>> = [
-                child
-                    .stdout
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-                child
-                    .stderr
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            for pipe in pipes {
-                let tail = Arc::clone(&tail);
-                let name = step.name.as_str();
-                s.spawn(move || stream_lines(pipe, name, &tail, progress));
-            }
-            child.wait()
-        })
-        .map_err(io_ctx(format!("waiting for `{}`", self.program.display())))?;
+        let (status, last_lines) = wait_logged(&mut child, &step.name, TAIL_LINES, progress)
+            .map_err(io_ctx(format!("waiting for `{}`", self.program.display())))?;
         // The runtime's state for a finished `run` is gone already; a killed
         // runtime may leave it, and the scratch dir's removal takes it along.
         drop(overlay);
         if status.success() {
             return Ok(StepOutcome { overlay: writable });
         }
-        let last_lines = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
         Err(BuildError::StepFailed {
             step: step.name.clone(),
             command: shell_words(&step.command),
@@ -184,9 +159,47 @@ impl Runtime {
     }
 }
 
+/// Waits for `child`, its stdout and stderr lines going to `progress` under
+/// `name` as they come; returns its status and its last `keep` lines (what
+/// an error shows of a failed build).
+pub(crate) fn wait_logged(
+    child: &mut std::process::Child,
+    name: &str,
+    keep: usize,
+    progress: &dyn Progress,
+) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
+    let tail = Mutex::new(VecDeque::with_capacity(keep));
+    let pipes: Vec<Box<dyn Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let status = std::thread::scope(|s| {
+        for pipe in pipes {
+            let tail = &tail;
+            s.spawn(move || stream_lines(pipe, name, keep, tail, progress));
+        }
+        child.wait()
+    })?;
+    let last = tail
+        .into_inner()
+        .map(|t| t.into_iter().collect())
+        .unwrap_or_default();
+    Ok((status, last))
+}
+
 fn stream_lines(
     pipe: Box<dyn Read + Send>,
     step: &str,
+    keep: usize,
     tail: &Mutex<VecDeque<String>>,
     progress: &dyn Progress,
 ) {
@@ -201,7 +214,7 @@ fn stream_lines(
                 let line = line.trim_end_matches(['\n', '\r']);
                 progress.log(step, line);
                 if let Ok(mut t) = tail.lock() {
-                    if t.len() == TAIL_LINES {
+                    if t.len() == keep {
                         t.pop_front();
                     }
                     t.push_back(line.to_string());
