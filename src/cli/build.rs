@@ -274,23 +274,17 @@ pub fn run(args: BuildArgs, globals: &super::Globals) -> anyhow::Result<ExitCode
     let store = Store::open(&globals.root)
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
     let bf = &parsed.bunnyfile;
-    let source = StoreSource {
-        store: &store,
-        context: args.context.clone(),
-        allowed_layouts: args.allow_layouts.clone(),
-        opts: args
-            .registry
-            .options(super::transfer::renderer(args.progress)),
-        platform: crate::oci::registry::PlatformWanted {
+    let source = StoreSource::new(
+        &args,
+        &store,
+        globals,
+        crate::oci::registry::PlatformWanted {
             arch: architecture.unwrap_or(bf.platforms.architecture.value),
             // The Go bunny's rule: Unikraft images name the monitor as their OS.
             os: (bf.platforms.framework.value == "unikraft")
                 .then(|| bf.platforms.monitor.value.as_str().to_string()),
         },
-        cache: globals.root.join("rootfs"),
-        pull: args.pull,
-        layer_overrides: layer_overrides(&args)?,
-    };
+    )?;
     let spec = crate::bunnyfile::spec::to_spec(bf, &file.display().to_string());
     let plan = pipeline::plan(
         &spec,
@@ -405,21 +399,15 @@ fn run_containerfile(
     let progress = reporter(args.progress);
     let store = Store::open(&globals.root)
         .with_context(|| format!("opening the store at {}", globals.root.display()))?;
-    let source = StoreSource {
-        store: &store,
-        context: args.context.clone(),
-        allowed_layouts: args.allow_layouts.clone(),
-        opts: args
-            .registry
-            .options(super::transfer::renderer(args.progress)),
-        platform: crate::oci::registry::PlatformWanted {
+    let source = StoreSource::new(
+        args,
+        &store,
+        globals,
+        crate::oci::registry::PlatformWanted {
             arch: architecture.unwrap_or_else(Arch::host),
             os: None,
         },
-        cache: globals.root.join("rootfs"),
-        pull: args.pull,
-        layer_overrides: layer_overrides(args)?,
-    };
+    )?;
     let name = file.display().to_string();
     let spec = match crate::containerfile::to_spec(&parsed.containerfile, &name, &source) {
         Ok(spec) => spec,
@@ -710,6 +698,29 @@ struct StoreSource<'a> {
     pull: bool,
     /// `--toolchain` references, by `FRAMEWORK.LAYER`.
     layer_overrides: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> StoreSource<'a> {
+    /// The images a build reads, as `args` allow them, for `platform`.
+    fn new(
+        args: &BuildArgs,
+        store: &'a Store,
+        globals: &super::Globals,
+        platform: crate::oci::registry::PlatformWanted,
+    ) -> anyhow::Result<StoreSource<'a>> {
+        Ok(StoreSource {
+            store,
+            context: args.context.clone(),
+            allowed_layouts: args.allow_layouts.clone(),
+            opts: args
+                .registry
+                .options(super::transfer::renderer(args.progress)),
+            platform,
+            cache: globals.root.join("rootfs"),
+            pull: args.pull,
+            layer_overrides: layer_overrides(args)?,
+        })
+    }
 }
 
 impl pipeline::ImageSource for StoreSource<'_> {
