@@ -10,27 +10,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::ok;
 use common::registry::Registry;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn bunny(root: &Path, args: &[&str]) -> Output {
-    common::bunny(root)
-        .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
-        .args(args)
-        .output()
-        .expect("running bunny")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::output(
+        common::bunny(root)
+            .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .args(args),
+    )
 }
 
 fn example() -> PathBuf {

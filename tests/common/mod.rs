@@ -23,6 +23,25 @@ pub fn bunny(root: &Path) -> Command {
     c
 }
 
+/// `bunny ARGS` with its store at `root` (see [`bunny`]): whatever happened,
+/// for [`ok`] or for a test that expects a failure.
+pub fn bunny_output(root: &Path, args: &[&str]) -> Output {
+    output(bunny(root).args(args))
+}
+
+/// The stdout of `out`; fails the test naming `what`, with the status and
+/// both streams, when it did not succeed.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Finds `name` in PATH (plus the sbin directories, where dockerd lives), or
 /// fails the test saying what to install.
 pub fn require_tool(name: &str) -> PathBuf {
