@@ -245,6 +245,7 @@ pub mod buildkitd;
 pub mod engines;
 pub mod frontend;
 pub mod guest;
+pub mod http;
 pub mod image;
 pub mod registry;
 pub mod spdx;
