@@ -349,11 +349,39 @@ pub fn http_get(addr: &str) -> Option<String> {
 pub fn wait_http(
     addr: &str,
     limit: Duration,
+    gone: impl FnMut(bool) -> Option<String>,
+) -> (String, Duration) {
+    wait_answer(addr, limit, || http_get(addr), gone)
+}
+
+/// As [`wait_http`], for `GET path` answered with 200 (any `addr`, such as
+/// a port published on 127.0.0.1).
+pub fn wait_page(
+    addr: &str,
+    path: &str,
+    limit: Duration,
+    gone: impl FnMut(bool) -> Option<String>,
+) -> (String, Duration) {
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address {addr}: {e}"));
+    wait_answer(
+        addr,
+        limit,
+        || super::guest::http_at(sock, path).filter(|b| b.starts_with("HTTP/1.0 200")),
+        gone,
+    )
+}
+
+fn wait_answer(
+    addr: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<String>,
     mut gone: impl FnMut(bool) -> Option<String>,
 ) -> (String, Duration) {
     let t = Instant::now();
     loop {
-        if let Some(body) = http_get(addr) {
+        if let Some(body) = probe() {
             return (body, t.elapsed());
         }
         if let Some(why) = gone(false) {
