@@ -176,8 +176,7 @@ fn no_credential_in_outputs_errors_metadata_or_images() {
     let root = work.path().join("store");
     let config = work.path().join("docker");
     let certs = work.path().join("certs.d");
-    std::fs::create_dir_all(certs.join(&host)).unwrap();
-    std::fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    reg.trust_in(&certs);
     let mut outputs: Vec<(String, Output)> = Vec::new();
 
     // A wrong password, then the right one.
