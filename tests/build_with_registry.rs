@@ -3,27 +3,17 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::registry::Registry;
 use common::{bunny_output, ok};
-
-fn example() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
-    assert!(
-        dir.join("vmlinuz").exists(),
-        "run `bash scripts/setup.sh` first"
-    );
-    dir
-}
 
 #[test]
 fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
     common::require_tool("skopeo");
     let reg = Registry::start_http();
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = example();
+    let ctx = common::hello_linux();
     let reference = format!("{}/demo/hello-linux:1", reg.host());
     let meta = tmp.path().join("meta.json");
 
@@ -166,7 +156,7 @@ fn a_refused_push_reports_the_registry() {
             "-t",
             "127.0.0.1:1/nothing/here:1",
             "--push",
-            example().to_str().unwrap(),
+            common::hello_linux().to_str().unwrap(),
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);

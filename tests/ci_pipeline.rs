@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::registry::{Registry, TlsAuth};
-use common::{require_tool, run};
+use common::{require_tool, run, toolchains};
 use saphyr_parser::{Event, Parser};
 use sha2::{Digest, Sha256};
 
@@ -130,19 +129,6 @@ fn doc_yaml_blocks() -> Vec<String> {
 }
 
 // ------------------------------------------------------- the world
-
-/// The layout with `gcc-bookworm` and `kernel-bookworm`, made once.
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

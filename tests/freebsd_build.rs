@@ -20,7 +20,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bunny::build::AppOptions;
 use bunny::layers::store::Store;
@@ -32,7 +32,7 @@ use bunny::pipeline::{self, BuildOptions, ImageSource, Progress};
 use bunny::platform::Arch;
 use bunny_runtime::{monitor_command, read_config, ResolvedAccel, RunSpec};
 use common::http::FileServer;
-use common::{require_tool, run};
+use common::{require_tool, run, toolchains};
 use gen::{elf, Item, Pkg};
 use sha2::{Digest as _, Sha256};
 
@@ -1513,20 +1513,6 @@ fn a_freebsd_directory_volume_must_be_kept_or_read_only() {
 }
 
 // ---- apps compiled from sources in build containers ----
-
-/// The toolchain images' layout (made by scripts/toolchain-image.sh, which
-/// only checks its stamps when they are there).
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
 
 /// `reference`'s rootfs, unpacked in `store` (where the build finds it
 /// again).

@@ -51,11 +51,7 @@ pub fn runtime_binary() -> PathBuf {
 /// Builds examples/hello-linux with bunny into an archive of `kind`
 /// (`oci-archive` or `docker`).
 pub fn hello_archive(dir: &Path, kind: &str) -> PathBuf {
-    let ctx = repo().join("examples/hello-linux");
-    assert!(
-        ctx.join("vmlinuz").exists(),
-        "examples/hello-linux/vmlinuz is missing: run `bash scripts/setup.sh` first"
-    );
+    let ctx = super::hello_linux();
     let dest = dir.join(format!("hello-{kind}.tar"));
     let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
         .arg("--root")
