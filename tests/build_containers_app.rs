@@ -11,7 +11,7 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use bunny::layers::store::Store;
+use common::guest::free_port;
 use common::{output, require_tool, run, toolchains};
 
 const HELLO: &str = "hello from a C server built by bunny";
@@ -131,14 +132,6 @@ impl Env {
 
 fn gcc_ref(layout: &Path) -> String {
     format!("oci:{}:gcc-bookworm", layout.display())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
