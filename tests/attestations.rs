@@ -7,39 +7,20 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::ok;
 use common::registry::Registry;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn bunny(root: &Path, args: &[&str]) -> Output {
-    common::bunny(root)
-        .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
-        .args(args)
-        .output()
-        .expect("running bunny")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn example() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
-    assert!(
-        dir.join("vmlinuz").exists(),
-        "run `bash scripts/setup.sh` first"
-    );
-    dir
+    common::output(
+        common::bunny(root)
+            .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .args(args),
+    )
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -121,7 +102,7 @@ fn statements(layout: &Path, index: &Value, image_digest: &str) -> Vec<(String, 
 fn build(root: &Path, extra: &[&str]) -> String {
     let mut args = vec!["build", "--progress=plain", "-t", "hello:1"];
     args.extend_from_slice(extra);
-    let ctx = example();
+    let ctx = common::hello_linux();
     args.push(ctx.to_str().unwrap());
     ok(bunny(root, &args), "bunny build")
         .trim()
@@ -200,7 +181,7 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
         // kernel.
         let sbom = &st[0].1["predicate"];
         assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
-        let kernel = sha256_hex(&std::fs::read(example().join("vmlinuz")).unwrap());
+        let kernel = sha256_hex(&std::fs::read(common::hello_linux().join("vmlinuz")).unwrap());
         let packages: Vec<(String, String)> = sbom["packages"]
             .as_array()
             .unwrap()
@@ -241,10 +222,11 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
             })
             .collect();
         let mut expected = BTreeSet::new();
-        files_under(&example().join("rootfs"), "", &mut expected);
+        files_under(&common::hello_linux().join("rootfs"), "", &mut expected);
         assert_eq!(files, expected);
         let prov = &st[1].1["predicate"]["buildDefinition"];
-        let bunnyfile = sha256_hex(&std::fs::read(example().join("BunnyFile")).unwrap());
+        let bunnyfile =
+            sha256_hex(&std::fs::read(common::hello_linux().join("BunnyFile")).unwrap());
         let deps: Vec<(String, String)> = prov["resolvedDependencies"]
             .as_array()
             .unwrap()
@@ -290,7 +272,7 @@ fn sbom_and_provenance_are_attached_like_buildkit_and_leave_the_image_alone() {
                     "hello:1",
                     "-o",
                     &format!("type=oci-archive,dest={}", archive.display()),
-                    example().to_str().unwrap(),
+                    common::hello_linux().to_str().unwrap(),
                 ],
             ),
             "bunny build -o type=oci-archive",
@@ -369,7 +351,7 @@ fn attestations_survive_push_and_pull() {
     let reference = format!("{}/att/hello:1", reg.host());
     let meta = tmp.path().join("meta.json");
     let root = tmp.path().join("s");
-    let ctx = example();
+    let ctx = common::hello_linux();
     let image = ok(
         bunny(
             &root,
@@ -523,7 +505,7 @@ fn docker_loads_the_image_of_an_attested_build() {
             "hello:att",
             "-o",
             &format!("type=docker,dest={}", archive.display()),
-            example().to_str().unwrap(),
+            common::hello_linux().to_str().unwrap(),
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

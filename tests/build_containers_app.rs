@@ -11,31 +11,19 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use bunny::layers::store::Store;
-use common::{output, require_tool, run};
+use common::guest::free_port;
+use common::{output, require_tool, run, toolchains};
 
 const HELLO: &str = "hello from a C server built by bunny";
-
-/// The layout with `gcc-bookworm` and `kernel-bookworm`, made once.
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -144,14 +132,6 @@ impl Env {
 
 fn gcc_ref(layout: &Path) -> String {
     format!("oci:{}:gcc-bookworm", layout.display())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

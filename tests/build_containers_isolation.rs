@@ -19,19 +19,7 @@ use bunny::build::runner::{Runtime, Step};
 use bunny::build::{resolve_image, BuildError, ResolvedImage};
 use bunny::layers::store::Store;
 use bunny::pipeline::Progress;
-use common::{output, require_tool, run};
-
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
+use common::{output, require_tool, toolchains};
 
 #[derive(Default)]
 struct Lines(Mutex<Vec<String>>);

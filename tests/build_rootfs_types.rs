@@ -5,27 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{bunny_output, ok};
 use serde_json::Value;
-
-fn bunny(root: &Path, args: &[&str]) -> Output {
-    common::bunny(root)
-        .args(args)
-        .output()
-        .expect("running bunny")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A context with a stand-in kernel (bytes are packaged, never booted here)
 /// and some data files.
@@ -47,7 +30,7 @@ fn build(tmp: &Path, name: &str, bunnyfile: &str) -> Built {
     let ctx = context(&tmp.join(name), bunnyfile);
     let root = tmp.join(format!("{name}-store"));
     let local = tmp.join(format!("{name}-fs"));
-    let out = bunny(
+    let out = bunny_output(
         &root,
         &[
             "build",
@@ -61,7 +44,7 @@ fn build(tmp: &Path, name: &str, bunnyfile: &str) -> Built {
     );
     ok(out, &format!("bunny build of {name}"));
     let text = ok(
-        bunny(&root, &["inspect", "--json", name]),
+        bunny_output(&root, &["inspect", "--json", name]),
         "bunny inspect --json",
     );
     Built {
@@ -252,7 +235,7 @@ fn check_accepts_every_go_bunny_file() {
             continue;
         }
         ok(
-            bunny(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]),
+            bunny_output(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]),
             &format!("--check {}", p.display()),
         );
         n += 1;
@@ -270,7 +253,7 @@ fn check_rejects_every_broken_file_with_a_position() {
         if p.extension().and_then(|x| x.to_str()) != Some("bunnyfile") {
             continue;
         }
-        let out = bunny(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]);
+        let out = bunny_output(tmp.path(), &["build", "--check", "-f", p.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         // `bunny build` reads this one as a Containerfile (the
         // BunnyFile parser still refuses it, see bunnyfile_broken.rs).
@@ -317,7 +300,7 @@ fn store_verify_finds_a_damaged_blob() {
     );
     let root = tmp.path().join("vfy-store");
     ok(
-        bunny(&root, &["store", "verify"]),
+        bunny_output(&root, &["store", "verify"]),
         "store verify on a fresh store",
     );
     let blobs = root.join("blobs/sha256");
@@ -330,7 +313,7 @@ fn store_verify_finds_a_damaged_blob() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&victim, bytes).unwrap();
-    let out = bunny(&root, &["store", "verify"]);
+    let out = bunny_output(&root, &["store", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     let name = victim.file_name().unwrap().to_string_lossy().to_string();
@@ -375,7 +358,7 @@ fn build_prints_and_inspect_shows_each_layers_size() {
     let mut tables = Vec::new();
     for run in ["a", "b"] {
         let root = tmp.path().join(format!("store-{run}"));
-        let out = bunny(
+        let out = bunny_output(
             &root,
             &[
                 "build",
@@ -388,7 +371,10 @@ fn build_prints_and_inspect_shows_each_layers_size() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         ok(out, "bunny build");
         let printed = size_rows(&stderr);
-        let shown = size_rows(&ok(bunny(&root, &["inspect", "sized"]), "bunny inspect"));
+        let shown = size_rows(&ok(
+            bunny_output(&root, &["inspect", "sized"]),
+            "bunny inspect",
+        ));
         assert_eq!(printed, shown, "build and inspect agree:\n{stderr}");
         let roles: Vec<&str> = printed.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(roles, ["kernel", "rootfs (initrd)", "urunc.json", "total"]);
@@ -396,7 +382,7 @@ fn build_prints_and_inspect_shows_each_layers_size() {
         // Each number checked against the blob itself: the manifest's size,
         // and the tar the blob decompresses to.
         let json: Value = serde_json::from_str(&ok(
-            bunny(&root, &["inspect", "--json", "sized"]),
+            bunny_output(&root, &["inspect", "--json", "sized"]),
             "bunny inspect --json",
         ))
         .unwrap();
@@ -432,7 +418,7 @@ fn build_prints_and_inspect_shows_each_layers_size() {
 
     // Quiet builds print nothing but the digest.
     let root = tmp.path().join("store-q");
-    let out = bunny(
+    let out = bunny_output(
         &root,
         &[
             "build",

@@ -3,51 +3,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::registry::Registry;
-
-fn bunny(root: &Path, args: &[&str]) -> Output {
-    common::bunny(root)
-        .args(args)
-        .output()
-        .expect("running bunny")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn example() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
-    assert!(
-        dir.join("vmlinuz").exists(),
-        "run `bash scripts/setup.sh` first"
-    );
-    dir
-}
+use common::{bunny_output, ok};
 
 #[test]
 fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
     common::require_tool("skopeo");
     let reg = Registry::start_http();
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = example();
+    let ctx = common::hello_linux();
     let reference = format!("{}/demo/hello-linux:1", reg.host());
     let meta = tmp.path().join("meta.json");
 
     // build --push, with buildx's metadata file.
     let first = tmp.path().join("s1");
     let printed = ok(
-        bunny(
+        bunny_output(
             &first,
             &[
                 "build",
@@ -104,7 +77,7 @@ fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
     let second = tmp.path().join("s2");
     let local = tmp.path().join("fs2");
     ok(
-        bunny(
+        bunny_output(
             &second,
             &[
                 "build",
@@ -141,7 +114,7 @@ fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
         ),
     )
     .unwrap();
-    let out = bunny(
+    let out = bunny_output(
         &second,
         &[
             "build",
@@ -159,7 +132,7 @@ fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
 
     // `bunny run REF` on an empty store pulls, then boots.
     let third = tmp.path().join("s3");
-    let out = bunny(
+    let out = bunny_output(
         &third,
         &["run", "--rm", "--accel", "tcg", &reference, "once"],
     );
@@ -175,7 +148,7 @@ fn push_then_build_from_the_pushed_image_then_run_it_by_reference() {
 #[test]
 fn a_refused_push_reports_the_registry() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = bunny(
+    let out = bunny_output(
         tmp.path(),
         &[
             "build",
@@ -183,7 +156,7 @@ fn a_refused_push_reports_the_registry() {
             "-t",
             "127.0.0.1:1/nothing/here:1",
             "--push",
-            example().to_str().unwrap(),
+            common::hello_linux().to_str().unwrap(),
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);

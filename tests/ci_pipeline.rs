@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::registry::{Registry, TlsAuth};
-use common::{require_tool, run};
+use common::{require_tool, run, toolchains};
 use saphyr_parser::{Event, Parser};
 use sha2::{Digest, Sha256};
 
@@ -131,19 +130,6 @@ fn doc_yaml_blocks() -> Vec<String> {
 
 // ------------------------------------------------------- the world
 
-/// The layout with `gcc-bookworm` and `kernel-bookworm`, made once.
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -185,8 +171,7 @@ impl World {
         // The runner trusts the registry's CA as a machine would
         // (certs.d); nothing in the jobs names it.
         let certs = dir.path().join("certs.d");
-        fs::create_dir_all(certs.join(&host)).unwrap();
-        fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+        reg.trust_in(&certs);
 
         // The project's mirror of the linux framework's layers.
         let skopeo = require_tool("skopeo");

@@ -10,16 +10,12 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::engines::{http_get, ok, runtime_binary, timed};
+use common::engines::{hello_archive, http_get, ok, runtime_binary, timed, Containerd};
 use common::require_tool;
 use sha2::{Digest, Sha256};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The pod network's subnet (10.213.X.0/24; X unique among the tests).
 const SUBNET: u8 = 77;
@@ -99,42 +95,15 @@ fn oci_archive(dest: &Path, name: &str, files: &[(&str, &Path)], entrypoint: &[&
     out.finish().unwrap();
 }
 
-fn hello_archive(dir: &Path) -> PathBuf {
-    let ctx = repo().join("examples/hello-linux");
-    assert!(
-        ctx.join("vmlinuz").exists(),
-        "examples/hello-linux/vmlinuz is missing: run `bash scripts/setup.sh` first"
-    );
-    let dest = dir.join("hello.tar");
-    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .arg("--root")
-        .arg(dir.join("store"))
-        .args(["build", "--progress=quiet", "-t", "hello:test", "-o"])
-        .arg(format!("type=oci-archive,dest={}", dest.display()))
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bunny build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dest
-}
-
 /// containerd with its CRI plugin, its own root, state, sockets, CNI
 /// config and IPAM store under a temp dir; the `bunny` handler as
 /// docs/kubernetes.md gives it. Stopped by PID on drop, its bridge removed.
 struct Cri {
-    child: Child,
-    dir: tempfile::TempDir,
+    ctd: Containerd,
 }
 
 impl Cri {
     fn start() -> Cri {
-        let bin = require_tool("containerd");
-        require_tool("ctr");
-        require_tool("containerd-shim-runc-v2");
         require_tool("runc");
         for plugin in ["bridge", "host-local"] {
             assert!(
@@ -142,38 +111,27 @@ impl Cri {
                 "/usr/lib/cni/{plugin} is missing: apt-get install containernetworking-plugins"
             );
         }
-        // Short: socket paths must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("cri")
-            .tempdir_in("/tmp")
+        let env = [("BUNNY_RUNTIME_ACCEL", "tcg".to_string())];
+        let ctd = Containerd::start_cri(&env, |d| {
+            std::fs::create_dir_all(d.join("cni")).unwrap();
+            let cni = serde_json::json!({
+                "cniVersion": "0.4.0", "name": "bunny-cri-test",
+                "plugins": [{
+                    "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
+                    "ipam": {"type": "host-local",
+                             "ranges": [[{"subnet": format!("10.213.{SUBNET}.0/24")}]],
+                             "routes": [{"dst": "0.0.0.0/0"}],
+                             "dataDir": d.join("ipam")},
+                }],
+            });
+            std::fs::write(
+                d.join("cni/10-bunny.conflist"),
+                serde_json::to_vec(&cni).unwrap(),
+            )
             .unwrap();
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("cni")).unwrap();
-        let cni = serde_json::json!({
-            "cniVersion": "0.4.0", "name": "bunny-cri-test",
-            "plugins": [{
-                "type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
-                "ipam": {"type": "host-local",
-                         "ranges": [[{"subnet": format!("10.213.{SUBNET}.0/24")}]],
-                         "routes": [{"dst": "0.0.0.0/0"}],
-                         "dataDir": d.join("ipam")},
-            }],
-        });
-        std::fs::write(
-            d.join("cni/10-bunny.conflist"),
-            serde_json::to_vec(&cni).unwrap(),
-        )
-        .unwrap();
-        let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.ttrpc"
-[{cri}]
+            let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
+            format!(
+                r#"[{cri}]
   sandbox_image = "{PAUSE_IMAGE}"
   # runc cannot give the sandbox oom_score_adj -998 on these machines.
   restrict_oom_score_adj = true
@@ -194,24 +152,14 @@ state = "{d}/state"
       BinaryName = "{rt}"
       Root = "{d}/runc"
 "#,
-            d = d.display(),
-            rt = runtime_binary().display(),
-        );
-        std::fs::write(d.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("BUNNY_RUNTIME_ACCEL", "tcg")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
-        let mut c = Cri { child, dir };
+                d = d.display(),
+                rt = runtime_binary().display(),
+            )
+        });
+        let mut c = Cri { ctd };
         let t = Instant::now();
         loop {
-            if let Ok(Some(s)) = c.child.try_wait() {
+            if let Some(s) = c.ctd.exited() {
                 panic!("containerd exited ({s}); its log:\n{}", c.log());
             }
             if c.crictl()
@@ -230,18 +178,22 @@ state = "{d}/state"
         }
     }
 
+    fn dir(&self) -> &Path {
+        self.ctd.dir.path()
+    }
+
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+        self.ctd.log()
     }
 
     fn sock(&self) -> String {
-        format!("unix://{}/c.sock", self.dir.path().display())
+        format!("unix://{}/c.sock", self.dir().display())
     }
 
     fn crictl(&self) -> Command {
         let mut c = Command::new("crictl");
         // An empty config file: nothing of the machine's /etc/crictl.yaml.
-        let cfg = self.dir.path().join("crictl.yaml");
+        let cfg = self.dir().join("crictl.yaml");
         if !cfg.exists() {
             std::fs::write(&cfg, "").unwrap();
         }
@@ -254,16 +206,12 @@ state = "{d}/state"
     }
 
     fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a")
-            .arg(self.dir.path().join("c.sock"))
-            .args(["-n", "k8s.io"]);
-        c
+        self.ctd.ctr()
     }
 
     /// Writes `value` as a JSON file for crictl and returns its path.
     fn json(&self, name: &str, value: serde_json::Value) -> PathBuf {
-        let p = self.dir.path().join(name);
+        let p = self.dir().join(name);
         std::fs::File::create(&p)
             .unwrap()
             .write_all(&serde_json::to_vec(&value).unwrap())
@@ -272,7 +220,7 @@ state = "{d}/state"
     }
 
     fn pod(&self, name: &str, annotations: serde_json::Value) -> PathBuf {
-        let logs = self.dir.path().join("logs").join(name);
+        let logs = self.dir().join("logs").join(name);
         self.json(
             &format!("pod-{name}.json"),
             serde_json::json!({
@@ -343,23 +291,12 @@ impl Drop for Cri {
     fn drop(&mut self) {
         // Whatever a failed test left: pods first (that frees their netns).
         let _ = self.crictl().args(["rmp", "--force", "--all"]).output();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .output();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.ctd.stop();
         let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
         // containerd leaves its snapshot mounts (none once pods are gone).
         let _ = Command::new("umount")
             .arg("-R")
-            .arg(self.dir.path().join("root"))
+            .arg(self.dir().join("root"))
             .output();
     }
 }
@@ -401,7 +338,7 @@ fn crictl_runs_hello_linux_as_a_pod_through_containerds_cri() {
     runtime_binary();
     let start = Instant::now();
     let cri = Cri::start();
-    let d = cri.dir.path().to_path_buf();
+    let d = cri.dir().to_path_buf();
 
     // Images: a pause of busybox (no registry here), and hello-linux.
     let pause = d.join("pause.tar");
@@ -416,7 +353,7 @@ fn crictl_runs_hello_linux_as_a_pod_through_containerds_cri() {
         &[("bin/busybox", busybox)],
         &["/bin/busybox", "sleep", "2147483647"],
     );
-    let hello = hello_archive(&d);
+    let hello = hello_archive(&d, "oci-archive");
     for archive in [&pause, &hello] {
         ok(
             cri.ctr().args(["images", "import"]).arg(archive),

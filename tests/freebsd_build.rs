@@ -15,12 +15,12 @@ mod gen;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bunny::build::AppOptions;
 use bunny::layers::store::Store;
@@ -31,80 +31,21 @@ use bunny::oci::output::Output;
 use bunny::pipeline::{self, BuildOptions, ImageSource, Progress};
 use bunny::platform::Arch;
 use bunny_runtime::{monitor_command, read_config, ResolvedAccel, RunSpec};
-use common::{require_tool, run};
+use common::http::FileServer;
+use common::{require_tool, run, toolchains};
 use gen::{elf, Item, Pkg};
 use sha2::{Digest as _, Sha256};
 
 const ABI: &str = "FreeBSD:14:amd64";
 const RTLD: &str = "/libexec/ld-elf.so.1";
 
-/// Serves `root` over HTTP/1.0 on 127.0.0.1; counts requests for `.pkg`
-/// files and logs every path asked for.
-struct Server {
-    port: u16,
-    pkg_gets: Arc<AtomicUsize>,
-    paths: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// How many requests asked for a path ending in `suffix`.
-    fn gets(&self, suffix: &str) -> usize {
-        self.paths
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|p| p.ends_with(suffix))
-            .count()
-    }
-}
-
-fn serve(root: PathBuf) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let pkg_gets = Arc::new(AtomicUsize::new(0));
-    let counter = pkg_gets.clone();
-    let paths = Arc::new(Mutex::new(Vec::new()));
-    let log = paths.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            log.lock().unwrap().push(path.clone());
-            if path.ends_with(".pkg") && !path.ends_with("packagesite.pkg") {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            let file = root.join(path.trim_start_matches('/'));
-            let _ = match fs::read(&file) {
-                Ok(body) if !path.contains("..") => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    stream.write_all(&body)
-                }
-                _ => stream.write_all(
-                    b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
-            };
-        }
-    });
-    Server {
-        port,
-        pkg_gets,
-        paths,
-    }
+/// How many package files (not the catalogue) the server was asked for.
+fn pkg_gets(server: &FileServer) -> usize {
+    server
+        .paths()
+        .iter()
+        .filter(|p| p.ends_with(".pkg") && !p.ends_with("packagesite.pkg"))
+        .count()
 }
 
 /// iperf3 -> libiperf -> libcrypto3 (A -> B -> C), plus a package nothing needs.
@@ -549,7 +490,7 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
-    let server = serve(repo);
+    let server = FileServer::start(repo);
     let store = Store::open(&f.dir.path().join("store")).unwrap();
 
     let mut specs = Vec::new();
@@ -583,7 +524,7 @@ fn iperf3_from_packages_becomes_a_ufs2_freebsd_image() {
     }
     // The three packages were downloaded once, for both builds; `unrelated`
     // never was.
-    assert_eq!(server.pkg_gets.load(Ordering::SeqCst), 3);
+    assert_eq!(pkg_gets(&server), 3);
 
     let (_, rootfs, _) = &specs[0];
     let kernel = fs::read(rootfs.join(".boot/kernel")).unwrap();
@@ -785,7 +726,7 @@ fn builds_are_reproducible() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
-    let server = serve(repo);
+    let server = FileServer::start(repo);
     let text = bunnyfile("firecracker", server.port, "[iperf3]");
     let a = build(
         &f,
@@ -809,7 +750,7 @@ fn a_missing_dependency_is_named_with_who_needs_it() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, Some("libcrypto3"));
-    let server = serve(repo);
+    let server = FileServer::start(repo);
     let store = Store::open(&f.dir.path().join("store")).unwrap();
     let err = build(
         &f,
@@ -839,7 +780,7 @@ fn a_missing_dependency_is_named_with_who_needs_it() {
         "{err}"
     );
     // Nothing was downloaded for a build that could not resolve.
-    assert_eq!(server.pkg_gets.load(Ordering::SeqCst), 0);
+    assert_eq!(pkg_gets(&server), 0);
 }
 
 #[test]
@@ -847,7 +788,7 @@ fn a_corrupted_package_is_refused_by_name() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, Some("libiperf"), None);
-    let server = serve(repo.clone());
+    let server = FileServer::start(repo.clone());
     let store = Store::open(&f.dir.path().join("store")).unwrap();
     let err = build(
         &f,
@@ -1072,7 +1013,7 @@ fn a_kernel_without_virtio_mmio_is_refused_for_firecracker() {
     );
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
-    let server = serve(repo);
+    let server = FileServer::start(repo);
     let store = Store::open(&f.dir.path().join("store")).unwrap();
     let Err(err) = build(
         &f,
@@ -1143,7 +1084,7 @@ fn release_files_are_fetched_checked_pinned_and_kept() {
     let base = base_txz();
     fs::write(local.join("base.txz"), &base).unwrap();
     write_manifest(&local, &[("base.txz", &base)]);
-    let server = serve(www);
+    let server = FileServer::start(www);
     let kernel_url = format!(
         "http://127.0.0.1:{}/releases/amd64/14.3-RELEASE/kernel.txz",
         server.port
@@ -1257,7 +1198,7 @@ fn a_release_file_needs_a_known_digest() {
     let kernel = kernel_txz(GENERIC);
     fs::create_dir_all(www.join("k")).unwrap();
     fs::write(www.join("k/kernel.txz"), &kernel).unwrap();
-    let server = serve(www);
+    let server = FileServer::start(www);
     let url = format!("http://127.0.0.1:{}/k/kernel.txz", server.port);
     let text = bunnyfile("qemu", server.port, "[iperf3]");
     let store = Store::open(&f.dir.path().join("s")).unwrap();
@@ -1439,7 +1380,7 @@ fn the_sbom_lists_the_installed_packages_with_versions_and_sums() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
-    let server = serve(repo.clone());
+    let server = FileServer::start(repo.clone());
     let store = Store::open(&f.dir.path().join("store")).unwrap();
     let ctx = f.dir.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
@@ -1542,7 +1483,7 @@ fn a_freebsd_directory_volume_must_be_kept_or_read_only() {
     let f = fixture();
     let repo = f.dir.path().join("repo");
     write_repo(&repo, None, None);
-    let server = serve(repo);
+    let server = FileServer::start(repo);
     let root = f.dir.path().join("store");
     let store = Store::open(&root).unwrap();
     build(
@@ -1572,20 +1513,6 @@ fn a_freebsd_directory_volume_must_be_kept_or_read_only() {
 }
 
 // ---- apps compiled from sources in build containers ----
-
-/// The toolchain images' layout (made by scripts/toolchain-image.sh, which
-/// only checks its stamps when they are there).
-fn toolchains() -> PathBuf {
-    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            run(Command::new(root.join("scripts/toolchain-image.sh"))
-                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
-            root.join("target/toolchains/layout")
-        })
-        .clone()
-}
 
 /// `reference`'s rootfs, unpacked in `store` (where the build finds it
 /// again).

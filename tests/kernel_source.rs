@@ -12,12 +12,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::guest::{free_port, http_get, Guest};
+use common::http::FileServer;
 
 use bunny::build::kernel::{self, ConfigBase, Fragment, KernelConfig, KernelSource, SourceRef};
 use bunny::bunnyfile::{Pos, Spanned};
@@ -680,44 +680,6 @@ fn src_txz(dest: &Path, extra: Option<&str>) {
     );
 }
 
-/// Serves `dir` over HTTP on a loopback port until the test ends.
-fn serve(dir: PathBuf) -> u16 {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let _ = match std::fs::read(dir.join(path.trim_start_matches('/'))) {
-                Ok(body) if !path.contains("..") => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    stream.write_all(&body)
-                }
-                _ => stream.write_all(
-                    b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
-            };
-        }
-    });
-    port
-}
-
 #[test]
 fn freebsd_sources_by_url_and_as_tarballs_are_pinned() {
     common::require_tool("runc");
@@ -784,7 +746,7 @@ kernel:
     std::fs::create_dir_all(&served).unwrap();
     std::fs::copy(ctx.join("src.txz"), served.join("src.txz")).unwrap();
     let sum = sha256_file(&served.join("src.txz"));
-    let port = serve(served);
+    let port = FileServer::start(served).port;
     bunnyfile(&format!(
         "http://127.0.0.1:{port}/src.txz#sha256={}",
         sum.trim_start_matches("sha256:")

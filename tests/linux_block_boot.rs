@@ -14,20 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::engines::{monitor_argv, ok, runtime_binary, wait_http, Containerd, Netns, Task};
+use common::guest::free_port;
 use common::{bunny, run};
 
 /// A TCG boot takes seconds; this only guards against a hang on a loaded
 /// machine.
 const BOOT: Duration = Duration::from_secs(180);
 const PAGE: &str = "served from a block root";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `bunny run -p PORT:80 IMAGE`, console to `log`; killed on drop.
 struct Guest {

@@ -60,8 +60,7 @@ fn login_push_pull_logout_from_the_command_line() {
     store.tag("cli:1", &sample.manifest).unwrap();
     let docker = work.path().join("docker");
     let certs = work.path().join("certs.d");
-    fs::create_dir_all(certs.join(&host)).unwrap();
-    fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    reg.trust_in(&certs);
     let mut outputs = Vec::new();
 
     let bad = run_with_stdin(
@@ -172,8 +171,7 @@ fn credential_helper_is_used_for_login_push_and_logout() {
     let sample = build_sample(&store, &work.path().join("src"), &random_bytes(20 * 1024));
     store.tag("h:1", &sample.manifest).unwrap();
     let certs = work.path().join("certs.d");
-    fs::create_dir_all(certs.join(&host)).unwrap();
-    fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    reg.trust_in(&certs);
     let docker = work.path().join("docker");
     fs::create_dir_all(&docker).unwrap();
     fs::write(docker.join("config.json"), r#"{"credsStore":"bunnytest"}"#).unwrap();

@@ -239,8 +239,7 @@ fn credentials_never_go_to_a_plain_http_token_service() {
     let host = reg.host();
     let work = tempfile::tempdir().unwrap();
     let certs = work.path().join("certs.d");
-    fs::create_dir_all(certs.join(&host)).unwrap();
-    fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    reg.trust_in(&certs);
     let docker_config = work.path().join("docker");
     let opts = RegistryOptions {
         certs_dir: Some(certs),

@@ -7,13 +7,13 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::engines::{ok, Containerd, Netns};
+use common::engines::{monitor_argv, ok, wait_page, Containerd, Netns, Task};
+use common::guest::{free_port, http_at};
 use common::{bunny, require_tool, run};
 
 const PAGE: &str = "hello from a rumprun unikernel built by bunny";
@@ -83,38 +83,10 @@ impl Example {
     }
 }
 
-fn http(addr: &str, path: &str) -> Option<String> {
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500))
-            .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.0 200").then_some(body)
-}
-
+/// `GET path` on `addr` answered with 200, waited for while the guest
+/// boots; `what` tells what to show when it never comes.
 fn wait_http(addr: &str, path: &str, what: &dyn Fn() -> String) -> String {
-    let t = Instant::now();
-    loop {
-        if let Some(b) = http(addr, path) {
-            return b;
-        }
-        assert!(
-            t.elapsed() < BOOT,
-            "{addr}{path} never answered 200; {}",
-            what()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    wait_page(addr, path, BOOT, |end| end.then(what)).0
 }
 
 /// Every live process whose parent is `pid`: its pid and argv.
@@ -261,7 +233,9 @@ fn bunny_run_publishes_a_port_of_spt_guests_of_both_solo5_abis() {
         let code = r.stop();
         assert_eq!(code, 128 + 15, "a guest stopped by SIGTERM");
         assert!(
-            http(&addr, "/").is_none(),
+            http_at(addr.parse().unwrap(), "/")
+                .filter(|b| b.starts_with("HTTP/1.0 200"))
+                .is_none(),
             "the port is still served after the run ended"
         );
     }
@@ -380,60 +354,7 @@ fn archive(ex: &Example, tag: &str, name: &str) -> PathBuf {
 /// The argv of the task's process (the monitor: both runtimes exec it in
 /// place of the container's init).
 fn task_argv(ctd: &Containerd, id: &str) -> Vec<String> {
-    let ls = ok(ctd.ctr().args(["task", "ls"]), Duration::from_secs(10));
-    let pid = ls
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no task {id}:\n{ls}"));
-    let cmdline = |pid: &str| -> Vec<String> {
-        let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        raw.split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect()
-    };
-    let argv = cmdline(pid);
-    // bunny-runtime's container process supervises the monitor (so the
-    // container's status is the guest's): the tender is its child.
-    if argv.iter().any(|a| a == "__init") {
-        let children =
-            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next() {
-            return cmdline(child);
-        }
-    }
-    argv
-}
-
-/// Stops and removes a task when the test ends, passed or not: a guest
-/// left running would keep its namespace, and its addresses, alive.
-struct Task<'a>(&'a Containerd, String);
-
-impl Drop for Task<'_> {
-    fn drop(&mut self) {
-        stop_task(self.0, &self.1);
-    }
-}
-
-fn stop_task(ctd: &Containerd, id: &str) {
-    let _ = ctd
-        .ctr()
-        .args(["task", "kill", "-s", "SIGKILL", id])
-        .output();
-    let t = Instant::now();
-    while ctd
-        .ctr()
-        .args(["task", "delete", id])
-        .output()
-        .is_ok_and(|o| !o.status.success())
-    {
-        if t.elapsed() > Duration::from_secs(20) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = ctd.ctr().args(["containers", "rm", id]).output();
+    monitor_argv(ctd.task_pid(id).unwrap_or_else(|| panic!("no task {id}")))
 }
 
 /// The options of a tender's argv, values cut off: `--net:tap`, `--mem`, ...
@@ -472,7 +393,7 @@ fn containerd_boots_rumprun_under_bunny_runtime_and_urunc() {
         let subnet = 40 + i as u8;
         let ns = Netns::new(&format!("rr{i}"), subnet);
         let id = format!("rr{i}");
-        let _task = Task(&ctd, id.clone());
+        let _task = Task(&ctd, &id);
         ok(
             ctd.run(&runc_root).args([
                 "-d",
@@ -515,7 +436,7 @@ fn containerd_boots_rumprun_under_bunny_runtime_and_urunc() {
         panic!("containerd-shim-urunc-v2 is not on PATH: scripts/setup.sh installs it from ../shared/tools/urunc");
     }
     let ns = Netns::new("ru", 42);
-    let task = Task(&ctd, "ru".into());
+    let task = Task(&ctd, "ru");
     ok(
         ctd.ctr().args([
             "run",

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::guest::free_port;
 use common::{bunny, output, run};
 
 fn repo() -> PathBuf {
@@ -27,14 +28,6 @@ fn build_hello(root: &Path) {
     run(bunny(root)
         .args(["build", "--progress=quiet", "-t", "hello:test"])
         .arg(&ctx));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_ok(port: u16) -> bool {

@@ -5,41 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::engines::{http_get, ok, runtime_binary, timed, Containerd, Netns};
+use common::engines::{hello_archive, http_get, ok, runtime_binary, timed, Containerd, Netns};
 use common::{require_tool, Dockerd, DockerdOptions};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds examples/hello-linux with bunny into an archive of `kind`
-/// (`oci-archive` or `docker`).
-fn hello_archive(dir: &Path, kind: &str) -> PathBuf {
-    let ctx = repo().join("examples/hello-linux");
-    assert!(
-        ctx.join("vmlinuz").exists(),
-        "examples/hello-linux/vmlinuz is missing: run `bash scripts/setup.sh` first"
-    );
-    let dest = dir.join(format!("hello-{kind}.tar"));
-    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
-        .arg("--root")
-        .arg(dir.join("store"))
-        .args(["build", "--progress=quiet", "-t", "hello:test", "-o"])
-        .arg(format!("type={kind},dest={}", dest.display()))
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bunny build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dest
-}
 
 const BOOT: Duration = Duration::from_secs(90);
 

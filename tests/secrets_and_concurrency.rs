@@ -12,15 +12,6 @@ use common::registry::{Registry, TlsAuth};
 const USER: &str = "bunny-ci";
 const PASSWORD: &str = "S3cr3t-Pa55w0rd-never-printed";
 
-fn example() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
-    assert!(
-        dir.join("vmlinuz").exists(),
-        "run `bash scripts/setup.sh` first"
-    );
-    dir
-}
-
 fn bunny(
     root: &Path,
     docker_config: &Path,
@@ -176,8 +167,7 @@ fn no_credential_in_outputs_errors_metadata_or_images() {
     let root = work.path().join("store");
     let config = work.path().join("docker");
     let certs = work.path().join("certs.d");
-    std::fs::create_dir_all(certs.join(&host)).unwrap();
-    std::fs::copy(reg.ca.as_ref().unwrap(), certs.join(&host).join("ca.crt")).unwrap();
+    reg.trust_in(&certs);
     let mut outputs: Vec<(String, Output)> = Vec::new();
 
     // A wrong password, then the right one.
@@ -219,7 +209,7 @@ fn no_credential_in_outputs_errors_metadata_or_images() {
             "--push",
             "--metadata-file",
             meta.to_str().unwrap(),
-            example().to_str().unwrap(),
+            common::hello_linux().to_str().unwrap(),
         ],
         None,
     );
@@ -273,7 +263,7 @@ fn two_builds_on_one_store_both_succeed() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("store");
     let none = work.path().join("none");
-    let ctx = example();
+    let ctx = common::hello_linux();
     let spawn = |tag: &str, extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bunny"));
         cmd.arg("--root")

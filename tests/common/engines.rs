@@ -48,6 +48,27 @@ pub fn runtime_binary() -> PathBuf {
         .clone()
 }
 
+/// Builds examples/hello-linux with bunny into an archive of `kind`
+/// (`oci-archive` or `docker`).
+pub fn hello_archive(dir: &Path, kind: &str) -> PathBuf {
+    let ctx = super::hello_linux();
+    let dest = dir.join(format!("hello-{kind}.tar"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bunny"))
+        .arg("--root")
+        .arg(dir.join("store"))
+        .args(["build", "--progress=quiet", "-t", "hello:test", "-o"])
+        .arg(format!("type={kind},dest={}", dest.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bunny build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dest
+}
+
 /// Runs `cmd`, failing the test if it takes longer than `limit` (a hung
 /// guest must not stall the suite).
 pub fn timed(cmd: &mut Command, limit: Duration) -> Output {
@@ -100,11 +121,14 @@ pub fn ok(cmd: &mut Command, limit: Duration) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A private containerd: root, state and sockets under a temp dir, CRI off;
-/// stopped by PID on drop.
+/// A private containerd: root, state and sockets under a temp dir, CRI off
+/// unless [`Containerd::start_cri`]; stopped by PID on drop.
 pub struct Containerd {
     child: Child,
     pub dir: tempfile::TempDir,
+    /// The namespace `ctr` works in: CRI keeps its images and containers
+    /// in `k8s.io`.
+    namespace: &'static str,
 }
 
 impl Containerd {
@@ -115,20 +139,45 @@ impl Containerd {
     /// As [`Containerd::start`], with extra environment for containerd and
     /// the shims and runtimes it starts (e.g. a PATH with a monitor wrapper).
     pub fn start_with_env(env: &[(&str, String)]) -> Containerd {
+        Containerd::launch(Containerd::temp_dir(), env, None)
+    }
+
+    /// containerd with its CRI plugin on: `cri` is given the temp dir
+    /// before containerd starts and returns the TOML of the plugin's
+    /// sections (it may write files there, such as a CNI config). Waits
+    /// only for containerd's socket: the CRI service comes up after it.
+    pub fn start_cri(env: &[(&str, String)], cri: impl FnOnce(&Path) -> String) -> Containerd {
+        let dir = Containerd::temp_dir();
+        let sections = cri(dir.path());
+        Containerd::launch(dir, env, Some(sections))
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        // Short path: socket paths must fit in sun_path.
+        tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir_in("/tmp")
+            .unwrap()
+    }
+
+    /// `cri`: the CRI plugin's sections, or `None` for CRI off.
+    fn launch(dir: tempfile::TempDir, env: &[(&str, String)], cri: Option<String>) -> Containerd {
         let bin = require_tool("containerd");
         require_tool("ctr");
         require_tool("containerd-shim-runc-v2");
-        // Short path: socket paths must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("ctd")
-            .tempdir_in("/tmp")
-            .unwrap();
         let d = dir.path();
+        let (plugins, sections, namespace) = match cri {
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_string(),
+                String::new(),
+                "bunnytest",
+            ),
+            Some(sections) => (String::new(), sections, "k8s.io"),
+        };
         let config = format!(
-            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n{plugins}\
              [grpc]\n  address = \"{0}/c.sock\"\n[ttrpc]\n  address = \"{0}/c.ttrpc\"\n\
-             [debug]\n  address = \"{0}/d.sock\"\n",
+             [debug]\n  address = \"{0}/d.sock\"\n{sections}",
             d.display()
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
@@ -142,7 +191,11 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let mut c = Containerd { child, dir };
+        let mut c = Containerd {
+            child,
+            dir,
+            namespace,
+        };
         let t = Instant::now();
         loop {
             if let Ok(Some(s)) = c.child.try_wait() {
@@ -165,6 +218,31 @@ impl Containerd {
         }
     }
 
+    /// Whether containerd has exited (a test's own wait loops ask).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, so containerd shuts down cleanly; SIGKILL only if it hangs.
+    /// Dropping does the same; a test calls it to clean up after it.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
@@ -173,7 +251,7 @@ impl Containerd {
         let mut c = Command::new("ctr");
         c.arg("-a")
             .arg(self.dir.path().join("c.sock"))
-            .args(["-n", "bunnytest"]);
+            .args(["-n", self.namespace]);
         c
     }
 
@@ -191,19 +269,7 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // SIGTERM, so containerd shuts down cleanly; SIGKILL only if it hangs.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .output();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -279,11 +345,39 @@ pub fn http_get(addr: &str) -> Option<String> {
 pub fn wait_http(
     addr: &str,
     limit: Duration,
+    gone: impl FnMut(bool) -> Option<String>,
+) -> (String, Duration) {
+    wait_answer(addr, limit, || http_get(addr), gone)
+}
+
+/// As [`wait_http`], for `GET path` answered with 200 (any `addr`, such as
+/// a port published on 127.0.0.1).
+pub fn wait_page(
+    addr: &str,
+    path: &str,
+    limit: Duration,
+    gone: impl FnMut(bool) -> Option<String>,
+) -> (String, Duration) {
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address {addr}: {e}"));
+    wait_answer(
+        addr,
+        limit,
+        || super::guest::http_at(sock, path).filter(|b| b.starts_with("HTTP/1.0 200")),
+        gone,
+    )
+}
+
+fn wait_answer(
+    addr: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<String>,
     mut gone: impl FnMut(bool) -> Option<String>,
 ) -> (String, Duration) {
     let t = Instant::now();
     loop {
-        if let Some(body) = http_get(addr) {
+        if let Some(body) = probe() {
             return (body, t.elapsed());
         }
         if let Some(why) = gone(false) {

@@ -23,6 +23,50 @@ pub fn bunny(root: &Path) -> Command {
     c
 }
 
+/// `bunny ARGS` with its store at `root` (see [`bunny`]): whatever happened,
+/// for [`ok`] or for a test that expects a failure.
+pub fn bunny_output(root: &Path, args: &[&str]) -> Output {
+    output(bunny(root).args(args))
+}
+
+/// The stdout of `out`; fails the test naming `what`, with the status and
+/// both streams, when it did not succeed.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The toolchain images' OCI layout (target/toolchains/layout), made by
+/// scripts/toolchain-image.sh once per test binary (the script only checks
+/// its stamps when they are there).
+pub fn toolchains() -> PathBuf {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            run(Command::new(root.join("scripts/toolchain-image.sh"))
+                .env("BUNNY_KERNEL", root.join("target/linux-kernel/vmlinuz")));
+            root.join("target/toolchains/layout")
+        })
+        .clone()
+}
+
+/// examples/hello-linux, once setup has put its kernel there.
+pub fn hello_linux() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
+    assert!(
+        dir.join("vmlinuz").exists(),
+        "examples/hello-linux/vmlinuz is missing: run `bash scripts/setup.sh` first"
+    );
+    dir
+}
+
 /// Finds `name` in PATH (plus the sbin directories, where dockerd lives), or
 /// fails the test saying what to install.
 pub fn require_tool(name: &str) -> PathBuf {
@@ -226,6 +270,7 @@ pub mod buildkitd;
 pub mod engines;
 pub mod frontend;
 pub mod guest;
+pub mod http;
 pub mod image;
 pub mod registry;
 pub mod spdx;

@@ -233,6 +233,14 @@ impl Registry {
         total
     }
 
+    /// Trusts the registry's CA in `certs`, a certs.d directory laid out
+    /// as Docker's (`certs/HOST/ca.crt`), as a machine would.
+    pub fn trust_in(&self, certs: &Path) {
+        let d = certs.join(self.host());
+        fs::create_dir_all(&d).unwrap();
+        fs::copy(self.ca.as_ref().expect("a TLS registry"), d.join("ca.crt")).unwrap();
+    }
+
     /// A cert dir for skopeo holding only the CA (skopeo wants nothing else there).
     pub fn skopeo_cert_dir(&self) -> PathBuf {
         let d = self.dir.path().join("skopeo-certs");
