@@ -213,3 +213,44 @@ fn check_mode_reads_containerfiles_by_content() {
     );
     assert!(Path::new(&f).exists());
 }
+
+/// The framework's kernel layer of a Containerfile comes, like an app's
+/// layers, from `--toolchain`, else the config file's `layers`, else the
+/// default (which nothing here publishes).
+#[test]
+fn the_kernel_layer_comes_from_the_config_file_when_no_flag_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hi\n").unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nLABEL bunny.rootfs=initrd\nCOPY hello.txt /hello.txt\nCMD [\"/hello.txt\"]\n",
+    )
+    .unwrap();
+    let config_home = tmp.path().join("config");
+    let build = |tag: &str| {
+        bunny()
+            .args(["--root", tmp.path().join("store").to_str().unwrap()])
+            .args(["build", "--progress=plain", "-t", tag])
+            .arg(&ctx)
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env("BUNNY_INIT", init_helper::static_init())
+            .output()
+            .unwrap()
+    };
+    let without = build("cf:none");
+    let err = String::from_utf8_lossy(&without.stderr);
+    assert!(!without.status.success(), "{err}");
+    assert!(err.contains("bunny/linux-kernel:bookworm"), "{err}");
+
+    std::fs::create_dir_all(config_home.join("bunny")).unwrap();
+    std::fs::write(
+        config_home.join("bunny/config.json"),
+        serde_json::json!({"layers": {"linux.kernel": init_helper::kernel_image()}}).to_string(),
+    )
+    .unwrap();
+    let with = build("cf:config");
+    let err = String::from_utf8_lossy(&with.stderr);
+    assert!(with.status.success(), "{err}");
+}

@@ -698,6 +698,8 @@ struct StoreSource<'a> {
     pull: bool,
     /// `--toolchain` references, by `FRAMEWORK.LAYER`.
     layer_overrides: std::collections::BTreeMap<String, String>,
+    /// The config file's `layers`, which come after `--toolchain`.
+    config_layers: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a> StoreSource<'a> {
@@ -719,6 +721,10 @@ impl<'a> StoreSource<'a> {
             cache: globals.root.join("rootfs"),
             pull: args.pull,
             layer_overrides: layer_overrides(args)?,
+            config_layers: crate::build::app::Config::load(
+                &crate::build::app::default_config_file(),
+            )?
+            .layers,
         })
     }
 }
@@ -730,7 +736,13 @@ impl pipeline::ImageSource for StoreSource<'_> {
         name: &str,
     ) -> Result<(String, PathBuf), Box<dyn std::error::Error + Send + Sync>> {
         let key = format!("{}.{name}", framework.name());
-        let reference = match self.layer_overrides.get(&key) {
+        // As for an app's layers: the flag, then the config file, then the
+        // framework's default.
+        let reference = match self
+            .layer_overrides
+            .get(&key)
+            .or_else(|| self.config_layers.get(&key))
+        {
             Some(r) => r.clone(),
             None => crate::frameworks::layer_reference(framework, name)
                 .map(str::to_string)
