@@ -12,7 +12,8 @@
 # base, the fragment's sha256 and the build image's digest. The script
 # writes the same recipe to find the entry without running bunny when it is
 # there; tests/kernel_source.rs checks the two agree.
-# Then copies bzImage and the resolved config to OUT (default
+# Then copies bzImage, vmlinux (the ELF Firecracker boots) and the resolved
+# config to OUT (default
 # target/minimal-kernel) and, unless BUNNY_NO_KERNEL_IMAGE is set, writes the
 # OCI image oci:LAYOUT:kernel-minimal (LAYOUT defaults to
 # target/toolchains/layout) with the kernel at /.boot/kernel, for
@@ -41,7 +42,8 @@ recipe() {
 }
 key="$(recipe | sha256sum | cut -d' ' -f1)"
 entry="$cache/$key"
-if [[ -s "$entry/bzImage" ]]; then
+# An entry without the vmlinux is an older bunny's: bunny builds it again.
+if [[ -s "$entry/bzImage" && -s "$entry/vmlinux" ]]; then
   echo "minimal-kernel: cached at $entry"
 else
   bunny="${BUNNY:-$here/target/debug/bunny}"
@@ -66,7 +68,7 @@ BUNNYFILE
   # A throwaway store: only the kernel cache entry is kept.
   BUNNY_ROOT="$work/store" BUNNY_KERNEL_CACHE="$cache" "$bunny" build --progress=plain \
     --toolchain "linux.kernel-toolchain=$kbuild" -f "$work/ctx/BunnyFile" "$work/ctx"
-  [[ -s "$entry/bzImage" ]] || {
+  [[ -s "$entry/bzImage" && -s "$entry/vmlinux" ]] || {
     echo "minimal-kernel: bunny built no $entry/bzImage: this script's recipe and src/build/kernel.rs disagree" >&2
     exit 1
   }
@@ -74,6 +76,7 @@ BUNNYFILE
 fi
 mkdir -p "$out"
 cp "$entry/bzImage" "$out/bzImage"
+cp "$entry/vmlinux" "$out/vmlinux"
 cp "$entry/config" "$out/config"
 echo "$key" >"$out/key"
 

@@ -687,6 +687,13 @@ pub fn prepare_app(
     opts: &crate::build::AppOptions,
     progress: &dyn Progress,
 ) -> Result<Option<crate::build::BuiltApp>, PipelineError> {
+    // The steps may depend on the target (rumprun bakes per monitor; a
+    // Linux kernel for Firecracker is its ELF vmlinux).
+    let opts = crate::build::AppOptions {
+        monitor: Some(plan.monitor),
+        architecture: Some(plan.architecture),
+        ..opts.clone()
+    };
     let mut from_source = None;
     if let KernelInput::Source(ks, context) = &plan.kernel {
         let built = crate::build::kernel::build_kernel(
@@ -695,7 +702,7 @@ pub fn prepare_app(
             plan.architecture,
             context,
             store,
-            opts,
+            &opts,
             progress,
         )?;
         from_source = Some(built.kernel.clone());
@@ -704,12 +711,9 @@ pub fn prepare_app(
     let Some((app, context)) = &plan.app else {
         return Ok(None);
     };
-    // The steps may depend on the target (rumprun bakes per monitor).
     let opts = crate::build::AppOptions {
-        monitor: Some(plan.monitor),
-        architecture: Some(plan.architecture),
         kernel: from_source,
-        ..opts.clone()
+        ..opts
     };
     let built = crate::build::build_app(
         app,

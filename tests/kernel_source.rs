@@ -845,3 +845,109 @@ fn the_hello_linux_src_example_builds_with_the_minimal_kernel() {
         "the lock pins the build image and no kernel layer: {lock}"
     );
 }
+
+/// For Firecracker the image carries the build's ELF vmlinux, which boots
+/// by its PVH entry: qemu loads an ELF kernel only through that entry, so
+/// booting it on qemu's microvm machine (Firecracker's device model:
+/// virtio-mmio, no PCI) proves it. The bzImage stays what qemu images get.
+#[test]
+fn a_firecracker_image_carries_the_vmlinux_and_it_boots_by_its_pvh_entry() {
+    let cache = kernel_cache();
+    let layout = repo().join("target/toolchains/layout");
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("hello-linux-src");
+    common::run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("examples/hello-linux-src"))
+            .arg(&ctx),
+    );
+    let _ = std::fs::remove_file(ctx.join("bunny.lock"));
+    let file = ctx.join("BunnyFile.minimal-kernel");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("monitor: qemu"), "{text}");
+    std::fs::write(&file, text.replace("monitor: qemu", "monitor: firecracker")).unwrap();
+    let files = tmp.path().join("files");
+    let out = common::bunny(&tmp.path().join("store"))
+        .env("BUNNY_KERNEL_CACHE", &cache)
+        .args(["build", "--progress=plain", "-t", "hs:fc"])
+        .arg("--toolchain")
+        .arg(format!(
+            "linux.toolchain=oci:{}:gcc-bookworm",
+            layout.display()
+        ))
+        .arg("--toolchain")
+        .arg(format!("linux.kernel-toolchain={}", kbuild()))
+        .arg("-o")
+        .arg(format!("type=local,dest={}", files.display()))
+        .arg("-f")
+        .arg(&file)
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("CACHED vmlinux"), "{err}");
+    let kernel = files.join(".boot/kernel");
+    let bytes = std::fs::read(&kernel).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "not the ELF vmlinux");
+    let key = recipe(&minimal_source(), &ctx, &tmp.path().join("s2")).key();
+    assert_eq!(
+        bytes,
+        std::fs::read(cache.join(&key).join("vmlinux")).unwrap(),
+        "not the cache's vmlinux"
+    );
+
+    let console = tmp.path().join("console.log");
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-M", "microvm,acpi=off,pic=on,pit=on,rtc=on"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(files.join(".boot/rootfs"))
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 rdinit=/urunit -- /bin/hello-server 80",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut log = String::new();
+    while started.elapsed() < Duration::from_secs(90) {
+        log = std::fs::read_to_string(&console).unwrap_or_default();
+        if log.contains("Run /urunit as init process") {
+            break;
+        }
+        if let Ok(Some(status)) = qemu.try_wait() {
+            let mut e = String::new();
+            if let Some(mut s) = qemu.stderr.take() {
+                use std::io::Read;
+                let _ = s.read_to_string(&mut e);
+            }
+            panic!("qemu exited ({status}): {e}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    assert!(log.contains("Run /urunit as init process"), "{log}");
+    eprintln!(
+        "vmlinux {} bytes: PVH boot to init in {:.2} s",
+        bytes.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

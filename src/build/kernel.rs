@@ -76,6 +76,8 @@ pub const HOST_TOOLCHAIN: &str = "host";
 pub const FREEBSD_CROSS_BINDIR: &str = "/usr/lib/llvm-14/bin";
 /// The generated FreeBSD kernel config's name.
 pub const FREEBSD_KERNCONF: &str = "BUNNY";
+/// What a Linux kernel build leaves in its cache entry besides `config`.
+const LINUX_OUTPUTS: &[&str] = &["bzImage", "vmlinux"];
 /// How many of a failing build's last output lines its error carries.
 const TAIL_LINES: usize = 25;
 
@@ -757,12 +759,21 @@ pub fn build_kernel(
     } = prepare(ks, framework, arch, context, store, opts, progress)?;
     let key = recipe.key();
     let entry = cache.join(&key);
-    let kernel_name = if framework == "linux" {
-        "bzImage"
+    // A Linux build keeps both forms of the kernel: the compressed bzImage
+    // qemu boots, and the ELF vmlinux (stripped) Firecracker boots by its
+    // PVH entry.
+    let outputs: &[&str] = if framework == "linux" {
+        LINUX_OUTPUTS
     } else {
-        "kernel"
+        &["kernel"]
     };
-    let cached = entry.join(kernel_name).is_file() && !opts.no_cache;
+    let kernel_name = match (framework, opts.monitor) {
+        ("linux", Some(crate::platform::Monitor::Firecracker)) => "vmlinux",
+        ("linux", _) => "bzImage",
+        _ => "kernel",
+    };
+    // An entry an older bunny wrote may lack the vmlinux: built again once.
+    let cached = outputs.iter().all(|f| entry.join(f).is_file()) && !opts.no_cache;
     if cached {
         progress.log(step, &format!("cached at {}", entry.display()));
     } else {
@@ -1051,6 +1062,16 @@ fn linux_build(
         return Err(KernelError::NoOutput(bz.display().to_string()).into());
     }
     fs::copy(&bz, out.join("bzImage")).map_err(io_ctx(format!("copying {}", bz.display())))?;
+    // Firecracker reads no symbols; without them the layer is a third
+    // smaller (the kernel's own kallsyms stay).
+    run_logged(
+        Command::new("strip")
+            .arg("-o")
+            .arg(out.join("vmlinux"))
+            .arg(obj.join("vmlinux")),
+        "strip vmlinux",
+        progress,
+    )?;
     fs::write(out.join("config"), resolved).map_err(io_ctx("writing the resolved config"))?;
     Ok(())
 }
@@ -1172,7 +1193,7 @@ pub fn linux_container_scripts(base: &ConfigBase, fragments: usize) -> (String, 
     (
         format!("set -e; {base}{merge}{make} olddefconfig"),
         format!(
-            "set -e; {make} -j\"$(nproc)\" bzImage; cp /out/obj/arch/x86/boot/bzImage /out/out/bzImage; cp /out/obj/.config /out/out/config"
+            "set -e; {make} -j\"$(nproc)\" bzImage; cp /out/obj/arch/x86/boot/bzImage /out/out/bzImage; strip -o /out/out/vmlinux /out/obj/vmlinux; cp /out/obj/.config /out/out/config"
         ),
     )
 }
@@ -1230,7 +1251,7 @@ fn linux_container_build(
         return Err(KernelError::NotTaken(missing).into());
     }
     runtime.run(&step(build), work, progress)?;
-    for f in ["bzImage", "config"] {
+    for f in LINUX_OUTPUTS.iter().chain(&["config"]) {
         if !work.join("out").join(f).is_file() {
             return Err(KernelError::NoOutput(format!("/out/out/{f}")).into());
         }
