@@ -26,19 +26,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The cache setup filled: `$BUNNY_KERNEL_CACHE` or target/kernel-cache.
-fn kernel_cache() -> PathBuf {
-    let dir = std::env::var_os("BUNNY_KERNEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/kernel-cache"));
-    assert!(
-        dir.is_dir(),
-        "no kernel cache at {}: run `bash scripts/setup.sh` (scripts/minimal-kernel.sh builds bunny's minimal kernel into it)",
-        dir.display()
-    );
-    dir
-}
-
 /// The Linux kernel build image setup made (scripts/toolchain-image.sh),
 /// as `--toolchain linux.kernel-toolchain=` takes it.
 fn kbuild() -> String {
@@ -147,7 +134,7 @@ fn sha256_file(p: &Path) -> String {
 
 #[test]
 fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
-    let cache = kernel_cache();
+    let cache = common::kernel_cache();
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     context(&ctx);
@@ -269,7 +256,7 @@ fn the_minimal_kernel_comes_from_the_cache_boots_and_serves_http() {
 
 #[test]
 fn the_script_and_bunny_share_the_recipe_and_any_change_is_a_new_key() {
-    let cache = kernel_cache();
+    let cache = common::kernel_cache();
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -769,18 +756,12 @@ kernel:
 /// rootfs, and the whole image about 3 MB.
 #[test]
 fn the_hello_linux_src_example_builds_with_the_minimal_kernel() {
-    let cache = kernel_cache();
+    let cache = common::kernel_cache();
     let layout = repo().join("target/toolchains/layout");
     common::run(&mut Command::new(repo().join("scripts/toolchain-image.sh")));
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("hello-linux-src");
-    common::run(
-        Command::new("cp")
-            .arg("-a")
-            .arg(repo().join("examples/hello-linux-src"))
-            .arg(&ctx),
-    );
-    let _ = std::fs::remove_file(ctx.join("bunny.lock"));
+    common::example_copy("hello-linux-src", &ctx);
     let root = tmp.path().join("store");
     let build = |tag: &str, extra: &[&str]| -> serde_json::Value {
         let out = common::bunny(&root)
@@ -852,17 +833,11 @@ fn the_hello_linux_src_example_builds_with_the_minimal_kernel() {
 /// virtio-mmio, no PCI) proves it. The bzImage stays what qemu images get.
 #[test]
 fn a_firecracker_image_carries_the_vmlinux_and_it_boots_by_its_pvh_entry() {
-    let cache = kernel_cache();
+    let cache = common::kernel_cache();
     let layout = repo().join("target/toolchains/layout");
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("hello-linux-src");
-    common::run(
-        Command::new("cp")
-            .arg("-a")
-            .arg(repo().join("examples/hello-linux-src"))
-            .arg(&ctx),
-    );
-    let _ = std::fs::remove_file(ctx.join("bunny.lock"));
+    common::example_copy("hello-linux-src", &ctx);
     let file = ctx.join("BunnyFile.minimal-kernel");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("monitor: qemu"), "{text}");

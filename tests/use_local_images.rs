@@ -61,16 +61,8 @@ fn the_config_names_setups_images_and_an_example_builds_without_flags() {
     // The example with bunny's minimal kernel (from setup's kernel cache),
     // as a new user builds it after running the script.
     let ctx = tmp.path().join("hello-linux-src");
-    common::run(
-        Command::new("cp")
-            .arg("-a")
-            .arg(repo().join("examples/hello-linux-src"))
-            .arg(&ctx),
-    );
-    let _ = std::fs::remove_file(ctx.join("bunny.lock"));
-    let cache = std::env::var_os("BUNNY_KERNEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/kernel-cache"));
+    common::example_copy("hello-linux-src", &ctx);
+    let cache = common::kernel_cache();
     let out = common::bunny(&tmp.path().join("store"))
         .env("XDG_CONFIG_HOME", &xdg)
         .env("BUNNY_KERNEL_CACHE", &cache)

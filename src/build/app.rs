@@ -202,7 +202,12 @@ pub fn build_app(
             _scratch: scratch,
         });
     }
-    let wanted = framework.app_layers(&info, &steps);
+    // A kernel built from sources replaces the kernel layer: not resolved.
+    let wanted: Vec<&str> = framework
+        .app_layers(&info, &steps)
+        .into_iter()
+        .filter(|l| opts.kernel.is_none() || *l != crate::frameworks::KERNEL_LAYER)
+        .collect();
     let images = resolve_layers(framework, &wanted, store, opts, progress)?;
     let from_packages = app.from.value == crate::bunnyfile::FROM_PACKAGES;
     let source = if from_packages {
@@ -433,10 +438,6 @@ fn resolve_layers(
         .iter()
         .filter(|d| wanted.contains(&d.name))
     {
-        // A kernel built from sources replaces the kernel layer.
-        if opts.kernel.is_some() && dep.name == crate::frameworks::KERNEL_LAYER {
-            continue;
-        }
         let key = format!("{fw}.{}", dep.name);
         // The lock names the reference as well as the digest, so a build
         // with the lock alone repeats the last one, whatever named the layer

@@ -462,6 +462,16 @@ struct Sources {
     is_dir: bool,
 }
 
+/// A source tarball, by the sha256 of its bytes.
+fn archive_sources(cache: &Path, path: PathBuf) -> Result<Sources, BuildError> {
+    let digest = file_digest(cache, &path)?;
+    Ok(Sources {
+        path,
+        digest,
+        is_dir: false,
+    })
+}
+
 /// A file's sha256, remembered by path, size, mtime and inode in the cache
 /// (a 140 MB tarball takes seconds to hash in a debug build).
 fn file_digest(cache: &Path, path: &Path) -> Result<String, BuildError> {
@@ -519,12 +529,7 @@ fn resolve_sources(
                 ))
                 .into());
             }
-            let digest = file_digest(cache, &path)?;
-            Ok(Sources {
-                path,
-                digest,
-                is_dir: false,
-            })
+            archive_sources(cache, path)
         }
         SourceRef::Context(p) => {
             let path = resolve_in_context(context, p).map_err(|e| err(e.to_string()))?;
@@ -537,12 +542,7 @@ fn resolve_sources(
                     is_dir: true,
                 })
             } else {
-                let digest = file_digest(cache, &path)?;
-                Ok(Sources {
-                    path,
-                    digest,
-                    is_dir: false,
-                })
+                archive_sources(cache, path)
             }
         }
         SourceRef::Url(u) => {

@@ -57,6 +57,34 @@ pub fn toolchains() -> PathBuf {
         .clone()
 }
 
+/// The kernel cache setup filled (scripts/minimal-kernel.sh):
+/// `$BUNNY_KERNEL_CACHE`, else target/kernel-cache.
+pub fn kernel_cache() -> PathBuf {
+    let dir = std::env::var_os("BUNNY_KERNEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kernel-cache"));
+    assert!(
+        dir.is_dir(),
+        "no kernel cache at {}: run `bash scripts/setup.sh` (scripts/minimal-kernel.sh builds bunny's minimal kernel into it)",
+        dir.display()
+    );
+    dir
+}
+
+/// A copy of examples/NAME at `dest`, without a bunny.lock: a build of it
+/// resolves its layers as a new user's first build does.
+pub fn example_copy(name: &str, dest: &Path) {
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(name),
+        )
+        .arg(dest));
+    let _ = fs::remove_file(dest.join("bunny.lock"));
+}
+
 /// examples/hello-linux, once setup has put its kernel there.
 pub fn hello_linux() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello-linux");
